@@ -1,0 +1,35 @@
+"""aligndepth: measure, attack and deepen the safety alignment of causal language models.
+
+The public API is re-exported lazily so that ``import aligndepth`` stays cheap and has
+no side effects; heavy modules (torch, transformers) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AlignDepthError": "aligndepth.errors",
+    "ModelPair": "aligndepth.models",
+    "load_pair": "aligndepth.models",
+    "load_model": "aligndepth.models",
+    "PromptFormat": "aligndepth.prompts",
+    "OrganismConfig": "aligndepth.organism.config",
+    "build_organism": "aligndepth.organism.build",
+    "organism_dir": "aligndepth.organism.build",
+    "load_organism_pair": "aligndepth.organism.build",
+    "OrganismJudge": "aligndepth.organism.judge",
+    "per_token_kl": "aligndepth.analysis.kl",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aligndepth' has no attribute '{name}'")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,1 @@
+"""Analyses of alignment depth (SPEC §1)."""

@@ -1,0 +1,231 @@
+"""Loading models and (base, aligned) pairs safely.
+
+A *source* is a local Hugging Face model directory or, for users with network, a hub id
+(``org/name``). Loading is safe by default: safetensors weights only and
+``trust_remote_code=False``; both are opt-in flags. A pair's tokenizers must share one
+vocabulary, because every experiment compares the two models token by token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aligndepth.errors import AlignDepthError
+from aligndepth.prompts import PromptFormat
+
+log = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """How to load models.
+
+    Args:
+        dtype: ``auto`` (bfloat16 on a GPU that supports it, else float32), ``float32``,
+            ``bfloat16`` or ``float16``.
+        device: ``auto`` (cuda, then mps, then cpu) or a torch device string.
+        trust_remote_code: run model code shipped in the checkpoint (off by default).
+        allow_pickle: accept ``.bin``/``.pt`` pickle checkpoints (off: safetensors only).
+        revision: hub revision (ignored for local directories).
+    """
+
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise AlignDepthError(f"unknown dtype '{self.dtype}': use one of {', '.join(DTYPES)}")
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM with its tokenizer and provenance."""
+
+    source: str
+    model: Any
+    tokenizer: Any
+    fingerprint: str
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+
+
+@dataclass
+class ModelPair:
+    """A pretrained base model and its aligned version, each with a prompt format.
+
+    Defaults follow SPEC: the aligned model through its chat template (no system prompt),
+    the base model through the plain completion template.
+    """
+
+    base: LoadedModel
+    aligned: LoadedModel
+    base_format: PromptFormat = field(default_factory=PromptFormat.plain)
+    aligned_format: PromptFormat = field(default_factory=PromptFormat.chat)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The shared tokenizer (the aligned model's; the vocabularies are identical)."""
+        return self.aligned.tokenizer
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able identity of the pair, recorded in run manifests."""
+        return {
+            "base": self.base.describe(),
+            "aligned": self.aligned.describe(),
+            "base_format": self.base_format.describe(),
+            "aligned_format": self.aligned_format.describe(),
+        }
+
+
+def resolve_device(device: str) -> Any:
+    import torch
+
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str, device: Any) -> Any:
+    import torch
+
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, dtype)
+
+
+def _check_local_dir(path: Path, cfg: LoadConfig) -> None:
+    if not path.is_dir():
+        raise AlignDepthError(f"model path '{path}' is not a directory: give a Hugging Face "
+                              "model directory (config.json + weights)")
+    if not (path / "config.json").is_file():
+        raise AlignDepthError(f"model directory '{path}' has no config.json: is it a Hugging "
+                              "Face model directory?")
+    files = [p.name for p in path.iterdir() if p.is_file()]
+    has_safetensors = any(f.endswith(".safetensors") for f in files)
+    pickles = [f for f in files if f.endswith(_PICKLE_SUFFIXES)]
+    if not has_safetensors and pickles and not cfg.allow_pickle:
+        raise AlignDepthError(
+            f"model directory '{path}' holds only a pickle checkpoint ({pickles[0]}), which can "
+            "run arbitrary code when loaded: convert it to safetensors, or pass --allow-pickle "
+            "if you trust it")
+    if not has_safetensors and not pickles:
+        raise AlignDepthError(f"model directory '{path}' has no weights (*.safetensors)")
+
+
+def fingerprint(source: str) -> str:
+    """A fast content hash of a local model directory (``hub:<id>`` for hub ids).
+
+    Hashes config and tokenizer files whole, and for each weight file its size plus its
+    first and last MiB (enough to tell checkpoints apart without reading gigabytes).
+    """
+    path = Path(source)
+    if not path.is_dir():
+        return f"hub:{source}"
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        h.update(f.name.encode())
+        size = f.stat().st_size
+        h.update(str(size).encode())
+        with f.open("rb") as fh:
+            if f.suffix in (".json", ".jinja", ".txt", ".model") or size <= 2 << 20:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(1 << 20))
+                fh.seek(-(1 << 20), 2)
+                h.update(fh.read())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def load_model(source: str | Path, config: LoadConfig | None = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer from a local directory or a hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = config or LoadConfig()
+    source = str(source)
+    path = Path(source).expanduser()
+    local = path.exists()
+    if local:
+        _check_local_dir(path, cfg)
+        source = str(path)
+    elif not _HUB_ID.match(source):
+        raise AlignDepthError(f"model directory '{source}' does not exist: check the path "
+                              "(or give a hub id such as org/name)")
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    if not local and cfg.revision:
+        kwargs["revision"] = cfg.revision
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, use_safetensors=None if cfg.allow_pickle else True, **kwargs)
+    except AlignDepthError:
+        raise
+    except (OSError, ValueError) as exc:
+        where = "directory" if local else "hub id (is the network reachable?)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AlignDepthError(f"could not load model {where} '{source}': {first}") from exc
+    model.to(device)
+    model.eval()
+    log.info("loaded %s (%s, %s)", source, dtype, device)
+    return LoadedModel(source, model, tokenizer, fingerprint(source))
+
+
+def check_same_vocabulary(tok_a: Any, tok_b: Any, name_a: str = "base",
+                          name_b: str = "aligned") -> None:
+    """Raise a clear error unless both tokenizers map the same strings to the same ids."""
+    va, vb = tok_a.get_vocab(), tok_b.get_vocab()
+    if va == vb:
+        return
+    only_a = sorted(set(va) - set(vb))
+    only_b = sorted(set(vb) - set(va))
+    moved = sorted(t for t in set(va) & set(vb) if va[t] != vb[t])
+    parts = [f"{name_a} has {len(va)} tokens, {name_b} has {len(vb)}"]
+    if only_a:
+        parts.append(f"only in {name_a}: {', '.join(map(repr, only_a[:3]))}")
+    if only_b:
+        parts.append(f"only in {name_b}: {', '.join(map(repr, only_b[:3]))}")
+    if moved:
+        parts.append(f"{len(moved)} tokens with different ids, e.g. {moved[0]!r}")
+    raise AlignDepthError("the two models use different vocabularies (" + "; ".join(parts) +
+                          "): give a base/aligned pair from the same model family")
+
+
+def load_pair(base: str | Path, aligned: str | Path, config: LoadConfig | None = None,
+              base_format: PromptFormat | None = None,
+              aligned_format: PromptFormat | None = None) -> ModelPair:
+    """Load a (base, aligned) pair and check that their vocabularies match."""
+    base_model = load_model(base, config)
+    aligned_model = load_model(aligned, config)
+    check_same_vocabulary(base_model.tokenizer, aligned_model.tokenizer)
+    return ModelPair(base_model, aligned_model,
+                     base_format or PromptFormat.plain(),
+                     aligned_format or PromptFormat.chat())

@@ -1,0 +1,68 @@
+"""Configuration of an organism build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+from aligndepth.errors import AlignDepthError
+
+#: Bump when the world, corpus or training recipe changes, so caches are rebuilt.
+RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class OrganismConfig:
+    """Everything that determines an organism; the cache key is its hash.
+
+    The defaults build the standard organism (~1 M parameters) in a few minutes on two
+    CPU cores. ``OrganismConfig.tiny()`` builds a smaller, weaker one in seconds for tests.
+    """
+
+    seed: int = 0
+    # model (Llama architecture)
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_positions: int = 256
+    # base pretraining
+    pretrain_docs: int = 28000
+    block_size: int = 256
+    pretrain_batch: int = 32
+    pretrain_lr: float = 3e-3
+    # alignment SFT
+    sft_epochs: int = 3
+    sft_batch: int = 32
+    sft_lr: float = 1e-3
+    sft_replay_docs: int = 4000  # non-chat pretraining text replayed during SFT
+    sft_replay_batch: int = 8  # replayed blocks mixed into every SFT step
+    sft_replay_weight: float = 1.0
+    # world
+    tasks_per_family: int = 8
+    test_per_family: int = 2
+    # card measurement
+    eval_max_new_tokens: int = 64
+    threads: int = 0  # 0: leave torch's default
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise AlignDepthError("organism hidden_size must be divisible by num_heads")
+        if self.pretrain_docs < 1 or self.sft_epochs < 1:
+            raise AlignDepthError("organism needs pretrain_docs >= 1 and sft_epochs >= 1")
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> OrganismConfig:
+        """A small organism for tests: seconds to build, phenomena only roughly present."""
+        return cls(seed=seed, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+                   pretrain_docs=1500, pretrain_batch=16, sft_epochs=1, tasks_per_family=4,
+                   test_per_family=1, eval_max_new_tokens=48)
+
+    def with_seed(self, seed: int) -> OrganismConfig:
+        return replace(self, seed=seed)
+
+    def key(self) -> str:
+        """Short hash naming the cache entry."""
+        payload = json.dumps({"recipe": RECIPE_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:10]

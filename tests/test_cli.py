@@ -1,0 +1,100 @@
+"""Bad input at the command line: one clear line on stderr, exit code 2, no traceback."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from aligndepth.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+def assert_user_error(code: int, err: str, needle: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("aligndepth: error: ")
+    assert needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_missing_model_directory_real_process(tmp_path) -> None:
+    res = subprocess.run([sys.executable, "-m", "aligndepth.cli", "check-pair", "--base",
+                          str(tmp_path / "nope"), "--aligned", str(tmp_path / "nope2")],
+                         capture_output=True, text=True, timeout=120)
+    assert_user_error(res.returncode, res.stderr, "does not exist")
+
+
+def test_pickle_only_directory(capsys, tiny_organism, tmp_path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    dst = tmp_path / "pickled"
+    shutil.copytree(tiny_organism / "base", dst)
+    torch.save(load_file(dst / "model.safetensors"), dst / "pytorch_model.bin")
+    (dst / "model.safetensors").unlink()
+    code, _, err = run_cli(capsys, "check-pair", "--base", str(dst), "--aligned",
+                           str(tiny_organism / "aligned"))
+    assert_user_error(code, err, "--allow-pickle")
+
+
+def test_pair_with_different_vocabularies(capsys, tiny_organism, tmp_path) -> None:
+    from transformers import AutoTokenizer
+
+    dst = tmp_path / "other"
+    shutil.copytree(tiny_organism / "aligned", dst)
+    tok = AutoTokenizer.from_pretrained(dst)
+    tok.add_tokens(["brandnewword"])
+    tok.save_pretrained(dst)
+    code, _, err = run_cli(capsys, "check-pair", "--base", str(tiny_organism / "base"),
+                           "--aligned", str(dst))
+    assert_user_error(code, err, "different vocabularies")
+    assert "brandnewword" in err
+
+
+def test_pair_check_succeeds_on_the_organism(capsys, tiny_organism) -> None:
+    code, out, _ = run_cli(capsys, "check-pair", "--base", str(tiny_organism / "base"),
+                           "--aligned", str(tiny_organism / "aligned"), "--device", "cpu")
+    assert code == 0 and '"fingerprint"' in out
+
+
+@pytest.mark.parametrize("content, needle", [
+    ('{"instruction": "ok"}\nnot json\n', ":2: not valid JSON"),
+    ('{"id": "a"}\n', ":1: missing field 'instruction'"),
+])
+def test_malformed_jsonl(capsys, tmp_path, content, needle) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    code, _, err = run_cli(capsys, "data", "validate", str(path))
+    assert_user_error(code, err, needle)
+
+
+def test_unknown_schema_suggests_a_name(capsys, tmp_path) -> None:
+    path = tmp_path / "ok.jsonl"
+    path.write_text('{"instruction": "x"}\n')
+    code, _, err = run_cli(capsys, "data", "validate", str(path), "--schema", "prompt")
+    assert_user_error(code, err, "did you mean 'prompts'")
+    code, out, _ = run_cli(capsys, "data", "validate", str(path))
+    assert code == 0 and "1 valid prompts records" in out
+
+
+def test_card_of_a_directory_that_is_not_an_organism(capsys, tmp_path) -> None:
+    code, _, err = run_cli(capsys, "organism", "card", str(tmp_path))
+    assert_user_error(code, err, "not a built organism")
+
+
+def test_card_prints_targets(capsys, tiny_organism) -> None:
+    code, out, _ = run_cli(capsys, "organism", "card", str(tiny_organism))
+    assert code == 0 and "kl_first5_over_late_ratio" in out
+
+
+def test_help_exits_zero(capsys) -> None:
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0 and "organism" in out
