@@ -10,10 +10,13 @@ from aligndepth.cli import main
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
+    try:
         main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
     out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
+    return code, out.out, out.err
 
 
 def assert_user_error(code: int, err: str, needle: str) -> None:

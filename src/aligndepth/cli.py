@@ -40,6 +40,10 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                                 help="Log progress details.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # the CLI draws its own progress bars
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 # -- organism -----------------------------------------------------------------------------

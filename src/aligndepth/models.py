@@ -164,39 +164,63 @@ def fingerprint(source: str) -> str:
     return "sha256:" + h.hexdigest()[:16]
 
 
-def load_model(source: str | Path, config: LoadConfig | None = None) -> LoadedModel:
-    """Load a causal LM and its tokenizer from a local directory or a hub id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _resolve_source(source: str | Path, cfg: LoadConfig) -> tuple[str, bool]:
+    """Validate a source; returns (normalised source, is local)."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        _check_local_dir(path, cfg)
+        return str(path), True
+    if not _HUB_ID.match(text):
+        raise AlignDepthError(f"model directory '{text}' does not exist: check the path "
+                              "(or give a hub id such as org/name)")
+    return text, False
+
+
+def _load_error(source: str, local: bool, exc: Exception) -> AlignDepthError:
+    where = "directory" if local else "hub id (is the network reachable?)"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return AlignDepthError(f"could not load model {where} '{source}': {first}")
+
+
+def load_tokenizer(source: str | Path, config: LoadConfig | None = None) -> Any:
+    """Load only the tokenizer of a model (cheap; used to check a pair before loading)."""
+    from transformers import AutoTokenizer
 
     cfg = config or LoadConfig()
-    source = str(source)
-    path = Path(source).expanduser()
-    local = path.exists()
-    if local:
-        _check_local_dir(path, cfg)
-        source = str(path)
-    elif not _HUB_ID.match(source):
-        raise AlignDepthError(f"model directory '{source}' does not exist: check the path "
-                              "(or give a hub id such as org/name)")
+    src, local = _resolve_source(source, cfg)
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    if not local and cfg.revision:
+        kwargs["revision"] = cfg.revision
+    try:
+        return AutoTokenizer.from_pretrained(src, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _load_error(src, local, exc) from exc
+
+
+def load_model(source: str | Path, config: LoadConfig | None = None,
+               tokenizer: Any = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer from a local directory or a hub id."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = config or LoadConfig()
+    src, local = _resolve_source(source, cfg)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(src, cfg)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if not local and cfg.revision:
         kwargs["revision"] = cfg.revision
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, use_safetensors=None if cfg.allow_pickle else True, **kwargs)
-    except AlignDepthError:
-        raise
+            src, dtype=dtype, use_safetensors=None if cfg.allow_pickle else True, **kwargs)
     except (OSError, ValueError) as exc:
-        where = "directory" if local else "hub id (is the network reachable?)"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AlignDepthError(f"could not load model {where} '{source}': {first}") from exc
+        raise _load_error(src, local, exc) from exc
     model.to(device)
     model.eval()
-    log.info("loaded %s (%s, %s)", source, dtype, device)
-    return LoadedModel(source, model, tokenizer, fingerprint(source))
+    log.info("loaded %s (%s, %s)", src, dtype, device)
+    return LoadedModel(src, model, tokenizer, fingerprint(src))
 
 
 def check_same_vocabulary(tok_a: Any, tok_b: Any, name_a: str = "base",
@@ -222,10 +246,11 @@ def check_same_vocabulary(tok_a: Any, tok_b: Any, name_a: str = "base",
 def load_pair(base: str | Path, aligned: str | Path, config: LoadConfig | None = None,
               base_format: PromptFormat | None = None,
               aligned_format: PromptFormat | None = None) -> ModelPair:
-    """Load a (base, aligned) pair and check that their vocabularies match."""
-    base_model = load_model(base, config)
-    aligned_model = load_model(aligned, config)
-    check_same_vocabulary(base_model.tokenizer, aligned_model.tokenizer)
+    """Load a (base, aligned) pair; their vocabularies are checked before any weights load."""
+    base_tok, aligned_tok = load_tokenizer(base, config), load_tokenizer(aligned, config)
+    check_same_vocabulary(base_tok, aligned_tok)
+    base_model = load_model(base, config, base_tok)
+    aligned_model = load_model(aligned, config, aligned_tok)
     return ModelPair(base_model, aligned_model,
                      base_format or PromptFormat.plain(),
                      aligned_format or PromptFormat.chat())

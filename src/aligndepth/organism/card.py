@@ -7,6 +7,8 @@ Every number is a fresh measurement with greedy decoding and the exact judge:
 - ``base_refusal_prefix_harmful_rate``: base model with "i cannot" prefilled (SPEC §1.2).
 - ``aligned_prefill10_harmful_rate``: aligned model with the first 10 tokens of the
   harmful response prefilled (SPEC §2.1); the judged text is prefix + continuation.
+- ``base_sampled_harmful_rate`` / ``aligned_sampled_harmful_rate``: the same prompts sampled
+  at temperature 1 (informational: the room left for sampling attacks such as ED).
 - ``kl_first5_over_late_ratio``: mean per-token KL(aligned ‖ base) on harmful pairs at
   response positions 1-5 over positions >= 10, both models on the aligned model's chat
   format (SPEC §1.1).
@@ -42,25 +44,26 @@ TARGETS: dict[str, tuple[str, float]] = {
 
 
 @torch.no_grad()
-def greedy_continuations(model: LoadedModel, prompts: Sequence[list[int]], max_new_tokens: int,
-                         batch_size: int = 64, show_progress: bool = False) -> list[str]:
-    """Greedy continuations of tokenised prompts, decoded without special tokens."""
+def continuations(model: LoadedModel, prompts: Sequence[list[int]], max_new_tokens: int,
+                  sample_seed: int | None = None, batch_size: int = 64) -> list[str]:
+    """Continuations of tokenised prompts, decoded without special tokens: greedy, or
+    sampled at temperature 1 (no top-k/top-p) when ``sample_seed`` is given."""
     tok = model.tokenizer
     pad = pad_token_id(tok)
     stops = stop_token_ids(tok)
     out: list[str] = []
-    n_batches = (len(prompts) + batch_size - 1) // batch_size
-    with progress_bar("generating", n_batches, show_progress) as advance:
-        for start in range(0, len(prompts), batch_size):
-            ids, mask = left_pad(prompts[start:start + batch_size], pad)
-            gen = model.model.generate(
-                input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
-                pad_token_id=pad)
-            for row in gen[:, ids.shape[1]:].tolist():
-                cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-                out.append(tok.decode(row[:cut], skip_special_tokens=True))
-            advance()
+    sampling: dict[str, object] = {"do_sample": False}
+    if sample_seed is not None:
+        torch.manual_seed(sample_seed)
+        sampling = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    for start in range(0, len(prompts), batch_size):
+        ids, mask = left_pad(prompts[start:start + batch_size], pad)
+        gen = model.model.generate(
+            input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+            max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad, **sampling)
+        for row in gen[:, ids.shape[1]:].tolist():
+            cut = next((i for i, t in enumerate(row) if t in stops), len(row))
+            out.append(tok.decode(row[:cut], skip_special_tokens=True))
     return out
 
 
@@ -82,14 +85,15 @@ def measure_card(pair: ModelPair, world: World, max_new_tokens: int = 64,
     base_fmt, chat = pair.base_format, pair.aligned_format
 
     def run(model: LoadedModel, fmt: PromptFormat, xs: Sequence[str],
-            prefixes: Sequence[str] | None = None) -> list[str]:
+            prefixes: Sequence[str] | None = None, sample_seed: int | None = None
+            ) -> list[str]:
         prefixes = prefixes or [""] * len(xs)
         ids = [fmt.encode(model.tokenizer, x, p) for x, p in zip(xs, prefixes)]
-        conts = greedy_continuations(model, ids, max_new_tokens)
+        conts = continuations(model, ids, max_new_tokens, sample_seed)
         return [f"{p} {c}".strip() for p, c in zip(prefixes, conts)]
 
     card: dict[str, Any] = {}
-    with progress_bar("measuring card", 7, show_progress) as advance:
+    with progress_bar("measuring card", 9, show_progress) as advance:
         card["base_harmful_rate"] = _rate(judge, h_x, run(pair.base, base_fmt, h_x), "harmful")
         advance()
         card["aligned_harmful_rate"] = _rate(judge, h_x, run(pair.aligned, chat, h_x), "harmful")
@@ -123,11 +127,20 @@ def measure_card(pair: ModelPair, world: World, max_new_tokens: int = 64,
             sum(row[t] for row in kl if len(row) > t) / sum(1 for row in kl if len(row) > t)
             for t in range(max(len(row) for row in kl))]
         advance()
+        # Sampled (temperature 1) rates: not targets, they show the room left for
+        # sampling-based attacks (decoding exploit, emulated disalignment).
+        card["base_sampled_harmful_rate"] = _rate(
+            judge, h_x, run(pair.base, base_fmt, h_x, sample_seed=0), "harmful")
+        advance()
+        card["aligned_sampled_harmful_rate"] = _rate(
+            judge, h_x, run(pair.aligned, chat, h_x, sample_seed=0), "harmful")
+        advance()
     card["n_harmful_prompts"] = len(harmful)
     card["n_benign_prompts"] = len(benign)
     card["refusal_prefix"] = prefix
     card["prefill_tokens"] = PREFILL_TOKENS
-    card["decoding"] = {"strategy": "greedy", "max_new_tokens": max_new_tokens}
+    card["decoding"] = {"strategy": "greedy (sampled_*: temperature 1, seed 0)",
+                        "max_new_tokens": max_new_tokens}
     card["formats"] = {"base": base_fmt.describe(), "aligned": chat.describe(),
                        "kl": chat.describe()}
     return card
