@@ -19,16 +19,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from aligndepth.analysis.kl import response_kl
+from aligndepth.generation import GREEDY, SamplingParams, generate
 from aligndepth.models import LoadedModel, ModelPair
 from aligndepth.organism.datasets import harmful_pairs, prompt_records
 from aligndepth.organism.judge import OrganismJudge
 from aligndepth.organism.tokenizer import stop_token_ids
 from aligndepth.organism.world import REFUSAL_PREFIXES, World
 from aligndepth.progress import progress_bar
-from aligndepth.prompts import PromptFormat, left_pad, pad_token_id
+from aligndepth.prompts import PromptFormat, pad_token_id
 
 PREFILL_TOKENS = 10
 LATE_FROM = 10  # 1-based response position where "late" starts
@@ -43,28 +42,16 @@ TARGETS: dict[str, tuple[str, float]] = {
 }
 
 
-@torch.no_grad()
 def continuations(model: LoadedModel, prompts: Sequence[list[int]], max_new_tokens: int,
                   sample_seed: int | None = None, batch_size: int = 64) -> list[str]:
     """Continuations of tokenised prompts, decoded without special tokens: greedy, or
     sampled at temperature 1 (no top-k/top-p) when ``sample_seed`` is given."""
     tok = model.tokenizer
-    pad = pad_token_id(tok)
-    stops = stop_token_ids(tok)
-    out: list[str] = []
-    sampling: dict[str, object] = {"do_sample": False}
-    if sample_seed is not None:
-        torch.manual_seed(sample_seed)
-        sampling = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
-    for start in range(0, len(prompts), batch_size):
-        ids, mask = left_pad(prompts[start:start + batch_size], pad)
-        gen = model.model.generate(
-            input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-            max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad, **sampling)
-        for row in gen[:, ids.shape[1]:].tolist():
-            cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-            out.append(tok.decode(row[:cut], skip_special_tokens=True))
-    return out
+    params = GREEDY if sample_seed is None else SamplingParams(temperature=1.0)
+    rows = generate(model.model, prompts, params, max_new_tokens=max_new_tokens,
+                    stop_ids=stop_token_ids(tok), pad_id=pad_token_id(tok),
+                    seed=sample_seed or 0, batch_size=batch_size)
+    return [tok.decode(row, skip_special_tokens=True) for row in rows]
 
 
 def _rate(judge: OrganismJudge, instructions: Sequence[str], responses: Sequence[str],
