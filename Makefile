@@ -19,7 +19,6 @@ install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/aligndepth organism build
-	$(VENV)/bin/aligndepth organism card
 
 test: install
 	$(PY) -m pytest -q
