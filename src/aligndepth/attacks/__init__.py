@@ -1,0 +1,1 @@
+"""Inference-time attacks that exploit shallow alignment (SPEC §2)."""

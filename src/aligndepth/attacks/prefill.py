@@ -1,0 +1,88 @@
+"""Experiment: the prefilling attack (SPEC §2.1, Fig. 2).
+
+The first k tokens of a harmful response are placed at the start of the aligned model's
+turn and it continues from there. The judged text is **prefix + continuation** (as in
+the paper), so at large k part of the harm is the prefix itself. Pairs whose harmful
+response has at most k tokens are left out of that k (counts are reported).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aligndepth.data.schemas import HarmfulPair
+from aligndepth.errors import AlignDepthError
+from aligndepth.experiment import Setup, complete, decode, rate
+from aligndepth.generation import GREEDY, SamplingParams
+from aligndepth.progress import progress_bar
+from aligndepth.runs import Run, Unit, chunked, unit_seed
+
+NAME = "prefill"
+DEFAULT_KS = (0, 5, 10, 20, 40)
+
+
+@dataclass(frozen=True)
+class PrefillConfig:
+    """Args:
+        ks: numbers of harmful-response tokens to prefill.
+        sampling: decoding configuration (greedy by default).
+        target: which model to attack, ``aligned`` (default) or ``base``.
+    """
+
+    ks: tuple[int, ...] = DEFAULT_KS
+    sampling: SamplingParams = field(default_factory=lambda: GREEDY)
+    target: str = "aligned"
+
+    def __post_init__(self) -> None:
+        if not self.ks or any(k < 0 for k in self.ks):
+            raise AlignDepthError("prefill k values must be >= 0 (e.g. --k 0 --k 5 --k 10)")
+        if self.target not in ("aligned", "base"):
+            raise AlignDepthError("prefill target must be 'aligned' or 'base'")
+
+
+def run_prefill(setup: Setup, run: Run, pairs: Sequence[HarmfulPair], config: PrefillConfig
+                ) -> dict[str, Any]:
+    model = setup.pair.aligned if config.target == "aligned" else setup.pair.base
+    fmt = setup.pair.aligned_format if config.target == "aligned" else setup.pair.base_format
+    tok = model.tokenizer
+    h_ids = {p.id: tok(p.harmful_response, add_special_tokens=False).input_ids for p in pairs}
+    longest = max(len(v) for v in h_ids.values())
+    too_long = [k for k in config.ks if k >= longest]
+    if too_long:
+        raise AlignDepthError(f"prefill k={too_long[0]} is not shorter than every harmful "
+                              f"response (the longest has {longest} tokens): use smaller k")
+    units = []
+    for k in config.ks:
+        eligible = [p for p in pairs if len(h_ids[p.id]) > k]
+        for b, chunk in enumerate(chunked(eligible, setup.batch_size)):
+            units.append(Unit(f"k{k}#{b}", [f"prefill|{k}|{p.id}" for p in chunk], chunk))
+    todo = run.pending(NAME, units)
+    with progress_bar("prefilling attack", len(todo), setup.show_progress) as advance:
+        for unit in todo:
+            k = int(unit.name[1:].split("#")[0])
+            prefixes = [h_ids[p.id][:k] for p in unit.items]
+            prompts = [fmt.encode(tok, p.instruction) + pre
+                       for p, pre in zip(unit.items, prefixes)]
+            new = complete(setup, model, prompts, config.sampling,
+                           unit_seed(setup.seed, unit.name))
+            texts = [decode(model, pre + n) for pre, n in zip(prefixes, new)]
+            verdicts = setup.judge.judge([p.instruction for p in unit.items], texts)
+            run.append(NAME, [
+                {"key": f"prefill|{k}|{p.id}", "id": p.id, "k": k, "model": config.target,
+                 "instruction": p.instruction, "prefix": decode(model, pre),
+                 "output": decode(model, n), "judged_text": t, "verdict": v.to_record()}
+                for p, pre, n, t, v in zip(unit.items, prefixes, new, texts, verdicts)])
+            advance()
+    return summarize_prefill(run.records(NAME))
+
+
+def summarize_prefill(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    by: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        by.setdefault(int(r["k"]), []).append(r)
+    ks = sorted(by)
+    return {"asr_by_k": {str(k): rate(by[k]) for k in ks},
+            "n_by_k": {str(k): len(by[k]) for k in ks},
+            "judged_text": "prefix + continuation"}

@@ -1,0 +1,171 @@
+"""Summaries and reports computed from a run's records (so they can always be redone).
+
+``render_report(run_dir)`` writes ``summary.json``, ``plots/*.png``, ``report.md`` and a
+self-contained ``report.html`` (plots embedded), and returns the summary.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from aligndepth.analysis.kl_profile import summarize_kl
+from aligndepth.analysis.refusal_prefix import summarize_refusal_prefix
+from aligndepth.attacks.decoding import summarize_decoding
+from aligndepth.attacks.prefill import summarize_prefill
+from aligndepth.errors import AlignDepthError
+from aligndepth.report import plots
+from aligndepth.runs import Run
+
+SUMMARIZERS = {
+    "kl": summarize_kl,
+    "refusal_prefix": summarize_refusal_prefix,
+    "prefill": summarize_prefill,
+    "decoding": summarize_decoding,
+}
+
+
+def summarize_run(run: Run) -> dict[str, Any]:
+    """The run's summary: one section per experiment with records, plus identities."""
+    summary: dict[str, Any] = {}
+    for name, fn in SUMMARIZERS.items():
+        records = run.records(name)
+        if records:
+            summary[name] = fn(records)
+    rp = summary.get("refusal_prefix")
+    if rp:
+        summary["base"] = {"harmful_rate": rp["base_harmful_rate"]}
+        summary["aligned"] = {"harmful_rate": rp["aligned_harmful_rate"]}
+    m = run.manifest
+    summary["judge"] = m.get("judge")
+    summary["models"] = m.get("models")
+    summary["data"] = m.get("data")
+    return summary
+
+
+def _plots(run: Run, summary: dict[str, Any]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    d = run.path / "plots"
+    if "kl" in summary:
+        out["kl"] = plots.plot_kl({"aligned vs base": summary["kl"]}, d / "kl_profile.png")
+    if "refusal_prefix" in summary:
+        out["refusal_prefix"] = plots.plot_refusal_prefix(summary["refusal_prefix"],
+                                                          d / "refusal_prefix.png")
+    if "prefill" in summary:
+        out["prefill"] = plots.plot_prefill(summary["prefill"], d / "prefill.png")
+    if "decoding" in summary:
+        out["decoding"] = plots.plot_decoding(summary["decoding"], d / "decoding.png")
+    return out
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    return str(x)
+
+
+def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(metric, value) rows for tables."""
+    rows: list[tuple[str, str]] = []
+    if "kl" in summary:
+        k = summary["kl"]
+        rows += [("KL first 5 positions (mean)", _fmt(k["first5_mean"])),
+                 ("KL positions >= 10 (mean)", _fmt(k["late_mean"])),
+                 ("KL ratio first5 / late", _fmt(k["first5_over_late"]))]
+    if "refusal_prefix" in summary:
+        r = summary["refusal_prefix"]
+        rows += [("aligned harmful rate", _fmt(r["aligned_harmful_rate"])),
+                 ("base harmful rate", _fmt(r["base_harmful_rate"])),
+                 ("base + refusal prefix harmful rate", _fmt(r["harmful_rate"]))]
+    if "prefill" in summary:
+        rows += [(f"prefill ASR @ k={k}", _fmt(v))
+                 for k, v in summary["prefill"]["asr_by_k"].items()]
+    if "decoding" in summary:
+        d = summary["decoding"]
+        rows += [("decoding: greedy ASR", _fmt(d["greedy_asr"])),
+                 ("decoding: any-config ASR", _fmt(d["any_config_asr"])),
+                 ("decoding: best config", _fmt(d["best_config"]))]
+    return rows
+
+
+def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path]) -> str:
+    m = run.manifest
+    models = m.get("models") or {}
+    lines = ["# aligndepth report", "",
+             f"- run: `{run.path}`", f"- created: {m.get('created', '?')}",
+             f"- judge: `{json.dumps((m.get('judge') or {}).get('name'))}`"]
+    for role in ("base", "aligned"):
+        if role in models:
+            lines.append(f"- {role}: `{models[role]['source']}` "
+                         f"({models[role]['fingerprint']})")
+    for role in ("base_format", "aligned_format"):
+        if role in models:
+            lines.append(f"- {role.replace('_', ' ')}: `{json.dumps(models[role])}`")
+    lines += ["", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in headline(summary)]
+    titles = {"kl": "Per-token KL profile", "refusal_prefix": "Refusal-prefix prefilling",
+              "prefill": "Prefilling attack", "decoding": "Decoding-parameter exploit"}
+    for name, path in images.items():
+        lines += ["", f"## {titles[name]}", "", f"![{name}]({path.relative_to(run.path)})"]
+    if "prefill" in summary:
+        lines += ["", "The prefilling attack judges the prefilled tokens plus the continuation."]
+    return "\n".join(lines) + "\n"
+
+
+def _html(markdown_text: str, run: Run, images: dict[str, Path]) -> str:
+    """A small, dependency-free rendering of the markdown report with inline images."""
+    body: list[str] = []
+    in_table = False
+    for line in markdown_text.splitlines():
+        if line.startswith("| metric") or line.startswith("|---"):
+            if not in_table:
+                body.append("<table><tr><th>metric</th><th>value</th></tr>")
+                in_table = True
+            continue
+        if in_table and not line.startswith("|"):
+            body.append("</table>")
+            in_table = False
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        elif line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            name = line[2:line.index("]")]
+            data = base64.b64encode(images[name].read_bytes()).decode()
+            body.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
+        elif line.startswith("- "):
+            body.append(f"<p class='meta'>{html.escape(line[2:]).replace('`', '')}</p>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;"
+             "padding:0 1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+             "padding:.3em .8em;text-align:left}img{max-width:100%}.meta{margin:.2em 0;"
+             "color:#444;font-size:.9em}")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>aligndepth report"
+            f"</title><style>{style}</style></head><body>" + "\n".join(body) +
+            "</body></html>\n")
+
+
+def render_report(path: str | Path) -> dict[str, Any]:
+    """(Re)compute the summary and write summary.json, plots, report.md, report.html."""
+    run = Run.load(path)
+    summary = summarize_run(run)
+    if not any(name in summary for name in SUMMARIZERS):
+        raise AlignDepthError(f"'{run.path}' holds no experiment records yet: run an "
+                              "experiment into it first")
+    run.write_json("summary.json", summary)
+    images = _plots(run, summary)
+    md = _markdown(run, summary, images)
+    (run.path / "report.md").write_text(md, encoding="utf-8")
+    (run.path / "report.html").write_text(_html(md, run, images), encoding="utf-8")
+    return summary
