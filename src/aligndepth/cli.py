@@ -162,6 +162,158 @@ def data_validate(
     typer.echo(f"{file}: {len(records)} valid {schema} records")
 
 
+# -- experiments --------------------------------------------------------------------------
+
+Base = Annotated[str | None, typer.Option(help="Base model: local directory or hub id "
+                                          "(default: the organism).")]
+Aligned = Annotated[str | None, typer.Option(help="Aligned model: local directory or hub id "
+                                             "(default: the organism).")]
+Data = Annotated[Path | None, typer.Option(help="JSONL in the harmful_pairs (or prompts) "
+                                           "schema (default: the organism's held-out set).")]
+JudgeName = Annotated[str | None, typer.Option("--judge", help="Judge: organism (default on "
+                                               "the organism), keyword (default otherwise).")]
+Out = Annotated[Path | None, typer.Option(help="Run directory (default: runs/<command>-"
+                                          "<models>). Rerun the same command to resume.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace a run directory that holds a "
+                                         "different run.")]
+Seed = Annotated[int, typer.Option(help="Seed for sampling.")]
+Limit = Annotated[int | None, typer.Option(help="Use only the first N prompts.")]
+MaxNew = Annotated[int, typer.Option(help="Maximum new tokens per response.")]
+Batch = Annotated[int, typer.Option(help="Prompts per batch.")]
+BaseFormat = Annotated[str, typer.Option(help="Base model's prompt format: plain or chat.")]
+BaseTemplate = Annotated[str | None, typer.Option(help="Plain template for the base model "
+                                                  "(must contain {instruction}).")]
+AlignedSystem = Annotated[str | None, typer.Option(help="System prompt for the aligned "
+                                                   "model's chat template (default none).")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
+Dtype = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")]
+AllowPickle = Annotated[bool, typer.Option(help="Accept pickle checkpoints (can run code).")]
+TrustCode = Annotated[bool, typer.Option(help="Run model code shipped with checkpoints.")]
+Ks = Annotated[list[int] | None, typer.Option("--k", help="Prefilled tokens (repeat the "
+                                              "option; default 0 5 10 20 40).")]
+Samples = Annotated[int, typer.Option(help="Samples per decoding configuration.")]
+Prefixes = Annotated[list[str] | None, typer.Option("--prefix", help="Refusal prefix (repeat;"
+                                                    " default 'I cannot', 'I apologize, but "
+                                                    "I cannot').")]
+
+
+def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligned: str | None,
+         data: Path | None, judge: str | None, out: Path | None, overwrite: bool, seed: int,
+         limit: int | None, max_new_tokens: int, batch_size: int, base_format: str,
+         base_template: str | None, aligned_system: str | None, device: str, dtype: str,
+         allow_pickle: bool, trust_remote_code: bool, quiet: bool, ks: list[int] | None = None,
+         samples_per_config: int = 1, prefixes: list[str] | None = None) -> None:
+    from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig
+    from aligndepth.attacks.decoding import DecodingConfig
+    from aligndepth.attacks.prefill import DEFAULT_KS, PrefillConfig
+    from aligndepth.audit import AuditConfig, open_setup, run_experiments
+    from aligndepth.models import LoadConfig
+    from aligndepth.prompts import DEFAULT_PLAIN_TEMPLATE, PromptFormat
+
+    config = AuditConfig(
+        experiments=experiments, limit=limit, seed=seed, max_new_tokens=max_new_tokens,
+        batch_size=batch_size, prefill=PrefillConfig(ks=tuple(ks or DEFAULT_KS)),
+        decoding=DecodingConfig(samples_per_config=samples_per_config),
+        refusal_prefix=RefusalPrefixConfig(prefixes=tuple(prefixes)) if prefixes
+        else RefusalPrefixConfig())
+    if base_format == "plain":
+        bfmt = PromptFormat.plain(base_template or DEFAULT_PLAIN_TEMPLATE)
+    elif base_format == "chat":
+        bfmt = PromptFormat.chat()
+    else:
+        raise AlignDepthError(f"unknown --base-format '{base_format}': use plain or chat")
+    setup = open_setup(base, aligned, judge=judge, seed=seed, batch_size=batch_size,
+                       max_new_tokens=max_new_tokens, show_progress=not quiet,
+                       load=LoadConfig(dtype=dtype, device=device, allow_pickle=allow_pickle,
+                                       trust_remote_code=trust_remote_code),
+                       base_format=bfmt, aligned_format=PromptFormat.chat(aligned_system))
+    if out is None:
+        slug = "organism" if setup.organism else Path(str(aligned)).name or "pair"
+        out = Path("runs") / f"{command}-{slug}"
+    summary = run_experiments(setup, out, config, data, overwrite=overwrite)
+    _print_summary(summary, out)
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from aligndepth.report.render import headline
+
+    table = Table(title=f"aligndepth summary ({out})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in headline(summary):
+        table.add_row(name, value)
+    Console().print(table)
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command("audit")
+def audit_cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
+              judge: JudgeName = None, out: Out = None, overwrite: Overwrite = False,
+              seed: Seed = 0, limit: Limit = None, max_new_tokens: MaxNew = 64,
+              batch_size: Batch = 32, base_format: BaseFormat = "plain",
+              base_template: BaseTemplate = None, aligned_system: AlignedSystem = None,
+              device: Device = "auto", dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
+              trust_remote_code: TrustCode = False, k: Ks = None,
+              samples_per_config: Samples = 1, prefix: Prefixes = None,
+              experiments: Annotated[str, typer.Option(help="Comma-separated subset of kl,"
+                                                       "refusal_prefix,prefill,decoding.")]
+              = "kl,refusal_prefix,prefill,decoding",
+              quiet: Quiet = False) -> None:
+    """Audit a pair: KL profile, refusal prefixes, prefilling and decoding attacks, report.
+
+    Writes RUN/summary.json, RUN/report.md and RUN/report.html (plots embedded).
+    """
+    _run("audit", tuple(e.strip() for e in experiments.split(",") if e.strip()),
+         base=base, aligned=aligned, data=data, judge=judge, out=out, overwrite=overwrite,
+         seed=seed, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
+         base_format=base_format, base_template=base_template, aligned_system=aligned_system,
+         device=device, dtype=dtype, allow_pickle=allow_pickle,
+         trust_remote_code=trust_remote_code, quiet=quiet, ks=k,
+         samples_per_config=samples_per_config, prefixes=prefix)
+
+
+def _single(command: str, experiment: str, doc: str) -> None:
+    def cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
+            judge: JudgeName = None, out: Out = None, overwrite: Overwrite = False,
+            seed: Seed = 0, limit: Limit = None, max_new_tokens: MaxNew = 64,
+            batch_size: Batch = 32, base_format: BaseFormat = "plain",
+            base_template: BaseTemplate = None, aligned_system: AlignedSystem = None,
+            device: Device = "auto", dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
+            trust_remote_code: TrustCode = False, k: Ks = None,
+            samples_per_config: Samples = 1, prefix: Prefixes = None,
+            quiet: Quiet = False) -> None:
+        _run(command, (experiment,), base=base, aligned=aligned, data=data, judge=judge,
+             out=out, overwrite=overwrite, seed=seed, limit=limit,
+             max_new_tokens=max_new_tokens, batch_size=batch_size, base_format=base_format,
+             base_template=base_template, aligned_system=aligned_system, device=device,
+             dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+             quiet=quiet, ks=k, samples_per_config=samples_per_config, prefixes=prefix)
+
+    cmd.__doc__ = doc
+    app.command(command)(cmd)
+
+
+_single("kl", "kl", "Per-token KL(aligned || base) on harmful pairs (SPEC 1.1).")
+_single("refusal-prefix", "refusal_prefix",
+        "Base model with refusal prefixes prefilled, beside base and aligned (SPEC 1.2).")
+_single("prefill", "prefill",
+        "Prefilling attack: ASR vs k prefilled harmful tokens (SPEC 2.1); judged text is "
+        "prefix + continuation.")
+_single("decoding", "decoding",
+        "Decoding-parameter exploit: 49 sampling configurations per prompt (SPEC 2.2).")
+
+
+@app.command("report")
+def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Re-render summary.json, report.md and report.html from a run's records."""
+    from aligndepth.report.render import render_report
+
+    _print_summary(render_report(run_dir), run_dir)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     try:

@@ -1,0 +1,142 @@
+"""Run a set of experiments into one run directory and render its report.
+
+``audit()`` runs the KL profile, refusal-prefix prefilling, the prefilling attack and the
+decoding exploit on a model pair (the organism by default); the single-experiment CLI
+commands call :func:`run_experiments` with one experiment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aligndepth.analysis.kl_profile import KLConfig, run_kl
+from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig, run_refusal_prefix
+from aligndepth.attacks.decoding import DecodingConfig, run_decoding
+from aligndepth.attacks.prefill import PrefillConfig, run_prefill
+from aligndepth.data.loading import resolve_data
+from aligndepth.data.schemas import HarmfulPair, PromptRecord
+from aligndepth.errors import AlignDepthError, did_you_mean
+from aligndepth.experiment import Setup
+from aligndepth.judges.registry import make_judge
+from aligndepth.models import LoadConfig, load_pair
+from aligndepth.prompts import PromptFormat
+from aligndepth.report.render import render_report
+from aligndepth.runs import Run, file_digest
+
+log = logging.getLogger(__name__)
+
+EXPERIMENTS = ("kl", "refusal_prefix", "prefill", "decoding")
+NEEDS_PAIRS = {"kl", "prefill"}
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Which experiments to run and how; ``limit`` caps prompts per experiment."""
+
+    experiments: tuple[str, ...] = EXPERIMENTS
+    kl: KLConfig = field(default_factory=KLConfig)
+    refusal_prefix: RefusalPrefixConfig = field(default_factory=RefusalPrefixConfig)
+    prefill: PrefillConfig = field(default_factory=PrefillConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    limit: int | None = None
+    seed: int = 0
+    max_new_tokens: int = 64
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        for name in self.experiments:
+            if name not in EXPERIMENTS:
+                raise AlignDepthError(f"unknown experiment '{name}'"
+                                      f"{did_you_mean(name, EXPERIMENTS)}; choose from "
+                                      f"{', '.join(EXPERIMENTS)}")
+        if not self.experiments:
+            raise AlignDepthError("choose at least one experiment")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise AlignDepthError("max_new_tokens and batch_size must be at least 1")
+
+    def identity(self) -> dict[str, Any]:
+        """The part of the config that shapes results (recorded, compared on resume)."""
+        out: dict[str, Any] = {"limit": self.limit, "max_new_tokens": self.max_new_tokens,
+                               "batch_size": self.batch_size}
+        for name in self.experiments:
+            out[name] = asdict(getattr(self, name))
+        return out
+
+
+def open_setup(base: str | None = None, aligned: str | None = None, *,
+               judge: str | None = None, load: LoadConfig | None = None,
+               base_format: PromptFormat | None = None,
+               aligned_format: PromptFormat | None = None, seed: int = 0,
+               batch_size: int = 32, max_new_tokens: int = 64, show_progress: bool = True
+               ) -> Setup:
+    """Models and judge: the given pair, or the organism when neither model is given.
+
+    The judge defaults to ``organism`` on the organism and ``keyword`` otherwise.
+    """
+    from aligndepth.organism.build import build_organism
+
+    if (base is None) != (aligned is None):
+        raise AlignDepthError("give both --base and --aligned, or neither (the organism)")
+    organism: Path | None = None
+    if base is None:
+        organism = build_organism(show_progress=show_progress)
+        base, aligned = str(organism / "base"), str(organism / "aligned")
+    assert aligned is not None
+    judge_obj = make_judge(judge or ("organism" if organism else "keyword"), organism)
+    pair = load_pair(base, aligned, load, base_format, aligned_format)
+    return Setup(pair, judge_obj, organism, seed=seed, batch_size=batch_size,
+                 max_new_tokens=max_new_tokens, show_progress=show_progress)
+
+
+def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig
+               ) -> tuple[list[HarmfulPair] | None, list[PromptRecord], dict[str, Any]]:
+    """Harmful pairs (when the data has responses) and prompts, with provenance."""
+    pairs: list[HarmfulPair] | None = None
+    try:
+        pairs, used = resolve_data(HarmfulPair, path, setup.organism, limit=config.limit)
+        prompts = [PromptRecord(p.instruction, id=p.id, category=p.category, split=p.split)
+                   for p in pairs]
+    except AlignDepthError as exc:
+        if "missing field 'harmful_response'" not in str(exc):
+            raise
+        prompts, used = resolve_data(PromptRecord, path, setup.organism, limit=config.limit)
+    if pairs is None:
+        wanted = sorted(NEEDS_PAIRS.intersection(config.experiments))
+        if wanted:
+            raise AlignDepthError(
+                f"{', '.join(wanted)} need harmful responses, and '{used}' has none: give "
+                "--data in the harmful_pairs schema, or choose other experiments")
+    provenance = {"path": str(used), "digest": file_digest(used), "n": len(prompts)}
+    return pairs, prompts, provenance
+
+
+def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
+                    data: str | Path | None = None, overwrite: bool = False
+                    ) -> dict[str, Any]:
+    """Run ``config.experiments`` into ``out`` (resuming if it holds this run)."""
+    pairs, prompts, provenance = _load_data(data, setup, config)
+    manifest = {
+        "experiments": list(config.experiments),
+        "config": config.identity(),
+        "models": setup.pair.describe(),
+        "judge": setup.judge.describe(),
+        "data": provenance,
+        "seed": setup.seed,
+    }
+    run = Run.open(out, manifest, overwrite=overwrite)
+    for name in config.experiments:
+        log.info("running %s", name)
+        if name == "kl":
+            assert pairs is not None
+            run_kl(setup, run, pairs, config.kl)
+        elif name == "refusal_prefix":
+            run_refusal_prefix(setup, run, prompts, config.refusal_prefix)
+        elif name == "prefill":
+            assert pairs is not None
+            run_prefill(setup, run, pairs, config.prefill)
+        elif name == "decoding":
+            run_decoding(setup, run, prompts, config.decoding)
+    return render_report(run.path)
