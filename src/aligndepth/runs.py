@@ -104,6 +104,7 @@ class Run:
                 or holds files that are not a run.
         """
         root = Path(path).expanduser()
+        manifest = json.loads(json.dumps(manifest, default=str))  # compare as stored
         old_path = root / MANIFEST
         if old_path.is_file():
             old = json.loads(old_path.read_text())

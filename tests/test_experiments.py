@@ -1,0 +1,132 @@
+"""Experiments on the tiny organism: mechanics, summaries, resume, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from aligndepth.attacks.decoding import decoding_grid
+from aligndepth.audit import AuditConfig, open_setup, run_experiments
+from aligndepth.attacks.prefill import PrefillConfig
+from aligndepth.errors import AlignDepthError
+from aligndepth.models import LoadConfig
+from aligndepth.report.render import render_report
+from aligndepth.runs import Run
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_organism):
+    s = open_setup(str(tiny_organism / "base"), str(tiny_organism / "aligned"),
+                   judge="keyword", load=LoadConfig(device="cpu"), show_progress=False,
+                   max_new_tokens=16, batch_size=4)
+    s.organism = tiny_organism  # default data from the tiny organism
+    return s
+
+
+def test_decoding_grid_has_the_papers_49_configurations() -> None:
+    grid = decoding_grid()
+    assert len(grid) == 49 and len({n for n, _ in grid}) == 49
+
+
+def test_audit_writes_summary_report_and_records(setup, tmp_path) -> None:
+    config = AuditConfig(limit=5, prefill=PrefillConfig(ks=(0, 2, 5)))
+    summary = run_experiments(setup, tmp_path / "run", config)
+    for path in ("summary.json", "report.md", "report.html", "manifest.json",
+                 "plots/kl_profile.png", "plots/decoding.png"):
+        assert (tmp_path / "run" / path).is_file(), path
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(s["prefill"]["asr_by_k"]) == {"0", "2", "5"}
+    for key in ("first5_mean", "late_mean"):
+        assert key in s["kl"]
+    for section, key in (("refusal_prefix", "harmful_rate"), ("base", "harmful_rate"),
+                         ("aligned", "harmful_rate"), ("decoding", "greedy_asr"),
+                         ("decoding", "any_config_asr")):
+        assert s[section][key] is not None
+    assert s["judge"]["name"] == "keyword"
+    assert s["models"]["aligned"]["fingerprint"].startswith("sha256:")
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4
+    run = Run.load(tmp_path / "run")
+    assert len(run.records("decoding")) == 5 * 50
+    prefix_records = [r for r in run.records("prefill") if r["k"] == 5]
+    assert all(r["judged_text"].startswith(r["prefix"][:5]) for r in prefix_records)
+    # re-rendering from records gives the same summary
+    assert render_report(tmp_path / "run") == summary
+
+
+def test_rerun_resumes_and_different_config_is_refused(setup, tmp_path) -> None:
+    config = AuditConfig(experiments=("prefill",), limit=4, prefill=PrefillConfig(ks=(0, 3)))
+    first = run_experiments(setup, tmp_path / "run", config)
+    again = run_experiments(setup, tmp_path / "run", config)
+    assert first == again
+    assert len(Run.load(tmp_path / "run").records("prefill")) == 8
+    other = AuditConfig(experiments=("prefill",), limit=4, prefill=PrefillConfig(ks=(0, 2)))
+    with pytest.raises(AlignDepthError, match="different config.*--overwrite"):
+        run_experiments(setup, tmp_path / "run", other)
+    run_experiments(setup, tmp_path / "run", other, overwrite=True)
+
+
+def test_bad_inputs_are_user_errors(setup, tmp_path) -> None:
+    with pytest.raises(AlignDepthError, match="not shorter than every harmful response"):
+        run_experiments(setup, tmp_path / "a", AuditConfig(experiments=("prefill",), limit=2,
+                                                           prefill=PrefillConfig(ks=(500,))))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(AlignDepthError, match="holds no records"):
+        run_experiments(setup, tmp_path / "b", AuditConfig(), data=empty)
+    prompts_only = tmp_path / "prompts.jsonl"
+    prompts_only.write_text('{"instruction": "how do i x ?"}\n')
+    with pytest.raises(AlignDepthError, match="need harmful responses"):
+        run_experiments(setup, tmp_path / "c", AuditConfig(), data=prompts_only)
+    with pytest.raises(AlignDepthError, match="did you mean 'prefill'"):
+        AuditConfig(experiments=("prefil",))
+
+
+def test_torn_last_line_is_dropped(tmp_path) -> None:
+    run = Run.open(tmp_path / "r", {"experiments": ["x"]})
+    run.append("x", [{"key": "a", "v": 1}])
+    with run.records_path("x").open("a") as fh:
+        fh.write('{"key": "b", "v"')
+    reopened = Run.open(tmp_path / "r", {"experiments": ["x"]})
+    assert [r["key"] for r in reopened.records("x")] == ["a"]
+    reopened.append("x", [{"key": "b", "v": 2}, {"key": "a", "v": 9}])
+    assert [r["key"] for r in reopened.records("x")] == ["a", "b"]
+
+
+def _prefill_cmd(tiny_organism, out):
+    return [sys.executable, "-m", "aligndepth.cli", "prefill", "--base",
+            str(tiny_organism / "base"), "--aligned", str(tiny_organism / "aligned"),
+            "--judge", "keyword", "--device", "cpu", "--batch-size", "1", "--limit", "30",
+            "--max-new-tokens", "24", "--quiet", "--out", str(out),
+            "--data", str(tiny_organism / "data" / "harmful_pairs.jsonl")]
+
+
+def test_kill_9_then_rerun_equals_an_uninterrupted_run(tiny_organism, tmp_path) -> None:
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    res = subprocess.run(_prefill_cmd(tiny_organism, full), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    expected = sorted(Run.load(full).records("prefill"), key=lambda r: r["key"])
+    proc = subprocess.Popen(_prefill_cmd(tiny_organism, killed), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    records = killed / "records" / "prefill.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if records.is_file() and records.read_text().count("\n") >= 10:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = Run.load(killed).records("prefill")
+    assert 0 < len(partial) < len(expected), "the run was not interrupted part-way"
+    res = subprocess.run(_prefill_cmd(tiny_organism, killed), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    resumed = Run.load(killed).records("prefill")
+    keys = [r["key"] for r in resumed]
+    assert len(keys) == len(set(keys)), "duplicated records"
+    assert sorted(resumed, key=lambda r: r["key"]) == expected
