@@ -101,3 +101,29 @@ def test_card_prints_targets(capsys, tiny_organism) -> None:
 def test_help_exits_zero(capsys) -> None:
     code, out, _ = run_cli(capsys, "--help")
     assert code == 0 and "organism" in out
+
+
+def _tiny_args(tiny_organism, out) -> list[str]:
+    return ["--base", str(tiny_organism / "base"), "--aligned", str(tiny_organism / "aligned"),
+            "--device", "cpu", "--quiet", "--limit", "3", "--max-new-tokens", "8",
+            "--out", str(out), "--data", str(tiny_organism / "data" / "harmful_pairs.jsonl")]
+
+
+def test_experiment_bad_inputs_exit_2(capsys, tiny_organism, tmp_path) -> None:
+    args = _tiny_args(tiny_organism, tmp_path / "run")
+    code, _, err = run_cli(capsys, "prefill", *args, "--judge", "keywrd")
+    assert_user_error(code, err, "did you mean 'keyword'")
+    code, _, err = run_cli(capsys, "prefill", *args, "--judge", "keyword", "--k", "900")
+    assert_user_error(code, err, "not shorter than every harmful response")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    code, _, err = run_cli(capsys, "kl", *args[:-2], "--data", str(empty), "--judge", "keyword")
+    assert_user_error(code, err, "holds no records")
+    code, out, _ = run_cli(capsys, "prefill", *args, "--judge", "keyword", "--k", "2")
+    assert code == 0 and "prefill ASR @ k=2" in out
+    before = (tmp_path / "run" / "records" / "prefill.jsonl").read_text()
+    code, _, err = run_cli(capsys, "prefill", *args, "--judge", "keyword", "--k", "3")
+    assert_user_error(code, err, "different config")
+    assert (tmp_path / "run" / "records" / "prefill.jsonl").read_text() == before
+    code, out, _ = run_cli(capsys, "report", str(tmp_path / "run"))
+    assert code == 0 and "report.html" in out

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from aligndepth.attacks.decoding import decoding_grid
-from aligndepth.audit import AuditConfig, open_setup, run_experiments
 from aligndepth.attacks.prefill import PrefillConfig
+from aligndepth.audit import AuditConfig, open_setup, run_experiments
 from aligndepth.errors import AlignDepthError
 from aligndepth.models import LoadConfig
 from aligndepth.report.render import render_report

@@ -15,7 +15,7 @@ from typing import Any
 from aligndepth.analysis.kl_profile import KLConfig, run_kl
 from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig, run_refusal_prefix
 from aligndepth.attacks.decoding import DecodingConfig, run_decoding
-from aligndepth.attacks.prefill import PrefillConfig, run_prefill
+from aligndepth.attacks.prefill import PrefillConfig, check_ks, run_prefill
 from aligndepth.data.loading import resolve_data
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.errors import AlignDepthError, did_you_mean
@@ -118,6 +118,8 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
                     ) -> dict[str, Any]:
     """Run ``config.experiments`` into ``out`` (resuming if it holds this run)."""
     pairs, prompts, provenance = _load_data(data, setup, config)
+    if "prefill" in config.experiments and pairs is not None:  # fail before writing anything
+        check_ks(setup.pair.tokenizer, pairs, config.prefill.ks)
     manifest = {
         "experiments": list(config.experiments),
         "config": config.identity(),

@@ -42,17 +42,25 @@ class PrefillConfig:
             raise AlignDepthError("prefill target must be 'aligned' or 'base'")
 
 
+def check_ks(tokenizer: Any, pairs: Sequence[HarmfulPair], ks: Sequence[int]
+             ) -> dict[str, list[int]]:
+    """Token ids of each harmful response; raises if some k reaches past all of them."""
+    h_ids = {p.id: list(tokenizer(p.harmful_response, add_special_tokens=False).input_ids)
+             for p in pairs}
+    longest = max(len(v) for v in h_ids.values())
+    too_long = [k for k in ks if k >= longest]
+    if too_long:
+        raise AlignDepthError(f"prefill k={too_long[0]} is not shorter than every harmful "
+                              f"response (the longest has {longest} tokens): use smaller k")
+    return h_ids
+
+
 def run_prefill(setup: Setup, run: Run, pairs: Sequence[HarmfulPair], config: PrefillConfig
                 ) -> dict[str, Any]:
     model = setup.pair.aligned if config.target == "aligned" else setup.pair.base
     fmt = setup.pair.aligned_format if config.target == "aligned" else setup.pair.base_format
     tok = model.tokenizer
-    h_ids = {p.id: tok(p.harmful_response, add_special_tokens=False).input_ids for p in pairs}
-    longest = max(len(v) for v in h_ids.values())
-    too_long = [k for k in config.ks if k >= longest]
-    if too_long:
-        raise AlignDepthError(f"prefill k={too_long[0]} is not shorter than every harmful "
-                              f"response (the longest has {longest} tokens): use smaller k")
+    h_ids = check_ks(tok, pairs, config.ks)
     units = []
     for k in config.ks:
         eligible = [p for p in pairs if len(h_ids[p.id]) > k]
