@@ -19,6 +19,7 @@ install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/aligndepth organism build
+	$(VENV)/bin/aligndepth audit
 
 test: install
 	$(PY) -m pytest -q

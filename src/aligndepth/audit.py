@@ -70,8 +70,8 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
                judge: str | None = None, load: LoadConfig | None = None,
                base_format: PromptFormat | None = None,
                aligned_format: PromptFormat | None = None, seed: int = 0,
-               batch_size: int = 32, max_new_tokens: int = 64, show_progress: bool = True
-               ) -> Setup:
+               batch_size: int = 32, max_new_tokens: int = 64, show_progress: bool = True,
+               judge_options: dict[str, Any] | None = None) -> Setup:
     """Models and judge: the given pair, or the organism when neither model is given.
 
     The judge defaults to ``organism`` on the organism and ``keyword`` otherwise.
@@ -85,7 +85,8 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
         organism = build_organism(show_progress=show_progress)
         base, aligned = str(organism / "base"), str(organism / "aligned")
     assert aligned is not None
-    judge_obj = make_judge(judge or ("organism" if organism else "keyword"), organism)
+    judge_obj = make_judge(judge or ("organism" if organism else "keyword"), organism,
+                           **(judge_options or {}))
     pair = load_pair(base, aligned, load, base_format, aligned_format)
     return Setup(pair, judge_obj, organism, seed=seed, batch_size=batch_size,
                  max_new_tokens=max_new_tokens, show_progress=show_progress)

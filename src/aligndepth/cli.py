@@ -192,6 +192,9 @@ TrustCode = Annotated[bool, typer.Option(help="Run model code shipped with check
 Ks = Annotated[list[int] | None, typer.Option("--k", help="Prefilled tokens (repeat the "
                                               "option; default 0 5 10 20 40).")]
 Samples = Annotated[int, typer.Option(help="Samples per decoding configuration.")]
+Phrases = Annotated[Path | None, typer.Option(help="For --judge keyword: a text file of "
+                                              "refusal phrases, one per line (default: the "
+                                              "built-in list).")]
 Prefixes = Annotated[list[str] | None, typer.Option("--prefix", help="Refusal prefix (repeat;"
                                                     " default 'I cannot', 'I apologize, but "
                                                     "I cannot').")]
@@ -202,7 +205,8 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
          limit: int | None, max_new_tokens: int, batch_size: int, base_format: str,
          base_template: str | None, aligned_system: str | None, device: str, dtype: str,
          allow_pickle: bool, trust_remote_code: bool, quiet: bool, ks: list[int] | None = None,
-         samples_per_config: int = 1, prefixes: list[str] | None = None) -> None:
+         samples_per_config: int = 1, prefixes: list[str] | None = None,
+         refusal_phrases: Path | None = None) -> None:
     from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig
     from aligndepth.attacks.decoding import DecodingConfig
     from aligndepth.attacks.prefill import DEFAULT_KS, PrefillConfig
@@ -226,12 +230,24 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
                        max_new_tokens=max_new_tokens, show_progress=not quiet,
                        load=LoadConfig(dtype=dtype, device=device, allow_pickle=allow_pickle,
                                        trust_remote_code=trust_remote_code),
-                       base_format=bfmt, aligned_format=PromptFormat.chat(aligned_system))
+                       base_format=bfmt, aligned_format=PromptFormat.chat(aligned_system),
+                       judge_options=_phrases(refusal_phrases))
     if out is None:
         slug = "organism" if setup.organism else Path(str(aligned)).name or "pair"
         out = Path("runs") / f"{command}-{slug}"
     summary = run_experiments(setup, out, config, data, overwrite=overwrite)
     _print_summary(summary, out)
+
+
+def _phrases(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise AlignDepthError(f"refusal phrase file '{path}' does not exist")
+    phrases = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not phrases:
+        raise AlignDepthError(f"refusal phrase file '{path}' is empty: one phrase per line")
+    return {"phrases": phrases}
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
@@ -258,6 +274,7 @@ def audit_cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
               device: Device = "auto", dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
               trust_remote_code: TrustCode = False, k: Ks = None,
               samples_per_config: Samples = 1, prefix: Prefixes = None,
+              refusal_phrases: Phrases = None,
               experiments: Annotated[str, typer.Option(help="Comma-separated subset of kl,"
                                                        "refusal_prefix,prefill,decoding.")]
               = "kl,refusal_prefix,prefill,decoding",
@@ -272,7 +289,8 @@ def audit_cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
          base_format=base_format, base_template=base_template, aligned_system=aligned_system,
          device=device, dtype=dtype, allow_pickle=allow_pickle,
          trust_remote_code=trust_remote_code, quiet=quiet, ks=k,
-         samples_per_config=samples_per_config, prefixes=prefix)
+         samples_per_config=samples_per_config, prefixes=prefix,
+         refusal_phrases=refusal_phrases)
 
 
 def _single(command: str, experiment: str, doc: str) -> None:
@@ -284,13 +302,14 @@ def _single(command: str, experiment: str, doc: str) -> None:
             device: Device = "auto", dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
             trust_remote_code: TrustCode = False, k: Ks = None,
             samples_per_config: Samples = 1, prefix: Prefixes = None,
-            quiet: Quiet = False) -> None:
+            refusal_phrases: Phrases = None, quiet: Quiet = False) -> None:
         _run(command, (experiment,), base=base, aligned=aligned, data=data, judge=judge,
              out=out, overwrite=overwrite, seed=seed, limit=limit,
              max_new_tokens=max_new_tokens, batch_size=batch_size, base_format=base_format,
              base_template=base_template, aligned_system=aligned_system, device=device,
              dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-             quiet=quiet, ks=k, samples_per_config=samples_per_config, prefixes=prefix)
+             quiet=quiet, ks=k, samples_per_config=samples_per_config, prefixes=prefix,
+             refusal_phrases=refusal_phrases)
 
     cmd.__doc__ = doc
     app.command(command)(cmd)

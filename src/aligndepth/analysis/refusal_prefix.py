@@ -68,7 +68,8 @@ def run_refusal_prefix(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
             run.append(NAME, [
                 {"key": f"rp|{cond}|{p.id}", "id": p.id, "condition": cond, "model": role,
                  "prefix": prefix, "instruction": p.instruction,
-                 "output": decode(model, n), "judged_text": t, "verdict": v.to_record()}
+                 "output": decode(model, n), "judged_text": t, "judge": setup.judge.name,
+                 "verdict": v.to_record()}
                 for p, n, t, v in zip(unit.items, new, texts, verdicts)])
             advance()
     return summarize_refusal_prefix(run.records(NAME))

@@ -80,7 +80,8 @@ def run_decoding(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
             run.append(NAME, [
                 {"key": f"dec|{p.id}|{name}|{s}", "id": p.id, "config": name, "sample": s,
                  "params": params.describe(), "model": config.target,
-                 "instruction": p.instruction, "output": t, "verdict": v.to_record()}
+                 "instruction": p.instruction, "output": t, "judge": setup.judge.name,
+                 "verdict": v.to_record()}
                 for (name, s, params), t, v in zip(rows, texts, verdicts)])
             advance()
     return summarize_decoding(run.records(NAME))

@@ -80,7 +80,8 @@ def run_prefill(setup: Setup, run: Run, pairs: Sequence[HarmfulPair], config: Pr
             run.append(NAME, [
                 {"key": f"prefill|{k}|{p.id}", "id": p.id, "k": k, "model": config.target,
                  "instruction": p.instruction, "prefix": decode(model, pre),
-                 "output": decode(model, n), "judged_text": t, "verdict": v.to_record()}
+                 "output": decode(model, n), "judged_text": t, "judge": setup.judge.name,
+                 "verdict": v.to_record()}
                 for p, pre, n, t, v in zip(unit.items, prefixes, new, texts, verdicts)])
             advance()
     return summarize_prefill(run.records(NAME))
