@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from aligndepth.analysis.kl import response_kl
+from aligndepth.experiment import stop_ids
 from aligndepth.generation import GREEDY, SamplingParams, generate
 from aligndepth.models import LoadedModel, ModelPair
 from aligndepth.organism.datasets import harmful_pairs, prompt_records
 from aligndepth.organism.judge import OrganismJudge
-from aligndepth.organism.tokenizer import stop_token_ids
 from aligndepth.organism.world import REFUSAL_PREFIXES, World
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import PromptFormat, pad_token_id
@@ -49,7 +49,7 @@ def continuations(model: LoadedModel, prompts: Sequence[list[int]], max_new_toke
     tok = model.tokenizer
     params = GREEDY if sample_seed is None else SamplingParams(temperature=1.0)
     rows = generate(model.model, prompts, params, max_new_tokens=max_new_tokens,
-                    stop_ids=stop_token_ids(tok), pad_id=pad_token_id(tok),
+                    stop_ids=stop_ids(tok), pad_id=pad_token_id(tok),
                     seed=sample_seed or 0, batch_size=batch_size)
     return [tok.decode(row, skip_special_tokens=True) for row in rows]
 
