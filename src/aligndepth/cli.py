@@ -265,35 +265,15 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     typer.echo(f"report: {out / 'report.html'}")
 
 
-@app.command("audit")
-def audit_cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
-              judge: JudgeName = None, out: Out = None, overwrite: Overwrite = False,
-              seed: Seed = 0, limit: Limit = None, max_new_tokens: MaxNew = 64,
-              batch_size: Batch = 32, base_format: BaseFormat = "plain",
-              base_template: BaseTemplate = None, aligned_system: AlignedSystem = None,
-              device: Device = "auto", dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
-              trust_remote_code: TrustCode = False, k: Ks = None,
-              samples_per_config: Samples = 1, prefix: Prefixes = None,
-              refusal_phrases: Phrases = None,
-              experiments: Annotated[str, typer.Option(help="Comma-separated subset of kl,"
-                                                       "refusal_prefix,prefill,decoding.")]
-              = "kl,refusal_prefix,prefill,decoding",
-              quiet: Quiet = False) -> None:
-    """Audit a pair: KL profile, refusal prefixes, prefilling and decoding attacks, report.
+EXPERIMENT_HELP = "Comma-separated subset of kl,refusal_prefix,prefill,decoding."
 
-    Writes RUN/summary.json, RUN/report.md and RUN/report.html (plots embedded).
+
+def _experiment_command(command: str, experiments: str, doc: str, choosable: bool) -> None:
+    """Register ``command``; every experiment command shares one option set.
+
+    ``--experiments`` is shown only where it can be chosen (``audit``).
     """
-    _run("audit", tuple(e.strip() for e in experiments.split(",") if e.strip()),
-         base=base, aligned=aligned, data=data, judge=judge, out=out, overwrite=overwrite,
-         seed=seed, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
-         base_format=base_format, base_template=base_template, aligned_system=aligned_system,
-         device=device, dtype=dtype, allow_pickle=allow_pickle,
-         trust_remote_code=trust_remote_code, quiet=quiet, ks=k,
-         samples_per_config=samples_per_config, prefixes=prefix,
-         refusal_phrases=refusal_phrases)
 
-
-def _single(command: str, experiment: str, doc: str) -> None:
     def cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
             judge: JudgeName = None, out: Out = None, overwrite: Overwrite = False,
             seed: Seed = 0, limit: Limit = None, max_new_tokens: MaxNew = 64,
@@ -302,27 +282,36 @@ def _single(command: str, experiment: str, doc: str) -> None:
             device: Device = "auto", dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
             trust_remote_code: TrustCode = False, k: Ks = None,
             samples_per_config: Samples = 1, prefix: Prefixes = None,
-            refusal_phrases: Phrases = None, quiet: Quiet = False) -> None:
-        _run(command, (experiment,), base=base, aligned=aligned, data=data, judge=judge,
-             out=out, overwrite=overwrite, seed=seed, limit=limit,
-             max_new_tokens=max_new_tokens, batch_size=batch_size, base_format=base_format,
-             base_template=base_template, aligned_system=aligned_system, device=device,
-             dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-             quiet=quiet, ks=k, samples_per_config=samples_per_config, prefixes=prefix,
-             refusal_phrases=refusal_phrases)
+            refusal_phrases: Phrases = None, experiments: str = experiments,
+            quiet: Quiet = False) -> None:
+        options = dict(locals())
+        options.pop("command")  # a free variable of this closure, not an option
+        chosen = tuple(e.strip() for e in options.pop("experiments").split(",") if e.strip())
+        options["ks"], options["prefixes"] = options.pop("k"), options.pop("prefix")
+        _run(command, chosen, **options)
 
+    cmd.__annotations__["experiments"] = Annotated[
+        str, typer.Option(help=EXPERIMENT_HELP, hidden=not choosable)]
     cmd.__doc__ = doc
     app.command(command)(cmd)
 
 
-_single("kl", "kl", "Per-token KL(aligned || base) on harmful pairs (SPEC 1.1).")
-_single("refusal-prefix", "refusal_prefix",
-        "Base model with refusal prefixes prefilled, beside base and aligned (SPEC 1.2).")
-_single("prefill", "prefill",
-        "Prefilling attack: ASR vs k prefilled harmful tokens (SPEC 2.1); judged text is "
-        "prefix + continuation.")
-_single("decoding", "decoding",
-        "Decoding-parameter exploit: 49 sampling configurations per prompt (SPEC 2.2).")
+_experiment_command(
+    "audit", "kl,refusal_prefix,prefill,decoding",
+    "Audit a pair: KL profile, refusal prefixes, prefilling and decoding attacks, report.\n\n"
+    "Writes RUN/summary.json, RUN/report.md and RUN/report.html (plots embedded).", True)
+_experiment_command("kl", "kl", "Per-token KL(aligned || base) on harmful pairs (SPEC 1.1).",
+                    False)
+_experiment_command(
+    "refusal-prefix", "refusal_prefix",
+    "Base model with refusal prefixes prefilled, beside base and aligned (SPEC 1.2).", False)
+_experiment_command(
+    "prefill", "prefill",
+    "Prefilling attack: ASR vs k prefilled harmful tokens (SPEC 2.1); judged text is "
+    "prefix + continuation.", False)
+_experiment_command(
+    "decoding", "decoding",
+    "Decoding-parameter exploit: 49 sampling configurations per prompt (SPEC 2.2).", False)
 
 
 @app.command("report")
