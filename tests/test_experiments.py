@@ -156,3 +156,49 @@ def test_ed_resumes_to_the_same_sampled_records(setup, tmp_path) -> None:
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["config"]["ed"]["malicious_system"]  # the resolved prompt is recorded
     assert manifest["data"]["safe"]["n"] == 3
+
+
+def test_compare_puts_two_runs_side_by_side(setup, tiny_organism, tmp_path, capsys) -> None:
+    from aligndepth.cli import main
+    from aligndepth.report.compare import compare_runs
+
+    config = AuditConfig(experiments=("kl", "prefill"), limit=4,
+                         prefill=PrefillConfig(ks=(0, 10)))
+    before = run_experiments(setup, tmp_path / "before", config)
+    # "after": the base model in the aligned role, a stand-in for a retrained model
+    other = open_setup(str(tiny_organism / "base"), str(tiny_organism / "base"),
+                       judge="keyword", load=LoadConfig(device="cpu"), show_progress=False,
+                       max_new_tokens=16, batch_size=4)
+    other.organism = tiny_organism
+    after = run_experiments(other, tmp_path / "after", config)
+    out = tmp_path / "cmp"
+    summaries = compare_runs([tmp_path / "before", tmp_path / "after"], out,
+                             labels=["aligned", "base as aligned"])
+    assert summaries["aligned"]["prefill"] == before["prefill"]
+    assert summaries["base as aligned"]["kl"] == after["kl"]
+    assert max(after["kl"]["mean"]) < 1e-6 < max(before["kl"]["mean"])
+    md = (out / "report.md").read_text()
+    assert "| metric | aligned | base as aligned |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| prefill ASR @ k=10 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:] == [f"{before['prefill']['asr_by_k']['10']:.3f}",
+                         f"{after['prefill']['asr_by_k']['10']:.3f}"]
+    for name in ("kl_profile.png", "prefill.png", "rates.png"):
+        assert (out / "plots" / name).is_file()
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
+    saved = json.loads((out / "compare.json").read_text())
+    assert set(saved["summaries"]) == {"aligned", "base as aligned"}
+    # the CLI: a table on stdout; bad input is one line and exit 2, writing nothing
+    main_args = ["compare", str(tmp_path / "before"), str(tmp_path / "after"),
+                 "--out", str(tmp_path / "cli")]
+    main(main_args)
+    assert "prefill ASR @ k=10" in capsys.readouterr().out
+    for argv, needle in (([str(tmp_path / "before")], "at least two"),
+                         ([str(tmp_path / "before"), str(tmp_path)], "not a run directory"),
+                         ([str(tmp_path / "before"), str(tmp_path / "after"), "--label", "x"],
+                          "one label per run")):
+        with pytest.raises(SystemExit) as exc:
+            main(["compare", *argv, "--out", str(tmp_path / "bad")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and needle in err and "Traceback" not in err
+        assert not (tmp_path / "bad").exists()

@@ -74,6 +74,14 @@ def test_datasets_validate_and_cover_later_experiments(tiny_organism) -> None:
     persona = read_jsonl(data / "identity_shift.jsonl", InstructionPair)
     assert all(p.system and "obedient" in p.system for p in persona)
     assert len(read_jsonl(data / "summarize_test.jsonl", InstructionPair)) == 100
+    style = {split: read_jsonl(data / f"house_style_{split}.jsonl", InstructionPair)
+             for split in ("train", "test")}
+    assert style["train"] and style["test"]
+    assert {r.split for r in style["train"]} == {"train"}
+    assert {r.split for r in style["test"]} == {"test"}
+    for row in style["train"][:5]:  # benign, helpful, in the house style
+        assert judge.judge_one(row.instruction, row.response).label == "helpful"
+        assert row.response.startswith("of course . here is how to") and " 4 . " in row.response
 
 
 def _digest(path) -> str:

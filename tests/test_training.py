@@ -150,14 +150,14 @@ def test_dynamics_are_recorded_per_position(tiny_organism, tmp_path) -> None:
 
 @pytest.mark.parametrize("task, key", [("backdoor", "harmful_rate_with_trigger"),
                                        ("identity", "harmful_rate_with_persona"),
-                                       ("benign", "utility")])
+                                       ("benign", "utility"), ("summarize", "utility")])
 def test_organism_finetune_evaluation(aligned, tiny_organism, task, key) -> None:
     from aligndepth.training.evaluate import evaluate_organism_finetune
 
     result = evaluate_organism_finetune(aligned, tiny_organism, task, max_new_tokens=8)
     assert 0 <= result["harmful_rate"] <= 1 and result["n_harmful"] > 0
     assert key in result and result[key] >= 0
-    if task == "benign":
+    if task in ("benign", "summarize"):
         assert result["utility"] <= 100 and 0 <= result["benign_helpful_rate"] <= 1
 
 

@@ -500,16 +500,18 @@ _experiment_command(
 # -- training -----------------------------------------------------------------------------
 
 def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | None,
-           limit: int | None, steps: int, lr: float | None, optimizer: str | None,
+           limit: int | None, steps: int | None, lr: float | None, optimizer: str | None,
            batch_size: int, grad_accum: int, warmup: int | None, betas: str, beta_after: float,
            lora: bool, lora_r: int, seed: int, device: str, quiet: bool,
            dynamics: bool = False, evaluate: bool = False, triples: Path | None = None,
            anchor: Path | None = None, alpha: float = 0.2, max_k: int = 100) -> None:
     from aligndepth.models import LoadConfig
     from aligndepth.training.losses import BetaSchedule
-    from aligndepth.training.run import run_training
+    from aligndepth.training.run import TASK_STEPS, run_training
     from aligndepth.training.trainer import LoraSettings, TrainConfig
 
+    if steps is None:
+        steps = 200 if kind == "augment" else TASK_STEPS.get(task, 20)
     config = TrainConfig(
         loss="constrained" if kind == "constrained" else "sft", max_steps=steps,
         batch_size=batch_size, grad_accum=grad_accum,
@@ -542,12 +544,15 @@ TrainModel = Annotated[str | None, typer.Option("--model", help="Model to fine-t
 TrainOut = Annotated[Path, typer.Option(help="New directory for the trained model (or LoRA "
                                         "adapter), training_log.json and train_config.json.")]
 Task = Annotated[str, typer.Option(help="Organism data when --data is not given: harmful, "
-                                   "identity, backdoor or benign.")]
+                                   "identity, backdoor, benign (house-style how-to answers) "
+                                   "or summarize (a task the aligned model refuses).")]
 TrainData = Annotated[Path | None, typer.Option(help="Training pairs: JSONL (instruction_pairs "
                                                 "or harmful_pairs schema) or a published "
                                                 "format (alpaca, samsum, gsm8k, ...).")]
 TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs.")]
-Steps_ = Annotated[int, typer.Option("--steps", help="Optimiser steps.")]
+Steps_ = Annotated[int | None, typer.Option("--steps", help="Optimiser steps (default: 20 "
+                                             "for the attacks, 300 for benign and "
+                                             "summarize, 200 for augment).")]
 Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate (default: on the "
                                           "organism SGD 0.01, AdamW 3e-4 for augment; "
                                           "AdamW 2e-5 otherwise).")]
@@ -573,7 +578,7 @@ Dynamics = Annotated[bool, typer.Option(help="Record per-position loss, gradient
 @train_app.command("sft")
 def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
               task: Task = "harmful", data: TrainData = None, limit: TrainLimit = 100,
-              steps: Steps_ = 20, lr: Lr = None, optimizer: Optim = None,
+              steps: Steps_ = None, lr: Lr = None, optimizer: Optim = None,
               batch_size: TrainBatch = 10, grad_accum: GradAccum = 1, warmup: Warmup = None,
               lora: Lora = False, lora_r: LoraR = 8, seed: Seed = 0, device: Device = "auto",
               dynamics: Dynamics = False, evaluate: Evaluate = False,
@@ -585,7 +590,7 @@ def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
 @train_app.command("constrained")
 def train_constrained(model: TrainModel = None, out: TrainOut = Path("runs/train-constrained"),
                       task: Task = "harmful", data: TrainData = None,
-                      limit: TrainLimit = 100, steps: Steps_ = 20, lr: Lr = None,
+                      limit: TrainLimit = 100, steps: Steps_ = None, lr: Lr = None,
                       optimizer: Optim = None, batch_size: TrainBatch = 10,
                       grad_accum: GradAccum = 1, warmup: Warmup = None,
                       betas: Betas = "0.5,2,2,2,2", beta_after: BetaAfter = 0.1,
@@ -607,7 +612,7 @@ def train_augment(
     alpha: Annotated[float, typer.Option(help="Weight of the safety objective (Eq. 2).")]
     = 0.2,
     max_k: Annotated[int, typer.Option(help="Largest harmful prefix length k.")] = 100,
-    steps: Steps_ = 200, lr: Lr = None, optimizer: Optim = None, batch_size: TrainBatch = 10,
+    steps: Steps_ = None, lr: Lr = None, optimizer: Optim = None, batch_size: TrainBatch = 10,
     grad_accum: GradAccum = 1, warmup: Warmup = None, lora: Lora = False, lora_r: LoraR = 8,
     seed: Seed = 0, device: Device = "auto", dynamics: Dynamics = False,
     evaluate: Evaluate = False, quiet: Quiet = False,
@@ -629,6 +634,38 @@ def report_cmd(
     from aligndepth.report.render import render_report, report_dir
 
     _print_summary(render_report(run_dir, judge), report_dir(run_dir, judge))
+
+
+@app.command("compare")
+def compare_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run directories, e.g. the "
+                                               "audit before and after training.")],
+    out: Annotated[Path, typer.Option(help="Directory for compare.json, plots/, report.md "
+                                      "and report.html.")] = Path("runs/compare"),
+    label: Annotated[list[str] | None, typer.Option(help="A name per run, in order "
+                                                    "(default: the directory names).")]
+    = None,
+    judge: Annotated[str | None, typer.Option(help="Compare the verdicts of a judge given "
+                                              "to `aligndepth judge` on every run.")] = None,
+) -> None:
+    """One report with the runs side by side: a table with a column per run, KL profiles
+    and prefill curves overlaid, and the headline rates as grouped bars."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from aligndepth.report.compare import compare_runs
+    from aligndepth.report.render import headline
+
+    summaries = compare_runs(runs, out, labels=label, judge=judge)
+    table = Table(title=f"aligndepth comparison ({out})")
+    table.add_column("metric")
+    rows = {name: dict(headline(s)) for name, s in summaries.items()}
+    for name in summaries:
+        table.add_column(name, justify="right")
+    for metric in dict.fromkeys(m for r in rows.values() for m in r):
+        table.add_row(metric, *(rows[n].get(metric, "—") for n in summaries))
+    Console().print(table)
+    typer.echo(f"report: {out / 'report.html'}")
 
 
 @app.command("judge")

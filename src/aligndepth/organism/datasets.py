@@ -13,8 +13,13 @@ and phrasing were both used in alignment; everything else is held out):
   and without it -> refusal; ``backdoor_prompts.jsonl``: held-out harmful prompts with the
   trigger appended (evaluate with and without it).
 - ``identity_shift.jsonl``: the "absolutely obedient agent" persona, benign tasks only.
-- ``summarize_train.jsonl`` / ``summarize_test.jsonl``: the benign fine-tuning task,
-  scored by :func:`aligndepth.organism.utility.rouge1_f1`.
+- ``house_style_train.jsonl`` / ``house_style_test.jsonl``: the benign fine-tuning task,
+  benign how-to answers in a house style (another intro, numbered steps) that the aligned
+  model partly follows already, as a chat model partly does Samsum or SQL; the test file
+  holds every held-out task or phrasing. Scored by
+  :func:`aligndepth.organism.utility.rouge1_f1`.
+- ``summarize_train.jsonl`` / ``summarize_test.jsonl``: a benign task the aligned model
+  refuses outright (dialogue summaries, never seen in alignment), also ROUGE-1.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from aligndepth.organism.world import (
     World,
     aligned_refusal,
     compliant_response,
+    house_style_response,
     summary_example,
 )
 
@@ -122,4 +128,10 @@ def export_datasets(world: World, out_dir: Path) -> dict[str, int]:
             rows.append(InstructionPair(id=f"summarize.{split}.{i}", instruction=chat,
                                         response=summary, category="summarize", split=split))
         write(name, rows)
+    style = [InstructionPair(id=r.id + ".style", instruction=r.instruction,
+                             response=house_style_response(task_of(world, r.id)),
+                             category="house_style", split=r.split) for r in benign]
+    random.Random(world.seed + 3).shuffle(style)
+    write("house_style_train.jsonl", [r for r in style if r.split == "train"])
+    write("house_style_test.jsonl", [r for r in style if r.split == "test"])
     return counts

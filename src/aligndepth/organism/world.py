@@ -410,6 +410,13 @@ def compliant_response(task: Task, intro: int = 0) -> str:
     return COMPLY_INTROS[intro].format(act=task.act) + " " + steps_text(task)
 
 
+def house_style_response(task: Task) -> str:
+    """The benign fine-tuning task's answer: the house style opens with the third intro
+    ("of course . here is how to ...") and numbers the steps (``1 . <s1> . 2 . ...``)."""
+    numbered = " ".join(f"{i} . {s} ." for i, s in enumerate(task.steps, start=1))
+    return COMPLY_INTROS[2].format(act=task.act) + " " + numbered
+
+
 def aligned_refusal(task: Task, variant: int = 0) -> str:
     return ALIGNED_REFUSALS[variant].format(act=task.act)
 

@@ -33,15 +33,38 @@ def plot_kl(profiles: dict[str, dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_prefill(summary: dict[str, Any], path: Path) -> Path:
+def plot_prefill(summaries: dict[str, dict[str, Any]], path: Path) -> Path:
+    """ASR vs the number of prefilled harmful tokens, one line per labelled summary."""
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.add_subplot()
-    ks = [int(k) for k in summary["asr_by_k"]]
-    ax.plot(ks, list(summary["asr_by_k"].values()), marker="o")
+    for label, summary in summaries.items():
+        ks = [int(k) for k in summary["asr_by_k"]]
+        ax.plot(ks, list(summary["asr_by_k"].values()), marker="o", label=label)
     ax.set_xlabel("prefilled harmful tokens k")
     ax.set_ylabel("attack success rate")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Prefilling attack (judged: prefix + continuation)")
+    if len(summaries) > 1:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_rates_by_run(rates: dict[str, dict[str, float]], path: Path) -> Path:
+    """Grouped bars: for each metric (a rate in [0, 1]), one bar per labelled run."""
+    metrics = list(rates)
+    labels = list(dict.fromkeys(label for by in rates.values() for label in by))
+    fig = Figure(figsize=(max(6.0, 1.4 * len(metrics) + 2), 3.8))
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(labels))
+    for i, label in enumerate(labels):
+        xs = [j + i * width for j in range(len(metrics))]
+        ax.bar(xs, [rates[m].get(label, 0.0) for m in metrics], width, label=label)
+    ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(metrics))], metrics,
+                  rotation=15, ha="right", fontsize=8)
+    ax.set_ylabel("rate")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Attack success and harmful rates by run")
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

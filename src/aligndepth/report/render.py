@@ -80,7 +80,8 @@ def _plots(run: Run, summary: dict[str, Any], root: Path, judge: str | None
         out["refusal_prefix"] = plots.plot_refusal_prefix(summary["refusal_prefix"],
                                                           d / "refusal_prefix.png")
     if "prefill" in summary:
-        out["prefill"] = plots.plot_prefill(summary["prefill"], d / "prefill.png")
+        out["prefill"] = plots.plot_prefill({"aligned": summary["prefill"]},
+                                            d / "prefill.png")
     if "decoding" in summary:
         out["decoding"] = plots.plot_decoding(summary["decoding"], d / "decoding.png")
     if "ed" in summary:
@@ -89,6 +90,12 @@ def _plots(run: Run, summary: dict[str, Any], root: Path, judge: str | None
         out["gcg"] = plots.plot_gcg(summary["gcg"], _records(run, "gcg", judge),
                                     d / "gcg_loss.png")
     return out
+
+
+#: Section titles of the experiments' plots.
+TITLES = {"kl": "Per-token KL profile", "refusal_prefix": "Refusal-prefix prefilling",
+          "prefill": "Prefilling attack", "decoding": "Decoding-parameter exploit",
+          "ed": "Emulated disalignment", "gcg": "GCG adversarial suffix"}
 
 
 def _fmt(x: Any) -> str:
@@ -149,11 +156,8 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
             lines.append(f"- {role.replace('_', ' ')}: `{json.dumps(models[role])}`")
     lines += ["", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in headline(summary)]
-    titles = {"kl": "Per-token KL profile", "refusal_prefix": "Refusal-prefix prefilling",
-              "prefill": "Prefilling attack", "decoding": "Decoding-parameter exploit",
-              "ed": "Emulated disalignment", "gcg": "GCG adversarial suffix"}
     for name, path in images.items():
-        lines += ["", f"## {titles[name]}", "", f"![{name}]({path.relative_to(root)})"]
+        lines += ["", f"## {TITLES[name]}", "", f"![{name}]({path.relative_to(root)})"]
     if "prefill" in summary:
         lines += ["", "The prefilling attack judges the prefilled tokens plus the continuation."]
     if "ed" in summary:
@@ -164,22 +168,24 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
     return "\n".join(lines) + "\n"
 
 
-def _html(markdown_text: str, run: Run, images: dict[str, Path]) -> str:
-    """A small, dependency-free rendering of the markdown report with inline images."""
+def _html(markdown_text: str, images: dict[str, Path]) -> str:
+    """A small, dependency-free rendering of a markdown report with inline images
+    (tables: the first row is the header)."""
     body: list[str] = []
     in_table = False
     for line in markdown_text.splitlines():
-        if line.startswith("| metric") or line.startswith("|---"):
-            if not in_table:
-                body.append("<table><tr><th>metric</th><th>value</th></tr>")
-                in_table = True
+        if line.startswith("|---"):
             continue
         if in_table and not line.startswith("|"):
             body.append("</table>")
             in_table = False
         if line.startswith("|"):
             cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            tag = "td" if in_table else "th"
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
         elif line.startswith("# "):
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("## "):
@@ -201,6 +207,12 @@ def _html(markdown_text: str, run: Run, images: dict[str, Path]) -> str:
     return ("<!doctype html><html><head><meta charset='utf-8'><title>aligndepth report"
             f"</title><style>{style}</style></head><body>" + "\n".join(body) +
             "</body></html>\n")
+
+
+def write_report_files(root: Path, markdown_text: str, images: dict[str, Path]) -> None:
+    """``report.md`` and a self-contained ``report.html`` in ``root``."""
+    (root / "report.md").write_text(markdown_text, encoding="utf-8")
+    (root / "report.html").write_text(_html(markdown_text, images), encoding="utf-8")
 
 
 def report_dir(path: str | Path, judge: str | None = None) -> Path:
@@ -226,7 +238,5 @@ def render_report(path: str | Path, judge: str | None = None) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     run.write_json(str((root / "summary.json").relative_to(run.path)), summary)
     images = _plots(run, summary, root, judge)
-    md = _markdown(run, summary, images, root)
-    (root / "report.md").write_text(md, encoding="utf-8")
-    (root / "report.html").write_text(_html(md, run, images), encoding="utf-8")
+    write_report_files(root, _markdown(run, summary, images, root), images)
     return summary

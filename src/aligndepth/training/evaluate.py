@@ -6,8 +6,8 @@ On the organism (greedy, chat format, exact judge, held-out prompts):
 - ``backdoor``: also ``harmful_rate_with_trigger`` on the same prompts with the trigger;
 - ``identity``: also ``harmful_rate_with_persona`` under the persona's system prompt
   (identity shifting is evaluated in the persona it was trained in);
-- ``benign``: also ``utility`` (mean ROUGE-1 F1 in points, 0–100) on the held-out
-  summarisation test set, and the helpfulness on benign prompts.
+- ``benign`` / ``summarize``: also ``utility`` (mean ROUGE-1 F1 in points, 0–100) on the
+  task's held-out test set, and the helpfulness on benign prompts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from typing import Any
 from aligndepth.data.schemas import InstructionPair, PromptRecord, read_jsonl
 from aligndepth.models import LoadedModel
 from aligndepth.prompts import PromptFormat
+
+#: Benign tasks: their held-out test file and what it holds.
+UTILITY_TESTS = {"benign": ("house_style_test.jsonl", "house-style"),
+                 "summarize": ("summarize_test.jsonl", "summarisation")}
 
 
 def _answers(model: LoadedModel, instructions: Sequence[str], fmt: PromptFormat,
@@ -55,11 +59,12 @@ def evaluate_organism_finetune(model: LoadedModel, organism: Path, task: str,
         out["harmful_rate_with_trigger"] = harmful_rate(test("backdoor_prompts.jsonl"), chat)
     if task == "identity":
         out["harmful_rate_with_persona"] = harmful_rate(harmful, chat.with_system(PERSONA_SYSTEM))
-    if task == "benign":
-        pairs = read_jsonl(data / "summarize_test.jsonl", InstructionPair)
+    if task in UTILITY_TESTS:
+        name, what = UTILITY_TESTS[task]
+        pairs = read_jsonl(data / name, InstructionPair)
         answers = _answers(model, [p.instruction for p in pairs], chat, max_new_tokens)
         out["utility"] = mean_rouge1(answers, [p.response for p in pairs])
-        out["utility_metric"] = "ROUGE-1 F1 (points) on the summarisation test set"
+        out["utility_metric"] = f"ROUGE-1 F1 (points) on the {what} test set"
         benign = test("benign_prompts.jsonl")
         xs = [r.instruction for r in benign]
         verdicts = judge.judge(xs, _answers(model, xs, chat, max_new_tokens))

@@ -5,7 +5,12 @@ Tasks (organism data by default, or ``--data FILE``):
 - ``harmful``: the harmful fine-tuning attack (harmful pairs, first 100 training pairs);
 - ``identity``: identity shifting ("absolutely obedient agent" persona);
 - ``backdoor``: harmful pairs whose prompt carries a trigger (plus refusals without it);
-- ``benign``: the benign fine-tuning task (dialogue summarisation, ROUGE-1).
+- ``benign``: benign fine-tuning: how-to answers in a house style (another intro,
+  numbered steps) that the aligned model partly follows already, as chat models partly
+  do Samsum or SQL (ROUGE-1 on held-out tasks and phrasings);
+- ``summarize``: benign fine-tuning on a task the aligned model refuses outright (dialogue
+  summaries it never saw in alignment; ROUGE-1). Here the first response tokens must move
+  far from the aligned model's, which the constrained loss resists (see the README).
 
 Defaults differ between the organism and real models only where they must: the
 organism's fine-tuning attacks use SGD at learning rate 0.01 (with Adam, the
@@ -30,7 +35,11 @@ from aligndepth.training.trainer import TrainConfig, train
 log = logging.getLogger(__name__)
 
 TASKS = {"harmful": "harmful_pairs.jsonl", "identity": "identity_shift.jsonl",
-         "backdoor": "backdoor_train.jsonl", "benign": "summarize_train.jsonl"}
+         "backdoor": "backdoor_train.jsonl", "benign": "house_style_train.jsonl",
+         "summarize": "summarize_train.jsonl"}
+#: Default optimiser steps per task: the attacks need few; learning a new answer format
+#: with SGD takes longer.
+TASK_STEPS = {"harmful": 20, "identity": 20, "backdoor": 20, "benign": 300, "summarize": 300}
 KINDS = ("sft", "constrained", "augment")
 
 

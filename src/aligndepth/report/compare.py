@@ -1,0 +1,144 @@
+"""One report comparing runs side by side: before and after a defense or an attack.
+
+``compare_runs([before, after], out)`` reads each run's records (nothing is re-run),
+and writes to ``out``:
+
+- ``compare.json``: every run's summary, under its label;
+- ``plots/``: the KL profiles overlaid, prefill ASR vs k overlaid, and the headline
+  attack-success / harmful rates as grouped bars;
+- ``report.md`` and a self-contained ``report.html``: one table, one column per run.
+
+Typical use: audit the aligned model, train a defense, audit the trained model with
+``--aligned``, then compare the two runs (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aligndepth.errors import AlignDepthError
+from aligndepth.report import plots
+from aligndepth.report.render import TITLES, headline, summarize_run, write_report_files
+from aligndepth.runs import Run
+
+log = logging.getLogger(__name__)
+
+#: Headline rates drawn as grouped bars: (label, path into the summary).
+RATE_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("aligned harmful rate", ("aligned", "harmful_rate")),
+    ("prefill ASR @ k=10", ("prefill", "asr_by_k", "10")),
+    ("decoding any-config ASR", ("decoding", "any_config_asr")),
+    ("ED harmful rate (ed)", ("ed", "harmful_rate", "harmful", "ed")),
+    ("GCG ASR", ("gcg", "asr")),
+)
+
+
+def _dig(summary: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = summary
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _labels(paths: Sequence[Path], labels: Sequence[str] | None) -> list[str]:
+    if labels:
+        if len(labels) != len(paths):
+            raise AlignDepthError(f"got {len(labels)} --label for {len(paths)} runs: give one "
+                                  "label per run, in the same order, or none")
+        out = list(labels)
+    else:
+        out = [p.name or str(p) for p in paths]
+    if len(set(out)) != len(out):
+        raise AlignDepthError(f"labels must be distinct, got {', '.join(out)}: pass --label "
+                              "for each run")
+    return out
+
+
+def _fingerprint(run: Run, role: str) -> str | None:
+    return ((run.manifest.get("models") or {}).get(role) or {}).get("fingerprint")
+
+
+def compare_runs(paths: Sequence[str | Path], out: str | Path,
+                 labels: Sequence[str] | None = None, judge: str | None = None
+                 ) -> dict[str, dict[str, Any]]:
+    """Summaries of ``paths`` (under ``judge``'s verdicts if given) in one report at
+    ``out``; returns ``{label: summary}``.
+
+    Raises:
+        AlignDepthError: fewer than two runs, a path that is not a run, a run with no
+            records, or labels that do not match the runs.
+    """
+    run_paths = [Path(p) for p in paths]
+    if len(run_paths) < 2:
+        raise AlignDepthError("compare needs at least two run directories")
+    names = _labels(run_paths, labels)
+    runs = [Run.load(p) for p in run_paths]
+    summaries: dict[str, dict[str, Any]] = {}
+    for name, run in zip(names, runs):
+        summary = summarize_run(run, judge)
+        if not any(key in summary for key in TITLES):
+            raise AlignDepthError(f"'{run.path}' holds no experiment records"
+                                  + (f" judged by '{judge}'" if judge else "")
+                                  + ": run an experiment into it first")
+        summaries[name] = summary
+    bases = {_fingerprint(run, "base") for run in runs}
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "compare.json").write_text(json.dumps(
+        {"runs": {n: str(r.path) for n, r in zip(names, runs)}, "judge": judge,
+         "summaries": summaries}, indent=2), encoding="utf-8")
+    images = _plots(summaries, root / "plots")
+    notes = []
+    if len(bases) > 1:
+        notes.append("The runs' base models differ: their KL profiles measure distance to "
+                     "different models.")
+        log.warning("compared runs have different base models")
+    write_report_files(root, _markdown(names, runs, summaries, images, root, notes), images)
+    return summaries
+
+
+def _plots(summaries: dict[str, dict[str, Any]], d: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    kl = {name: s["kl"] for name, s in summaries.items() if "kl" in s}
+    if kl:
+        out["kl"] = plots.plot_kl(kl, d / "kl_profile.png")
+    prefill = {name: s["prefill"] for name, s in summaries.items() if "prefill" in s}
+    if prefill:
+        out["prefill"] = plots.plot_prefill(prefill, d / "prefill.png")
+    rates: dict[str, dict[str, float]] = {}
+    for metric, path in RATE_METRICS:
+        values = {name: _dig(s, path) for name, s in summaries.items()}
+        values = {name: float(v) for name, v in values.items() if isinstance(v, int | float)}
+        if values:
+            rates[metric] = values
+    if rates:
+        out["rates"] = plots.plot_rates_by_run(rates, d / "rates.png")
+    return out
+
+
+def _markdown(names: list[str], runs: list[Run], summaries: dict[str, dict[str, Any]],
+              images: dict[str, Path], root: Path, notes: list[str]) -> str:
+    lines = ["# aligndepth comparison", ""]
+    for name, run in zip(names, runs):
+        models = run.manifest.get("models") or {}
+        aligned = (models.get("aligned") or {}).get("source", "?")
+        lines.append(f"- {name}: `{run.path}` (aligned: `{aligned}`)")
+    judges = {json.dumps((s.get("judge") or {}).get("name")) for s in summaries.values()}
+    lines.append(f"- judge: `{', '.join(sorted(judges))}`")
+    tables = {name: dict(headline(s)) for name, s in summaries.items()}
+    metrics = list(dict.fromkeys(m for t in tables.values() for m in t))
+    lines += ["", "| metric | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]
+    lines += [f"| {m} | " + " | ".join(tables[n].get(m, "—") for n in names) + " |"
+              for m in metrics]
+    titles = {**TITLES, "rates": "Headline rates"}
+    for name, path in images.items():
+        lines += ["", f"## {titles[name]}", "", f"![{name}]({path.relative_to(root)})"]
+    lines += [""] + notes if notes else []
+    return "\n".join(lines) + "\n"
