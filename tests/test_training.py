@@ -146,6 +146,16 @@ def test_dynamics_are_recorded_per_position(tiny_organism, tmp_path) -> None:
     assert all(k == 0 for k in first["kl"]) and max(last["kl"]) > 0
     assert all(g > 0 for g in first["grad_norm"])
     assert (out / "dynamics.png").is_file()
+    # the training report embeds the loss curve and the dynamics; `report` redoes it
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "per-token" in html.lower()
+    md = (out / "report.md").read_text()
+    assert "| last loss |" in md and "`sft`" in md
+    (out / "report.md").unlink()
+    from aligndepth.cli import main
+
+    main(["report", str(out)])
+    assert (out / "report.md").read_text() == md
 
 
 @pytest.mark.parametrize("task, key", [("backdoor", "harmful_rate_with_trigger"),

@@ -48,6 +48,8 @@ _EXPORTS = {
     "ContrastRow": "aligndepth.contrastive",
     "contrastive_generate": "aligndepth.contrastive",
     "render_report": "aligndepth.report.render",
+    "compare_runs": "aligndepth.report.compare",
+    "run_training": "aligndepth.training.run",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

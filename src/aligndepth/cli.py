@@ -535,7 +535,7 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
     if "eval" in result:
         typer.echo("evaluation (organism, greedy): " + ", ".join(
             f"{k} {v:.3f}" for k, v in result["eval"].items() if isinstance(v, float)))
-    typer.echo(str(result["out"]))
+    typer.echo(f"report: {result['report']}")
 
 
 TrainModel = Annotated[str | None, typer.Option("--model", help="Model to fine-tune: local "
@@ -625,14 +625,19 @@ def train_augment(
 
 @app.command("report")
 def report_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or a training output).")],
     judge: Annotated[str | None, typer.Option(help="Use the verdicts of a judge given to "
                                               "`aligndepth judge` (report in "
                                               "RUN/judged/<judge>/).")] = None,
 ) -> None:
-    """Re-render summary.json, report.md and report.html from a run's records."""
+    """Re-render summary.json, report.md and report.html from a run's records (or a
+    training output's report from its logs)."""
     from aligndepth.report.render import render_report, report_dir
+    from aligndepth.training.report import is_training_dir, write_training_report
 
+    if is_training_dir(run_dir) and judge is None:
+        typer.echo(f"report: {write_training_report(run_dir)}")
+        return
     _print_summary(render_report(run_dir, judge), report_dir(run_dir, judge))
 
 

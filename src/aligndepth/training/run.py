@@ -121,6 +121,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
 
     With ``evaluate`` (organism only), the trained model is then evaluated for ``task``
     (:mod:`aligndepth.training.evaluate`) and the numbers saved to ``out/eval.json``.
+    Ends with ``out/report.html`` (:mod:`aligndepth.training.report`).
     """
     from aligndepth.models import LoadConfig, load_model
     from aligndepth.prompts import PromptFormat
@@ -179,6 +180,14 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                    show_progress=show_progress)
     result.update({"examples": len(examples), "config": cfg, "model": model,
                    "organism": str(organism) if organism else None})
+    saved = json.loads((out / "train_config.json").read_text())
+    saved["kind"] = kind
+    if kind == "augment":
+        saved["data"] = {"triples": str(source(triples, "safety_triples.jsonl")),
+                         "anchor": str(source(anchor, "benign_pairs.jsonl")), "alpha": alpha}
+    else:
+        saved["data"] = {"task": task, "file": str(source(data, TASKS[task]))}
+    (out / "train_config.json").write_text(json.dumps(saved, indent=2, default=str))
     if evaluate:
         assert organism is not None
         from aligndepth.training.evaluate import evaluate_organism_finetune
@@ -187,4 +196,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
         result["eval"] = evaluate_organism_finetune(trained, organism,
                                                     "harmful" if kind == "augment" else task)
         (out / "eval.json").write_text(json.dumps(result["eval"], indent=2))
+    from aligndepth.training.report import write_training_report
+
+    result["report"] = write_training_report(out)
     return result
