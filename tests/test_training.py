@@ -178,3 +178,56 @@ def test_evaluate_needs_the_organism(tiny_organism, tmp_path) -> None:
                      config=TrainConfig(max_steps=1, batch_size=4), learning_rate=0.01,
                      show_progress=False, evaluate=True)
     assert not (tmp_path / "x").exists()
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(tiny_organism, tmp_path, monkeypatch,
+                                                      capsys) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    import aligndepth.training.trainer as trainer_mod
+    from aligndepth.cli import main
+
+    def run(out, resume=False):
+        return run_training("sft", model=str(tiny_organism / "aligned"), out=out, limit=8,
+                            data=tiny_organism / "data" / "harmful_pairs.jsonl",
+                            config=TrainConfig(max_steps=4, batch_size=4, save_steps=2),
+                            learning_rate=0.01, optimizer="sgd", show_progress=False,
+                            resume=resume)
+
+    run(tmp_path / "whole")
+    assert not (tmp_path / "whole" / "checkpoints").exists()  # removed once saved
+    original = trainer_mod._trainer_class
+
+    def crashing():
+        cls = original()
+
+        class Crashes(cls):  # type: ignore[misc, valid-type]
+            def training_step(self, *args, **kw):
+                if self.state.global_step == 3:
+                    raise KeyboardInterrupt
+                return super().training_step(*args, **kw)
+        return Crashes
+
+    monkeypatch.setattr(trainer_mod, "_trainer_class", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut")
+    assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["checkpoint-2"]
+    monkeypatch.setattr(trainer_mod, "_trainer_class", original)
+    # rerunning without --resume is refused with a hint; with it, training completes
+    code = None
+    try:
+        main(["train", "sft", "--model", str(tiny_organism / "aligned"), "--out",
+              str(tmp_path / "cut"), "--data", str(tiny_organism / "data" /
+                                                   "harmful_pairs.jsonl"), "-q"])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2 and "pass --resume" in capsys.readouterr().err
+    result = run(tmp_path / "cut", resume=True)
+    steps = [h["step"] for h in result["log"] if "loss" in h]
+    assert steps == [1, 2, 3, 4]  # the checkpoint's log, then steps 3 and 4, each once
+    whole = load_file(tmp_path / "whole" / "model.safetensors")
+    cut = load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(torch.allclose(whole[k], cut[k], atol=1e-6) for k in whole)
+    with pytest.raises(AlignDepthError, match="no checkpoints"):
+        run(tmp_path / "whole", resume=True)

@@ -503,7 +503,8 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
            limit: int | None, steps: int | None, lr: float | None, optimizer: str | None,
            batch_size: int, grad_accum: int, warmup: int | None, betas: str, beta_after: float,
            lora: bool, lora_r: int, seed: int, device: str, quiet: bool,
-           dynamics: bool = False, evaluate: bool = False, triples: Path | None = None,
+           dynamics: bool = False, evaluate: bool = False, save_steps: int = 0,
+           resume: bool = False, triples: Path | None = None,
            anchor: Path | None = None, alpha: float = 0.2, max_k: int = 100) -> None:
     from aligndepth.models import LoadConfig
     from aligndepth.training.losses import BetaSchedule
@@ -519,12 +520,12 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
         schedule=BetaSchedule.parse(betas, beta_after), seed=seed,
         lora=LoraSettings(r=lora_r, alpha=2 * lora_r) if lora else None,
         dynamics_steps=tuple(s for s in (0, 1, 2, 5, 10, 20, 50, 100) if s <= steps)
-        if dynamics else ())
+        if dynamics else (), save_steps=save_steps)
     result = run_training(kind, model=model, out=out, task=task, data=data, triples=triples,
                           anchor=anchor, alpha=alpha, limit=limit, config=config,
                           learning_rate=lr, optimizer=optimizer, max_k=max_k,
                           load=LoadConfig(dtype="float32", device=device),
-                          show_progress=not quiet, evaluate=evaluate)
+                          show_progress=not quiet, evaluate=evaluate, resume=resume)
     losses = [h["loss"] for h in result["log"] if "loss" in h]
     used = result["config"]
     typer.echo(f"trained {used.loss} ({used.optimizer}, lr {used.learning_rate:g}, "
@@ -570,6 +571,11 @@ LoraR = Annotated[int, typer.Option(help="LoRA rank.")]
 Evaluate = Annotated[bool, typer.Option(help="Organism only: evaluate the trained model for "
                                         "its task (harmful rate; with/without trigger, "
                                         "persona, ROUGE-1 utility) into eval.json.")]
+SaveSteps = Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps "
+                                        "(OUT/checkpoints; removed when training ends); "
+                                        "0: none.")]
+Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in --out from its "
+                                      "last checkpoint (same command, plus --resume).")]
 Dynamics = Annotated[bool, typer.Option(help="Record per-position loss, gradient norm and KL "
                                         "to the initial model during training "
                                         "(dynamics.json, dynamics.png; SPEC 1.3).")]
@@ -582,6 +588,7 @@ def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
               batch_size: TrainBatch = 10, grad_accum: GradAccum = 1, warmup: Warmup = None,
               lora: Lora = False, lora_r: LoraR = 8, seed: Seed = 0, device: Device = "auto",
               dynamics: Dynamics = False, evaluate: Evaluate = False,
+              save_steps: SaveSteps = 0, resume: Resume = False,
               quiet: Quiet = False) -> None:
     """Plain fine-tuning (loss on response tokens): the fine-tuning attacks' baseline."""
     _train("sft", **{**locals(), "betas": "0.5,2,2,2,2", "beta_after": 0.1})
@@ -596,7 +603,8 @@ def train_constrained(model: TrainModel = None, out: TrainOut = Path("runs/train
                       betas: Betas = "0.5,2,2,2,2", beta_after: BetaAfter = 0.1,
                       lora: Lora = False, lora_r: LoraR = 8, seed: Seed = 0,
                       device: Device = "auto", dynamics: Dynamics = False,
-                      evaluate: Evaluate = False, quiet: Quiet = False) -> None:
+                      evaluate: Evaluate = False, save_steps: SaveSteps = 0,
+                      resume: Resume = False, quiet: Quiet = False) -> None:
     """Token-wise constrained fine-tuning (SPEC 3.2): the first response tokens are held
     near the initial model; its log-probs are computed once before training."""
     _train("constrained", **locals())
@@ -615,7 +623,8 @@ def train_augment(
     steps: Steps_ = None, lr: Lr = None, optimizer: Optim = None, batch_size: TrainBatch = 10,
     grad_accum: GradAccum = 1, warmup: Warmup = None, lora: Lora = False, lora_r: LoraR = 8,
     seed: Seed = 0, device: Device = "auto", dynamics: Dynamics = False,
-    evaluate: Evaluate = False, quiet: Quiet = False,
+    evaluate: Evaluate = False, save_steps: SaveSteps = 0, resume: Resume = False,
+    quiet: Quiet = False,
 ) -> None:
     """Safety-recovery augmentation (SPEC 3.1): learn to recover with a refusal after k
     harmful tokens (k = 0 half the time, else 1..100), mixed with a benign anchor."""

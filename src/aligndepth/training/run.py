@@ -30,7 +30,7 @@ from typing import Any
 from aligndepth.data.schemas import HarmfulPair, InstructionPair, SafetyTriple, read_jsonl
 from aligndepth.errors import AlignDepthError, did_you_mean
 from aligndepth.training.data import Example, augmentation_examples, sft_examples
-from aligndepth.training.trainer import TrainConfig, train
+from aligndepth.training.trainer import TrainConfig, resume_point, train
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,14 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                  anchor: str | Path | None = None, alpha: float = 0.2, limit: int | None = 100,
                  config: TrainConfig | None = None, learning_rate: float | None = None,
                  optimizer: str | None = None, max_k: int = 100, load: Any = None,
-                 show_progress: bool = True, evaluate: bool = False) -> dict[str, Any]:
+                 show_progress: bool = True, evaluate: bool = False,
+                 resume: bool = False) -> dict[str, Any]:
     """Train ``model`` (default: the organism's aligned model) and save it to ``out``.
 
     With ``evaluate`` (organism only), the trained model is then evaluated for ``task``
     (:mod:`aligndepth.training.evaluate`) and the numbers saved to ``out/eval.json``.
-    Ends with ``out/report.html`` (:mod:`aligndepth.training.report`).
+    Ends with ``out/report.html`` (:mod:`aligndepth.training.report`). With ``resume``,
+    continues an interrupted run from its last checkpoint (``config.save_steps``).
     """
     from aligndepth.models import LoadConfig, load_model
     from aligndepth.prompts import PromptFormat
@@ -134,8 +136,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
     if limit is not None and limit < 1:
         raise AlignDepthError(f"--limit must be at least 1, got {limit}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise AlignDepthError(f"'{out}' is not empty: choose a new --out directory")
+    resume_point(out, resume)  # refuse a used --out before loading anything
     organism: Path | None = None
     if model is None:
         from aligndepth.organism.build import build_organism
@@ -177,7 +178,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
              cfg.learning_rate)
     result = train(loaded.model, loaded.tokenizer, examples, cfg, out,
                    base_source=str(Path(model).resolve()) if Path(model).exists() else model,
-                   show_progress=show_progress)
+                   show_progress=show_progress, resume=resume)
     result.update({"examples": len(examples), "config": cfg, "model": model,
                    "organism": str(organism) if organism else None})
     saved = json.loads((out / "train_config.json").read_text())

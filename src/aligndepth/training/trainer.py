@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,6 +57,9 @@ class TrainConfig:
         optimizer: a transformers optimizer name (``adamw_torch``, ``sgd``, ...).
         dynamics_steps: steps (0 = before training) at which per-token loss, gradient
             norm and KL to the initial model are recorded on a probe batch.
+        save_steps: save a resumable checkpoint (weights, optimizer, scheduler, RNG and
+            data position) to ``OUT/checkpoints/`` every this many steps; 0: never. The
+            last two are kept, and all are removed once the model is saved.
     """
 
     loss: str = "sft"
@@ -70,6 +74,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     optimizer: str = "adamw_torch"
     dynamics_steps: tuple[int, ...] = ()
+    save_steps: int = 0
 
     def __post_init__(self) -> None:
         loss_by_name(self.loss)
@@ -77,6 +82,36 @@ class TrainConfig:
             raise AlignDepthError("max_steps, batch_size and grad_accum must be at least 1")
         if self.warmup_steps < 0 or not self.learning_rate > 0:
             raise AlignDepthError("warmup_steps must be >= 0 and the learning rate > 0")
+        if self.save_steps < 0:
+            raise AlignDepthError(f"save_steps must be >= 0 (0: no checkpoints), got "
+                                  f"{self.save_steps}")
+
+
+def _step_of(checkpoint: Path) -> int:
+    tail = checkpoint.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def resume_point(out: str | Path, resume: bool) -> Path | None:
+    """The checkpoint a run into ``out`` continues from, or None for a fresh start.
+
+    Raises:
+        AlignDepthError: ``out`` is in use and there is nothing to resume (or resuming
+            was not asked for).
+    """
+    root = Path(out)
+    found = sorted((root / "checkpoints").glob("checkpoint-*"), key=_step_of)
+    if resume and found:
+        return found[-1]
+    if root.exists() and any(root.iterdir()):
+        if found:
+            raise AlignDepthError(f"'{root}' holds checkpoints of an unfinished run: pass "
+                                  "--resume to continue it, or choose a new --out directory")
+        if resume:
+            raise AlignDepthError(f"nothing to resume in '{root}': it has no checkpoints "
+                                  "(train with --save-steps N to write them)")
+        raise AlignDepthError(f"'{root}' is not empty: choose a new --out directory")
+    return None
 
 
 class _Examples(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -129,8 +164,12 @@ def _with_lora(model: Any, settings: LoraSettings) -> Any:
 
 def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: TrainConfig,
           out_dir: str | Path, *, base_source: str = "", show_progress: bool = True,
-          pad_id: int | None = None) -> dict[str, Any]:
+          pad_id: int | None = None, resume: bool = False) -> dict[str, Any]:
     """Fine-tune ``model`` on ``examples`` and save it (or its adapter) to ``out_dir``.
+
+    With ``resume``, a run interrupted after writing checkpoints (``config.save_steps``)
+    continues from the last one and ends with the model an uninterrupted run would have
+    (dynamics are recorded only for the steps that run after resuming).
 
     Returns ``{"out": path, "log": log_history, "reference_seconds": float}``.
     """
@@ -143,8 +182,7 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     if not examples:
         raise AlignDepthError("the training dataset is empty: give at least one example")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise AlignDepthError(f"'{out}' is not empty: choose a new --out directory")
+    checkpoint = resume_point(out, resume)
     pad = pad_token_id(tokenizer) if pad_id is None else pad_id
     reference_seconds = 0.0
     if config.loss in NEEDS_REFERENCE:
@@ -168,7 +206,9 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
         warmup_steps=config.warmup_steps, lr_scheduler_type="constant_with_warmup",
         weight_decay=0.0, max_grad_norm=config.max_grad_norm, logging_steps=1,
-        save_strategy="no", report_to=[], seed=config.seed, data_seed=config.seed,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500, save_total_limit=2, report_to=[],
+        seed=config.seed, data_seed=config.seed,
         remove_unused_columns=False, disable_tqdm=not show_progress, use_cpu=use_cpu,
         dataloader_num_workers=0, optim=config.optimizer,
         bf16=not use_cpu and torch.cuda.is_bf16_supported())
@@ -184,7 +224,9 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
         from aligndepth.training.dynamics import dynamics_callback
 
         trainer.add_callback(dynamics_callback(tracker, config.dynamics_steps))
-    trainer.train()
+    if checkpoint is not None:
+        log.info("resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -200,9 +242,7 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     (out / "train_config.json").write_text(json.dumps(
         {**asdict(config), "examples": len(examples), "base_source": base_source,
          "reference_seconds": reference_seconds}, indent=2, default=str))
-    checkpoints = out / "checkpoints"
-    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
-        checkpoints.rmdir()
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model is saved
     return {"out": out, "log": history, "reference_seconds": reference_seconds}
 
 
