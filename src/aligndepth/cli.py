@@ -667,17 +667,15 @@ def compare_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from aligndepth.report.compare import compare_runs
-    from aligndepth.report.render import headline
+    from aligndepth.report.compare import compare_runs, side_by_side
 
     summaries = compare_runs(runs, out, labels=label, judge=judge)
     table = Table(title=f"aligndepth comparison ({out})")
     table.add_column("metric")
-    rows = {name: dict(headline(s)) for name, s in summaries.items()}
     for name in summaries:
         table.add_column(name, justify="right")
-    for metric in dict.fromkeys(m for r in rows.values() for m in r):
-        table.add_row(metric, *(rows[n].get(metric, "—") for n in summaries))
+    for metric, values in side_by_side(summaries):
+        table.add_row(metric, *values)
     Console().print(table)
     typer.echo(f"report: {out / 'report.html'}")
 

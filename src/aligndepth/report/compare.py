@@ -22,7 +22,13 @@ from typing import Any
 
 from aligndepth.errors import AlignDepthError
 from aligndepth.report import plots
-from aligndepth.report.render import TITLES, headline, summarize_run, write_report_files
+from aligndepth.report.render import (
+    SUMMARIZERS,
+    TITLES,
+    headline,
+    summarize_run,
+    write_report_files,
+)
 from aligndepth.runs import Run
 
 log = logging.getLogger(__name__)
@@ -82,7 +88,7 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path,
     summaries: dict[str, dict[str, Any]] = {}
     for name, run in zip(names, runs):
         summary = summarize_run(run, judge)
-        if not any(key in summary for key in TITLES):
+        if not any(key in summary for key in SUMMARIZERS):
             raise AlignDepthError(f"'{run.path}' holds no experiment records"
                                   + (f" judged by '{judge}'" if judge else "")
                                   + ": run an experiment into it first")
@@ -122,6 +128,14 @@ def _plots(summaries: dict[str, dict[str, Any]], d: Path) -> dict[str, Path]:
     return out
 
 
+def side_by_side(summaries: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(metric, [value per run]) rows over every run's headline metrics, in first-seen
+    order; a run without a metric shows "—"."""
+    tables = {name: dict(headline(s)) for name, s in summaries.items()}
+    metrics = dict.fromkeys(m for t in tables.values() for m in t)
+    return [(m, [tables[n].get(m, "—") for n in summaries]) for m in metrics]
+
+
 def _markdown(names: list[str], runs: list[Run], summaries: dict[str, dict[str, Any]],
               images: dict[str, Path], root: Path, notes: list[str]) -> str:
     lines = ["# aligndepth comparison", ""]
@@ -131,12 +145,9 @@ def _markdown(names: list[str], runs: list[Run], summaries: dict[str, dict[str, 
         lines.append(f"- {name}: `{run.path}` (aligned: `{aligned}`)")
     judges = {json.dumps((s.get("judge") or {}).get("name")) for s in summaries.values()}
     lines.append(f"- judge: `{', '.join(sorted(judges))}`")
-    tables = {name: dict(headline(s)) for name, s in summaries.items()}
-    metrics = list(dict.fromkeys(m for t in tables.values() for m in t))
     lines += ["", "| metric | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
-    lines += [f"| {m} | " + " | ".join(tables[n].get(m, "—") for n in names) + " |"
-              for m in metrics]
+    lines += [f"| {m} | " + " | ".join(values) + " |" for m, values in side_by_side(summaries)]
     titles = {**TITLES, "rates": "Headline rates"}
     for name, path in images.items():
         lines += ["", f"## {titles[name]}", "", f"![{name}]({path.relative_to(root)})"]

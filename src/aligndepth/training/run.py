@@ -176,19 +176,18 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
         examples = sft_examples(loaded.tokenizer, fmt, pairs[:limit])
     log.info("training %s on %d examples (%s, lr %g)", cfg.loss, len(examples), cfg.optimizer,
              cfg.learning_rate)
+    if kind == "augment":
+        described: dict[str, Any] = {"triples": str(source(triples, "safety_triples.jsonl")),
+                                     "anchor": str(source(anchor, "benign_pairs.jsonl")),
+                                     "alpha": alpha}
+    else:
+        described = {"task": task, "file": str(source(data, TASKS[task]))}
     result = train(loaded.model, loaded.tokenizer, examples, cfg, out,
                    base_source=str(Path(model).resolve()) if Path(model).exists() else model,
-                   show_progress=show_progress, resume=resume)
+                   show_progress=show_progress, resume=resume,
+                   describe={"kind": kind, "data": described})
     result.update({"examples": len(examples), "config": cfg, "model": model,
                    "organism": str(organism) if organism else None})
-    saved = json.loads((out / "train_config.json").read_text())
-    saved["kind"] = kind
-    if kind == "augment":
-        saved["data"] = {"triples": str(source(triples, "safety_triples.jsonl")),
-                         "anchor": str(source(anchor, "benign_pairs.jsonl")), "alpha": alpha}
-    else:
-        saved["data"] = {"task": task, "file": str(source(data, TASKS[task]))}
-    (out / "train_config.json").write_text(json.dumps(saved, indent=2, default=str))
     if evaluate:
         assert organism is not None
         from aligndepth.training.evaluate import evaluate_organism_finetune

@@ -164,12 +164,14 @@ def _with_lora(model: Any, settings: LoraSettings) -> Any:
 
 def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: TrainConfig,
           out_dir: str | Path, *, base_source: str = "", show_progress: bool = True,
-          pad_id: int | None = None, resume: bool = False) -> dict[str, Any]:
+          pad_id: int | None = None, resume: bool = False,
+          describe: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` on ``examples`` and save it (or its adapter) to ``out_dir``.
 
     With ``resume``, a run interrupted after writing checkpoints (``config.save_steps``)
     continues from the last one and ends with the model an uninterrupted run would have
-    (dynamics are recorded only for the steps that run after resuming).
+    (dynamics are recorded only for the steps that run after resuming). ``describe``
+    adds fields (what was trained, on which data) to ``train_config.json``.
 
     Returns ``{"out": path, "log": log_history, "reference_seconds": float}``.
     """
@@ -240,7 +242,8 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     history = list(trainer.state.log_history)
     (out / "training_log.json").write_text(json.dumps(history, indent=2))
     (out / "train_config.json").write_text(json.dumps(
-        {**asdict(config), "examples": len(examples), "base_source": base_source,
+        {**asdict(config), **(describe or {}), "examples": len(examples),
+         "base_source": base_source,
          "reference_seconds": reference_seconds}, indent=2, default=str))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model is saved
     return {"out": out, "log": history, "reference_seconds": reference_seconds}
