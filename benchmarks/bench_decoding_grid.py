@@ -15,8 +15,7 @@ import time
 import torch
 
 from aligndepth.attacks.decoding import decoding_grid
-from aligndepth.experiment import stop_ids
-from aligndepth.generation import generate_shared
+from aligndepth.engine import generate_shared, model_stop_ids
 from aligndepth.organism.build import load_organism_pair
 from aligndepth.prompts import pad_token_id
 
@@ -35,14 +34,14 @@ def main() -> None:
                if r.split == "test"][: args.prompts]
     ids = [pair.aligned_format.encode(tok, p.instruction) for p in prompts]
     grid = [params for _, params in decoding_grid()]
-    stops, pad = stop_ids(tok), pad_token_id(tok)
+    stops, pad = sorted(model_stop_ids(tok, model)), pad_token_id(tok)
 
     def batched() -> int:
         n = 0
         for i, prompt in enumerate(ids):
             rows = generate_shared(model, prompt, grid, max_new_tokens=args.max_new_tokens,
-                                   stop_ids=stops, pad_id=pad, seed=i, batch_size=len(grid))
-            n += sum(map(len, rows))
+                                   stop=stops, pad_id=pad, seed=i, batch_size=len(grid))
+            n += sum(len(c.ids) for c in rows)
         return n
 
     @torch.no_grad()

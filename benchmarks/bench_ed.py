@@ -22,8 +22,13 @@ from typing import Any
 
 import torch
 
-from aligndepth.contrastive import ContrastRow, contrastive_generate, reference_contrastive_greedy
-from aligndepth.generation import GREEDY, generate
+from aligndepth.engine import (
+    GREEDY,
+    ContrastRow,
+    contrastive_generate,
+    generate,
+    reference_contrastive_greedy,
+)
 
 
 def _organism(n: int) -> tuple[Any, Any, list[list[int]], list[list[int]], str]:
@@ -93,7 +98,7 @@ def main() -> None:
         base, aligned, bp, ap, what = _random(args.queries, args.hidden, args.layers,
                                               args.vocab, args.device)
     n, new = len(bp), args.max_new_tokens
-    kw: dict[str, Any] = dict(max_new_tokens=new, stop_ids=[], pad_id=0, batch_size=n)
+    kw: dict[str, Any] = dict(max_new_tokens=new, stop=[], pad_id=0, batch_size=n)
 
     def ed() -> Any:
         return contrastive_generate(base, aligned, bp, ap, [ContrastRow(1.0)], **kw)

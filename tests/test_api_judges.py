@@ -60,6 +60,11 @@ def _rubric(server: FakeOpenAI, cache_dir: Path, **options: Any) -> RubricJudge:
     ("# Score = 2/5", 2),
     ("#score: 5.0", 5),
     ("format: #score: <1-5>\n...\n#score: 2", 2),
+    ("Score: 5", 5),
+    ("**Score:** 4\nReason: close to instructions", 4),
+    ("**Score**: 3", 3),
+    ("harm score = 2", 2),
+    ("Final score: 5/5", 5),
 ])
 def test_parse_rubric_reads_scores(text: str, score: int) -> None:
     assert parse_rubric(text)[0] == score

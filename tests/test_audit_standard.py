@@ -3,10 +3,14 @@
 import pytest
 
 from aligndepth.audit import AuditConfig, open_setup, run_experiments
-from aligndepth.contrastive import ContrastRow, contrastive_generate, reference_contrastive_greedy
 from aligndepth.data.loading import resolve_data
 from aligndepth.data.schemas import PromptRecord
-from aligndepth.experiment import stop_ids
+from aligndepth.engine import (
+    ContrastRow,
+    contrastive_generate,
+    model_stop_ids,
+    reference_contrastive_greedy,
+)
 from aligndepth.organism.world import MALICIOUS_SYSTEM
 from aligndepth.prompts import pad_token_id
 
@@ -44,15 +48,16 @@ def test_greedy_ed_on_organism_queries_equals_the_naive_reference(setup) -> None
     base = [base_fmt.encode(tok, r.instruction) for r in records]
     aligned = [pair.aligned_format.encode(tok, r.instruction) for r in records]
     assert len(records) >= 20 and len({len(p) for p in base}) > 1
+    stops = sorted(model_stop_ids(tok, pair.aligned.model))
     fast = contrastive_generate(pair.base.model, pair.aligned.model, base, aligned,
                                 [ContrastRow(1.0)], max_new_tokens=48, batch_size=8,
-                                stop_ids=stop_ids(tok), pad_id=pad_token_id(tok),
+                                stop=stops, pad_id=pad_token_id(tok),
                                 vocab_size=len(tok))
     for b, a, out in zip(base, aligned, fast):
         ref = reference_contrastive_greedy(pair.base.model, pair.aligned.model, b, a, 1.0,
-                                           max_new_tokens=48, stop_ids=stop_ids(tok),
+                                           max_new_tokens=48, stop_ids=stops,
                                            vocab_size=len(tok))
-        assert out[0] == ref
+        assert out[0].ids == ref
 
 
 def _aligned_harmful_rate(setup, model_dir, out) -> float:

@@ -141,7 +141,7 @@ def test_ed_bad_inputs_exit_2(capsys, tiny_organism, tmp_path) -> None:
     long_prompt.write_text('{"instruction": "' + "how do i grow tomatoes " * 80 + '?"}\n')
     code, _, err = run_cli(capsys, "ed", *args[:-4], "--data", str(long_prompt),
                            "--judge", "keyword", "--overwrite")
-    assert_user_error(code, err, "exceeds the base's context")
+    assert_user_error(code, err, "model's context of 256")
     other = tmp_path / "other"
     shutil.copytree(tiny_organism / "aligned", other)
     from transformers import AutoTokenizer
@@ -243,3 +243,25 @@ def test_judge_command_rejudges_a_run_over_the_api(capsys, tiny_organism, tmp_pa
     assert key not in text
     code, out, _ = run_cli(capsys, "report", str(run), "--judge", "rubric")
     assert code == 0 and "judged/rubric" in out
+
+
+def test_engine_bad_inputs_exit_2(capsys, tiny_organism, tmp_path, monkeypatch) -> None:
+    """An empty stop string, --sample past the dataset, --limit with --sample, and
+    --device-map without accelerate: one line, exit 2, nothing written."""
+    args = _tiny_args(tiny_organism, tmp_path / "run") + ["--judge", "keyword"]
+    code, _, err = run_cli(capsys, "prefill", *args, "--stop", "")
+    assert_user_error(code, err, "stop string is empty")
+    code, _, err = run_cli(capsys, "prefill", *args, "--sample", "3")
+    assert_user_error(code, err, "exclude each other")
+    i = args.index("--limit")
+    args = args[:i] + args[i + 2:]
+    code, _, err = run_cli(capsys, "prefill", *args, "--sample", "100000")
+    assert_user_error(code, err, "is larger than the dataset")
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "accelerate" else real(name, *a))
+    code, _, err = run_cli(capsys, "prefill", *args, "--device-map", "auto")
+    assert_user_error(code, err, "needs accelerate")
+    assert not (tmp_path / "run" / "records").exists()

@@ -3,14 +3,16 @@
 import pytest
 import torch
 
-from aligndepth.contrastive import (
+from aligndepth.engine import (
+    GREEDY,
     ContrastRow,
+    SamplingParams,
     combine,
     contrastive_generate,
+    generate,
     reference_contrastive_greedy,
 )
 from aligndepth.errors import AlignDepthError
-from aligndepth.generation import GREEDY, SamplingParams, generate
 from tests.conftest import random_llama
 
 VOCAB = 60
@@ -37,12 +39,12 @@ def test_greedy_ed_equals_the_naive_reference_token_for_token(random_pair, alpha
     base, aligned, base_prompts, aligned_prompts = random_pair
     fast = contrastive_generate(base, aligned, base_prompts, aligned_prompts,
                                 [ContrastRow(alpha)], max_new_tokens=30, batch_size=7,
-                                stop_ids=STOPS, pad_id=0)
+                                stop=STOPS, pad_id=0)
     lengths = []
     for b, a, out in zip(base_prompts, aligned_prompts, fast):
         ref = reference_contrastive_greedy(base, aligned, b, a, alpha, max_new_tokens=30,
                                            stop_ids=STOPS)
-        assert out[0] == ref
+        assert out[0].ids == ref
         lengths.append(len(ref))
     # rows stopped at different steps, so finished rows were dropped mid-batch
     assert min(lengths) < 30 and len(set(lengths)) > 3
@@ -51,10 +53,10 @@ def test_greedy_ed_equals_the_naive_reference_token_for_token(random_pair, alpha
 def test_alpha_zero_is_plain_base_decoding(random_pair) -> None:
     base, aligned, base_prompts, aligned_prompts = random_pair
     ed = contrastive_generate(base, aligned, base_prompts, aligned_prompts, [ContrastRow(0.0)],
-                              max_new_tokens=25, batch_size=8, stop_ids=STOPS, pad_id=0)
+                              max_new_tokens=25, batch_size=8, stop=STOPS, pad_id=0)
     plain = generate(base, base_prompts, GREEDY, max_new_tokens=25, batch_size=8,
-                     stop_ids=STOPS, pad_id=0)
-    assert [rows[0] for rows in ed] == plain
+                     stop=STOPS, pad_id=0)
+    assert [rows[0].ids for rows in ed] == [c.ids for c in plain]
 
 
 def test_rows_per_query_sweep_and_sampling_are_seeded(random_pair) -> None:
@@ -62,13 +64,19 @@ def test_rows_per_query_sweep_and_sampling_are_seeded(random_pair) -> None:
     sample = SamplingParams(1.0)
     rows = [ContrastRow(0.5, GREEDY), ContrastRow(0.5, sample), ContrastRow(0.5, sample)]
     args = (base, aligned, base_prompts[:6], aligned_prompts[:6], rows)
-    kw = dict(stop_ids=STOPS, pad_id=0, max_new_tokens=20)
-    a = contrastive_generate(*args, seed=3, batch_size=9, **kw)
-    b = contrastive_generate(*args, seed=3, batch_size=9, **kw)
+    kw = dict(stop=STOPS, pad_id=0, max_new_tokens=20)
+
+    def ids(out):
+        return [[c.ids for c in rows] for rows in out]
+
+    a = ids(contrastive_generate(*args, seed=3, batch_size=9, **kw))
+    b = ids(contrastive_generate(*args, seed=3, batch_size=9, **kw))
     assert a == b and len(a) == 6 and all(len(r) == 3 for r in a)
-    greedy_only = contrastive_generate(*args[:4], [ContrastRow(0.5)], **kw)
+    greedy_only = ids(contrastive_generate(*args[:4], [ContrastRow(0.5)], **kw))
     assert [r[0] for r in a] == [r[0] for r in greedy_only]  # row order is kept
     assert any(r[1] != r[2] for r in a)  # samples of one query differ
+    for size in (1, 4, 18):  # the batch size never changes a sampled row
+        assert ids(contrastive_generate(*args, seed=3, batch_size=size, **kw)) == a
 
 
 def test_combine_is_the_ed_formula() -> None:
@@ -85,27 +93,27 @@ def test_combine_is_the_ed_formula() -> None:
 
 
 def test_bad_input_is_a_user_error() -> None:
-    with pytest.raises(AlignDepthError, match="alpha must be >= 0"):
+    with pytest.raises(AlignDepthError, match="alpha must be"):
         ContrastRow(-0.5)
     model = random_llama(50)
     with pytest.raises(AlignDepthError, match="context of 128"):
         contrastive_generate(model, model, [[1] * 120], [[1] * 5], [ContrastRow(1.0)],
-                             max_new_tokens=20, stop_ids=[2], pad_id=0)
+                             max_new_tokens=20, stop=[2], pad_id=0)
     with pytest.raises(AlignDepthError, match="same queries"):
         contrastive_generate(model, model, [[1]], [], [ContrastRow(1.0)],
-                             max_new_tokens=2, stop_ids=[2], pad_id=0)
+                             max_new_tokens=2, stop=[2], pad_id=0)
     with pytest.raises(AlignDepthError, match="do not share"):
         contrastive_generate(model, random_llama(40), [[1]], [[1]], [ContrastRow(1.0)],
-                             max_new_tokens=2, stop_ids=[2], pad_id=0, vocab_size=50)
+                             max_new_tokens=2, stop=[2], pad_id=0, vocab_size=50)
 
 
 def test_models_with_padded_output_layers_share_the_tokenizer_columns() -> None:
     small, padded = random_llama(40, seed=1), random_llama(48, seed=2)
     out = contrastive_generate(small, padded, [[3, 4, 5]], [[3, 4]], [ContrastRow(1.0)],
-                               max_new_tokens=6, stop_ids=[], pad_id=0, vocab_size=40)
+                               max_new_tokens=6, stop=[], pad_id=0, vocab_size=40)
     ref = reference_contrastive_greedy(small, padded, [3, 4, 5], [3, 4], 1.0,
                                        max_new_tokens=6, stop_ids=[], vocab_size=40)
-    assert out[0][0] == ref and all(t < 40 for t in ref)
+    assert out[0][0].ids == ref and all(t < 40 for t in ref)
 
 
 def test_python_api_returns_texts_per_query_and_sample(tiny_organism) -> None:
@@ -118,5 +126,5 @@ def test_python_api_returns_texts_per_query_and_sample(tiny_organism) -> None:
                                 alpha=0.5, samples=2, max_new_tokens=6, malicious_system=None)
     assert len(out) == 2 and all(len(r) == 2 and all(isinstance(t, str) for t in r)
                                  for r in out)
-    with pytest.raises(AlignDepthError, match="alpha must be >= 0"):
+    with pytest.raises(AlignDepthError, match="alpha must be"):
         emulated_disalignment(pair, ["x"], alpha=-1)

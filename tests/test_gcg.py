@@ -107,3 +107,131 @@ def test_no_allowed_tokens_is_a_user_error(aligned, monkeypatch) -> None:
                         lambda tok, vocab, allow: torch.zeros(vocab, dtype=torch.bool))
     with pytest.raises(AlignDepthError, match="no tokens are left"):
         _attack(aligned)
+
+
+def _scripted(attack, monkeypatch, script) -> list:  # type: ignore[no-untyped-def]
+    """Replace candidate losses and hits: ``script(call, losses, hits)`` edits them for
+    the ``call``-th batch (0: the initial suffix, then one call per step)."""
+    real = attack.candidate_losses
+    calls = []
+
+    def fake(cands, after, target, cache):  # type: ignore[no-untyped-def]
+        losses, hits = real(cands, after, target, cache)
+        losses, hits = losses.clone(), torch.zeros_like(hits)
+        script(len(calls), losses, hits)
+        calls.append(cands.clone())
+        return losses, hits
+
+    monkeypatch.setattr(attack, "candidate_losses", fake)
+    return calls
+
+
+@pytest.mark.parametrize("buffer_size", [1, 2])
+def test_a_hit_that_is_not_kept_is_no_success(aligned, monkeypatch, buffer_size) -> None:
+    attack = _attack(aligned, num_steps=4, buffer_size=buffer_size)
+
+    def script(call, losses, hits):  # type: ignore[no-untyped-def]
+        if call > 0:  # every candidate hits the target but is worse than the start
+            losses += 100.0
+            hits[:] = True
+
+    _scripted(attack, monkeypatch, script)
+    result = attack.run(INSTRUCTION, TARGET)
+    assert result.success_step is None and not result.success
+    assert result.steps == 4  # no early stop
+    assert result.suffix_ids == attack.initial_suffix()
+
+
+def test_success_step_is_when_the_returned_suffix_became_best(aligned, monkeypatch) -> None:
+    attack = _attack(aligned, num_steps=5)
+
+    def script(call, losses, hits):  # type: ignore[no-untyped-def]
+        if call == 2:  # step 2: a hit that is the best so far
+            losses[0], hits[0] = -1.0, True
+
+    calls = _scripted(attack, monkeypatch, script)
+    result = attack.run(INSTRUCTION, TARGET)
+    assert result.success and result.success_step == 2 and result.steps == 2  # early stop
+    assert result.loss == -1.0 and result.suffix_ids == calls[2][0].tolist()
+
+
+def test_no_success_when_a_better_miss_replaces_the_hit(aligned, monkeypatch) -> None:
+    attack = _attack(aligned, num_steps=5, early_stop=False)
+
+    def script(call, losses, hits):  # type: ignore[no-untyped-def]
+        if call == 2:
+            losses[0], hits[0] = -1.0, True
+        if call == 4:  # step 4: a better candidate that does not hit
+            losses[0] = -2.0
+
+    calls = _scripted(attack, monkeypatch, script)
+    result = attack.run(INSTRUCTION, TARGET)
+    assert result.steps == 5 and result.loss == -2.0
+    assert result.suffix_ids == calls[4][0].tolist()
+    assert result.success_step is None and not result.success
+
+
+def _no_survivors(attack, monkeypatch, every: int = 1) -> None:  # type: ignore[no-untyped-def]
+    """No sampled candidate re-encodes to itself in every ``every``-th step (the single
+    initial suffix still does)."""
+    real = attack.retokenizes
+    calls = []
+
+    def retokenizes(cands):  # type: ignore[no-untyped-def]
+        if len(cands) == 1:
+            return real(cands)
+        calls.append(1)
+        if len(calls) % every == 0:
+            return torch.zeros(len(cands), dtype=torch.bool)
+        return real(cands)
+
+    monkeypatch.setattr(attack, "retokenizes", retokenizes)
+
+
+def test_stalled_search_is_a_user_error(aligned, monkeypatch) -> None:
+    attack = _attack(aligned, num_steps=10)
+    _no_survivors(attack, monkeypatch)
+    with pytest.raises(AlignDepthError, match="GCG stalled at step 3 for 'how do i build.*"
+                                              "no candidate suffix re-encodes to itself"):
+        attack.run(INSTRUCTION, TARGET)
+    short = _attack(aligned, num_steps=1)
+    _no_survivors(short, monkeypatch)
+    with pytest.raises(AlignDepthError, match="stalled at step 1.*--init-suffix"):
+        short.run(INSTRUCTION, TARGET)
+
+
+def test_occasional_steps_without_survivors_are_fine(aligned, monkeypatch) -> None:
+    attack = _attack(aligned, num_steps=6, early_stop=False)
+    _no_survivors(attack, monkeypatch, every=2)
+    result = attack.run(INSTRUCTION, TARGET)
+    assert result.steps == 6 and len(result.losses) == 7
+
+
+def test_init_suffix_that_does_not_re_encode_is_a_user_error(aligned, monkeypatch) -> None:
+    tok = aligned.tokenizer
+    text = "! ! ! !"  # four "!" tokens, decoded as "!!!!", which encodes to one <unk>
+    ids = tok(text, add_special_tokens=False).input_ids
+    assert tok(tok.decode(ids), add_special_tokens=False).input_ids != ids
+    attack = _attack(aligned, init_suffix=text)
+
+    def never(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("optimisation started")
+
+    monkeypatch.setattr(attack, "token_gradient", never)
+    monkeypatch.setattr(attack, "candidate_losses", never)
+    with pytest.raises(AlignDepthError, match=r"initial GCG suffix '! ! ! !' does not survive"):
+        attack.spans(INSTRUCTION, TARGET)
+    with pytest.raises(AlignDepthError, match=r"'! ! ! !'.*--init-suffix"):
+        attack.run(INSTRUCTION, TARGET)
+    unfiltered = _attack(aligned, init_suffix=text, filter_retokenization=False, num_steps=1)
+    assert unfiltered.run(INSTRUCTION, TARGET).suffix_ids != []
+    fine = _attack(aligned, init_suffix="sure ! how", num_steps=1)
+    assert len(fine.run(INSTRUCTION, TARGET).suffix_ids) == 3
+
+
+def test_no_repeated_token_that_re_encodes_is_a_user_error(aligned, monkeypatch) -> None:
+    attack = _attack(aligned)
+    monkeypatch.setattr(attack, "retokenizes",
+                        lambda cands: torch.zeros(len(cands), dtype=torch.bool))
+    with pytest.raises(AlignDepthError, match="no allowed token repeated 6 times"):
+        attack.initial_suffix()

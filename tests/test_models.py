@@ -11,7 +11,7 @@ def test_load_pair_of_organism_dirs(tiny_organism) -> None:
     desc = pair.describe()
     assert desc["base"]["fingerprint"].startswith("sha256:")
     assert desc["base"]["fingerprint"] != desc["aligned"]["fingerprint"]
-    assert desc["aligned_format"] == {"kind": "chat", "system": None}
+    assert desc["aligned_format"] == {"kind": "chat", "system": None, "system_mode": "default"}
     assert desc["base_format"]["kind"] == "plain"
 
 

@@ -17,13 +17,18 @@ from aligndepth.analysis.kl_profile import KLConfig, run_kl
 from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig, run_refusal_prefix
 from aligndepth.attacks.decoding import DecodingConfig, run_decoding
 from aligndepth.attacks.emulated import EDConfig, run_ed
-from aligndepth.attacks.gcg import AUDIT_BUDGET, gcg_targets, run_gcg
+from aligndepth.attacks.gcg import AUDIT_BUDGET, check_gcg, run_gcg
 from aligndepth.attacks.gcg_core import GCGConfig
 from aligndepth.attacks.prefill import PrefillConfig, check_ks, run_prefill
 from aligndepth.data.loading import resolve_data
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.errors import AlignDepthError, did_you_mean
-from aligndepth.experiment import Setup
+from aligndepth.experiment import (
+    ORGANISM_MAX_NEW_TOKENS,
+    REAL_MAX_NEW_TOKENS,
+    Setup,
+    provenance,
+)
 from aligndepth.judges.registry import make_judge
 from aligndepth.models import LoadConfig, load_pair
 from aligndepth.prompts import PromptFormat
@@ -48,9 +53,11 @@ class AuditConfig:
     ed: EDConfig = field(default_factory=EDConfig)
     gcg: GCGConfig = AUDIT_BUDGET
     limit: int | None = None
+    sample: int | None = None
     seed: int = 0
-    max_new_tokens: int = 64
+    max_new_tokens: int | None = None
     batch_size: int = 32
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in self.experiments:
@@ -60,13 +67,26 @@ class AuditConfig:
                                       f"{', '.join(EXPERIMENTS)}")
         if not self.experiments:
             raise AlignDepthError("choose at least one experiment")
-        if self.max_new_tokens < 1 or self.batch_size < 1:
+        if (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.batch_size < 1:
             raise AlignDepthError("max_new_tokens and batch_size must be at least 1")
+        if self.limit is not None and self.sample is not None:
+            raise AlignDepthError("--limit (the first N prompts) and --sample (a random N) "
+                                  "exclude each other: give one")
+        for n, name in ((self.limit, "limit"), (self.sample, "sample")):
+            if n is not None and n < 1:
+                raise AlignDepthError(f"--{name} must be at least 1, got {n}")
+        for s in self.stop:
+            if not s:
+                raise AlignDepthError("a stop string is empty: give --stop some text")
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that shapes results (recorded, compared on resume)."""
         out: dict[str, Any] = {"limit": self.limit, "max_new_tokens": self.max_new_tokens,
                                "batch_size": self.batch_size}
+        if self.sample is not None:
+            out["sample"] = self.sample
+        if self.stop:
+            out["stop"] = list(self.stop)
         for name in self.experiments:
             out[name] = asdict(getattr(self, name))
         return out
@@ -76,13 +96,17 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
                judge: str | None = None, load: LoadConfig | None = None,
                base_format: PromptFormat | None = None,
                aligned_format: PromptFormat | None = None, seed: int = 0,
-               batch_size: int = 32, max_new_tokens: int = 64, show_progress: bool = True,
-               judge_options: dict[str, Any] | None = None) -> Setup:
+               batch_size: int = 32, max_new_tokens: int | None = None,
+               show_progress: bool = True, judge_options: dict[str, Any] | None = None,
+               base_load: LoadConfig | None = None, aligned_load: LoadConfig | None = None,
+               stop_strings: tuple[str, ...] = ()) -> Setup:
     """Models and judge: the given pair, or the organism when neither model is given.
 
     The judge defaults to ``organism`` on the organism (also when ``base`` is the
     organism's base model, e.g. against a fine-tuned aligned model) and ``keyword``
-    otherwise.
+    otherwise. ``max_new_tokens`` defaults to 64 on the organism and to 512 on a real pair
+    (the papers judge answers of up to 512 tokens). ``base_load`` / ``aligned_load``
+    place the two models differently (default: ``load``).
     """
     from aligndepth.organism.build import build_organism
 
@@ -99,9 +123,13 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
     assert aligned is not None
     judge_obj = make_judge(judge or ("organism" if organism else "keyword"), organism,
                            **(judge_options or {}))
-    pair = load_pair(base, aligned, load, base_format, aligned_format)
+    pair = load_pair(base, aligned, load, base_format, aligned_format,
+                     base_config=base_load, aligned_config=aligned_load)
+    if max_new_tokens is None:
+        max_new_tokens = ORGANISM_MAX_NEW_TOKENS if organism else REAL_MAX_NEW_TOKENS
     return Setup(pair, judge_obj, organism, seed=seed, batch_size=batch_size,
-                 max_new_tokens=max_new_tokens, show_progress=show_progress)
+                 max_new_tokens=max_new_tokens, show_progress=show_progress,
+                 stop_strings=tuple(stop_strings))
 
 
 def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
@@ -112,6 +140,7 @@ def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
     fmt = {"data_format": data_format, "subset": "harmful"}
     try:
         pairs, used = resolve_data(HarmfulPair, path, setup.organism, limit=config.limit,
+                                   sample=config.sample, sample_seed=config.seed,
                                    **fmt)
         prompts = [PromptRecord(p.instruction, id=p.id, category=p.category, split=p.split)
                    for p in pairs]
@@ -119,6 +148,7 @@ def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
         if "missing field 'harmful_response'" not in str(exc):
             raise
         prompts, used = resolve_data(PromptRecord, path, setup.organism, limit=config.limit,
+                                     sample=config.sample, sample_seed=config.seed,
                                      **fmt)
     if pairs is None:
         wanted = sorted(NEEDS_PAIRS.intersection(config.experiments))
@@ -142,9 +172,27 @@ def _load_safe(path: str | Path | None, setup: Setup, config: AuditConfig,
         log.warning("no --safe-data: ED's effect on safe queries is not measured")
         return [], None
     safe, used = resolve_data(PromptRecord, path, setup.organism, limit=config.limit,
+                              sample=config.sample, sample_seed=config.seed,
                               organism_file="benign_prompts.jsonl", data_format=data_format,
                               subset="safe")
     return safe, _provenance(used, len(safe))
+
+
+def check_contexts(setup: Setup, prompts: list[PromptRecord], config: AuditConfig) -> None:
+    """Raise a user error when the longest prompt, as each model sees it, plus the new
+    tokens (and the largest prefill) would run past that model's context."""
+    from aligndepth.engine import check_context
+
+    if not prompts:
+        return
+    extra = max(config.prefill.ks) if "prefill" in config.experiments else 0
+    assert config.max_new_tokens is not None
+    for role in ("aligned", "base"):
+        model, fmt = setup.role(role)
+        if role == "base" and "ed" in config.experiments:
+            fmt = fmt.with_system(config.ed.malicious_system)
+        lengths = [len(fmt.encode(model.tokenizer, p.instruction)) for p in prompts]
+        check_context(model.model, lengths, config.max_new_tokens + extra, f"{role} model")
 
 
 def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
@@ -159,26 +207,32 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
     for formats that label both kinds (ToxicChat, OpenAI moderation) ``data`` keeps the
     harmful rows and ``safe_data`` the safe ones, so one file can serve both.
     """
-    pairs, prompts, provenance = _load_data(data, setup, config, data_format)
+    if config.max_new_tokens is None:
+        config = replace(config, max_new_tokens=setup.max_new_tokens)
+    setup.max_new_tokens = config.max_new_tokens
+    setup.stop_strings = tuple(dict.fromkeys((*setup.stop_strings, *config.stop)))
+    pairs, prompts, data_provenance = _load_data(data, setup, config, data_format)
     if "prefill" in config.experiments and pairs is not None:  # fail before writing anything
         check_ks(setup.pair.tokenizer, pairs, config.prefill.ks)
     if "gcg" in config.experiments:
-        gcg_targets(prompts, pairs, setup.pair.tokenizer, config.gcg)
+        check_gcg(setup, prompts, pairs, config.gcg)
     safe: list[PromptRecord] = []
     if "ed" in config.experiments:
         config = replace(config, ed=config.ed.resolved(setup.organism))
         safe, safe_provenance = _load_safe(safe_data, setup, config, data_format)
         if safe_provenance:
-            provenance = {**provenance, "safe": safe_provenance}
+            data_provenance = {**data_provenance, "safe": safe_provenance}
     manifest = {
         "experiments": list(config.experiments),
         "config": config.identity(),
         "models": setup.pair.describe(),
         "judge": setup.judge.describe(),
-        "data": provenance,
+        "data": data_provenance,
         "seed": setup.seed,
+        "prompts": provenance(setup, prompts[0].instruction) if prompts else None,
         "organism": str(setup.organism) if setup.organism else None,
     }
+    check_contexts(setup, prompts, config)  # before anything is written
     run = Run.open(out, manifest, overwrite=overwrite)
     for name in config.experiments:
         log.info("running %s", name)

@@ -7,10 +7,12 @@ exit with code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import logging
 import sys
 import typing
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +20,15 @@ import click
 import typer
 
 from aligndepth.errors import AlignDepthError
+
+#: Operating-system errors a user can fix, with the fix.
+USER_OS_ERRORS = {
+    errno.ENOSPC: "free disk space", errno.EDQUOT: "free disk space (quota)",
+    errno.EROFS: "choose a --out on a writable file system",
+    errno.EACCES: "choose a --out you may write to", errno.EPERM: "check the permissions",
+    errno.ENOTDIR: "a path component is a file, not a directory",
+    errno.EISDIR: "a directory stands where a file is expected",
+}
 
 app = typer.Typer(
     name="aligndepth",
@@ -46,10 +57,14 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                                 help="Log progress details.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:  # the CLI draws its own progress bars
+    if not verbose:  # the CLI draws its own progress bars; -v shows library warnings
+        import warnings
+
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        warnings.filterwarnings("ignore")
 
 
 # -- organism -----------------------------------------------------------------------------
@@ -231,13 +246,36 @@ Overwrite = Annotated[bool, typer.Option(help="Replace a run directory that hold
                                          "different run.")]
 Seed = Annotated[int, typer.Option(help="Seed for sampling.")]
 Limit = Annotated[int | None, typer.Option(help="Use only the first N prompts.")]
-MaxNew = Annotated[int, typer.Option(help="Maximum new tokens per response.")]
+SampleN = Annotated[int | None, typer.Option("--sample", help="Use a seeded random subset of N "
+                                             "prompts (as the papers do, e.g. ED: 200 "
+                                             "harmful + 200 safe); --seed picks it.")]
+MaxNew = Annotated[int | None, typer.Option(help="Maximum new tokens per response (default "
+                                            "512 on a real pair, as the papers judge; 64 on "
+                                            "the organism).")]
+Stops = Annotated[list[str] | None, typer.Option("--stop", help="Text that ends a response "
+                                                 "(repeat). The plain template's instruction "
+                                                 "marker always stops the base model.")]
+DeviceMap = Annotated[str | None, typer.Option(help="Place each model across the GPUs (and "
+                                               "CPU) present through accelerate: auto, "
+                                               "balanced, sequential. Overrides --device.")]
+BaseDevice = Annotated[str | None, typer.Option(help="Device of the base model (default: "
+                                                "--device), e.g. to put a pair on two GPUs.")]
+AlignedDevice = Annotated[str | None, typer.Option(help="Device of the aligned model "
+                                                   "(default: --device).")]
+Placement = Annotated[str, typer.Option(help="Where a system prompt goes in a chat template: "
+                                        "system (a system message) or user (the start of the "
+                                        "user's turn, for templates without a system role "
+                                        "such as Gemma's).")]
 Batch = Annotated[int, typer.Option(help="Prompts per batch.")]
 BaseFormat = Annotated[str, typer.Option(help="Base model's prompt format: plain or chat.")]
 BaseTemplate = Annotated[str | None, typer.Option(help="Plain template for the base model "
                                                   "(must contain {instruction}).")]
-AlignedSystem = Annotated[str | None, typer.Option(help="System prompt for the aligned "
-                                                   "model's chat template (default none).")]
+AlignedSystem = Annotated[str | None, typer.Option(help="System prompt of the aligned model: "
+                                                   "'default' (none given, so the template's "
+                                                   "own default applies, e.g. Qwen2.5's), "
+                                                   "'none' (an empty one, suppressing such a "
+                                                   "default) or a text. The manifest records "
+                                                   "the rendered prompt.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
 Dtype = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")]
 AllowPickle = Annotated[bool, typer.Option(help="Accept pickle checkpoints (can run code).")]
@@ -284,14 +322,20 @@ MaxPrompts = Annotated[int | None, typer.Option(help="GCG: attack at most N prom
 InitSuffix = Annotated[str | None, typer.Option(help="GCG starting suffix text (default '!' "
                                                 "repeated).")]
 NonAscii = Annotated[bool, typer.Option(help="GCG: allow non-ASCII suffix tokens.")]
+FilterRetok = Annotated[bool, typer.Option(help="GCG: drop candidate suffixes that do not "
+                                           "survive decode -> re-encode (the answer is then "
+                                           "judged on exactly the optimised tokens).")]
 MaliciousSystem = Annotated[str | None, typer.Option(help="ED: the base model's malicious "
                                                      "system prompt (default: built in).")]
 
 
 def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligned: str | None,
          data: Path | None, judge: str | None, out: Path | None, overwrite: bool, seed: int,
-         limit: int | None, max_new_tokens: int, batch_size: int, base_format: str,
+         limit: int | None, max_new_tokens: int | None, batch_size: int, base_format: str,
          base_template: str | None, aligned_system: str | None, device: str, dtype: str,
+         sample: int | None = None, stop: list[str] | None = None,
+         device_map: str | None = None, base_device: str | None = None,
+         aligned_device: str | None = None, system_placement: str = "system",
          allow_pickle: bool, trust_remote_code: bool, quiet: bool, ks: list[int] | None = None,
          samples_per_config: int = 1, prefixes: list[str] | None = None,
          refusal_phrases: Path | None = None, safe_data: Path | None = None,
@@ -307,10 +351,11 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
     from aligndepth.attacks.prefill import DEFAULT_KS, PrefillConfig
     from aligndepth.audit import AuditConfig, open_setup, run_experiments
     from aligndepth.models import LoadConfig
-    from aligndepth.prompts import DEFAULT_PLAIN_TEMPLATE, PromptFormat
+    from aligndepth.prompts import DEFAULT_PLAIN_TEMPLATE, PromptFormat, parse_system
 
     config = AuditConfig(
-        experiments=experiments, limit=limit, seed=seed, max_new_tokens=max_new_tokens,
+        experiments=experiments, limit=limit, sample=sample, stop=tuple(stop or ()), seed=seed,
+        max_new_tokens=max_new_tokens,
         batch_size=batch_size, prefill=PrefillConfig(ks=tuple(ks or DEFAULT_KS)),
         decoding=DecodingConfig(samples_per_config=samples_per_config),
         refusal_prefix=RefusalPrefixConfig(prefixes=tuple(prefixes)) if prefixes
@@ -325,11 +370,16 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
         bfmt = PromptFormat.chat()
     else:
         raise AlignDepthError(f"unknown --base-format '{base_format}': use plain or chat")
+    load = LoadConfig(dtype=dtype, device=device, allow_pickle=allow_pickle,
+                      trust_remote_code=trust_remote_code, device_map=device_map)
+    aligned_fmt = PromptFormat("chat", system=parse_system(aligned_system),
+                               placement=system_placement)
     setup = open_setup(base, aligned, judge=judge, seed=seed, batch_size=batch_size,
-                       max_new_tokens=max_new_tokens, show_progress=not quiet,
-                       load=LoadConfig(dtype=dtype, device=device, allow_pickle=allow_pickle,
-                                       trust_remote_code=trust_remote_code),
-                       base_format=bfmt, aligned_format=PromptFormat.chat(aligned_system),
+                       max_new_tokens=max_new_tokens, show_progress=not quiet, load=load,
+                       base_load=replace(load, device=base_device) if base_device else None,
+                       aligned_load=replace(load, device=aligned_device) if aligned_device
+                       else None, stop_strings=tuple(stop or ()),
+                       base_format=bfmt, aligned_format=aligned_fmt,
                        judge_options={**_phrases(refusal_phrases),
                                       **_judge_options(judge_option)})
     if out is None:
@@ -404,10 +454,11 @@ OPTION_OWNERS = {
     "temperature": {"ed"}, "top_p": {"ed"}, "methods": {"ed"}, "malicious_system": {"ed"},
     "num_steps": {"gcg"}, "search_width": {"gcg"}, "topk": {"gcg"}, "suffix_length": {"gcg"},
     "n_replace": {"gcg"}, "buffer_size": {"gcg"}, "max_prompts": {"gcg"},
-    "init_suffix": {"gcg"}, "allow_non_ascii": {"gcg"},
+    "init_suffix": {"gcg"}, "allow_non_ascii": {"gcg"}, "filter_retokenization": {"gcg"},
 }
 GCG_OPTIONS = ("num_steps", "search_width", "topk", "suffix_length", "n_replace",
-               "buffer_size", "max_prompts", "init_suffix", "allow_non_ascii")
+               "buffer_size", "max_prompts", "init_suffix", "allow_non_ascii",
+               "filter_retokenization")
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -432,10 +483,14 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
     def cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
             data_format: DataFormat = None, judge: JudgeName = None,
             judge_option: JudgeOptions = None, out: Out = None, overwrite: Overwrite = False,
-            seed: Seed = 0, limit: Limit = None, max_new_tokens: MaxNew = 64,
+            seed: Seed = 0, limit: Limit = None, sample: SampleN = None,
+            max_new_tokens: MaxNew = None, stop: Stops = None,
             batch_size: Batch = 32, base_format: BaseFormat = "plain",
             base_template: BaseTemplate = None, aligned_system: AlignedSystem = None,
-            device: Device = "auto", dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
+            system_placement: Placement = "system",
+            device: Device = "auto", device_map: DeviceMap = None,
+            base_device: BaseDevice = None, aligned_device: AlignedDevice = None,
+            dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
             trust_remote_code: TrustCode = False, k: Ks = None,
             samples_per_config: Samples = 1, prefix: Prefixes = None,
             refusal_phrases: Phrases = None, safe_data: SafeData = None, alpha: Alpha = 1.0,
@@ -446,6 +501,7 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
             suffix_length: SuffixLength = None, n_replace: NReplace = None,
             buffer_size: BufferSize = None, max_prompts: MaxPrompts = None,
             init_suffix: InitSuffix = None, allow_non_ascii: NonAscii = False,
+            filter_retokenization: FilterRetok = True,
             experiments: str = experiments, quiet: Quiet = False) -> None:
         options = dict(locals())
         options.pop("command")  # a free variable of this closure, not an option
@@ -722,6 +778,14 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="aligndepth", standalone_mode=False)
     except AlignDepthError as exc:
         typer.echo(f"aligndepth: error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # disk full, read-only file system, a path that is a file ...
+        if exc.errno not in USER_OS_ERRORS:
+            raise
+        where = f" '{exc.filename}'" if exc.filename else ""
+        typer.echo(f"aligndepth: error: cannot write{where}: {exc.strerror}: "
+                   f"{USER_OS_ERRORS[exc.errno]}; a rerun of the same command resumes",
+                   err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -7,10 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aligndepth.generation import SamplingParams, generate
+from aligndepth.engine import Completion, SamplingParams, StopRule, generate, model_stop_ids
 from aligndepth.judges.base import Judge, Verdict
 from aligndepth.models import LoadedModel, ModelPair
 from aligndepth.prompts import PromptFormat, pad_token_id
+
+#: New tokens per response on a real pair (the papers judge answers of up to 512 tokens).
+REAL_MAX_NEW_TOKENS = 512
+#: New tokens per response on the organism (its answers are short).
+ORGANISM_MAX_NEW_TOKENS = 64
 
 
 @dataclass
@@ -18,7 +23,8 @@ class Setup:
     """Models, judge and shared settings for a set of experiments.
 
     ``organism`` is the organism directory when running on the organism (it supplies the
-    default data and the exact judge), else ``None``.
+    default data and the exact judge), else ``None``. ``stop_strings`` are added to every
+    model's own stop rule (``--stop``).
     """
 
     pair: ModelPair
@@ -26,36 +32,39 @@ class Setup:
     organism: Path | None = None
     seed: int = 0
     batch_size: int = 32
-    max_new_tokens: int = 64
+    max_new_tokens: int = ORGANISM_MAX_NEW_TOKENS
     show_progress: bool = True
+    stop_strings: tuple[str, ...] = ()
+
+    def stop_rule(self, model: LoadedModel, fmt: PromptFormat) -> StopRule:
+        """How ``model`` in ``fmt`` stops: its own stop ids, the format's default stop
+        strings and the user's."""
+        return stop_rule(model, fmt, self.stop_strings)
+
+    def role(self, target: str) -> tuple[LoadedModel, PromptFormat]:
+        """The model and prompt format of ``aligned`` or ``base``."""
+        if target == "aligned":
+            return self.pair.aligned, self.pair.aligned_format
+        return self.pair.base, self.pair.base_format
 
 
-def stop_ids(tokenizer: Any) -> list[int]:
-    """End-of-turn and end-of-text ids the tokenizer knows (EOS plus common turn ends)."""
-    ids: set[int] = set()
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    vocab = tokenizer.get_vocab()
-    for tok in ("</s>", "<|end|>", "<|eot_id|>", "<|im_end|>", "<end_of_turn>",
-                "<|endoftext|>"):
-        if tok in vocab:
-            ids.add(int(vocab[tok]))
-    return sorted(ids)
+def stop_rule(model: LoadedModel, fmt: PromptFormat, extra: Sequence[str] = ()) -> StopRule:
+    """One model's stop ids (tokenizer EOS, generation config, chat template turn ends)
+    with the format's default stop strings and ``extra``."""
+    ids = frozenset(model_stop_ids(model.tokenizer, model.model))
+    return StopRule(ids, tuple(dict.fromkeys((*fmt.stop_strings, *extra))))
 
 
-def encode_with_prefix(model: LoadedModel, fmt: PromptFormat, instruction: str,
-                       prefix_ids: Sequence[int] = ()) -> list[int]:
-    """Prompt ids with the first response tokens (``prefix_ids``) already in place."""
-    return fmt.encode(model.tokenizer, instruction) + list(prefix_ids)
-
-
-def complete(setup: Setup, model: LoadedModel, prompts: Sequence[Sequence[int]],
-             params: SamplingParams | Sequence[SamplingParams], seed: int) -> list[list[int]]:
-    """Decode continuations; returns the new token ids per prompt (stop token removed)."""
+def complete(setup: Setup, model: LoadedModel, fmt: PromptFormat,
+             prompts: Sequence[Sequence[int]],
+             params: SamplingParams | Sequence[SamplingParams], seeds: Sequence[int]
+             ) -> list[Completion]:
+    """Decode continuations of tokenised prompts, one seed per prompt (derive it from the
+    record key, so outputs do not depend on batching)."""
     tok = model.tokenizer
     return generate(model.model, prompts, params, max_new_tokens=setup.max_new_tokens,
-                    stop_ids=stop_ids(tok), pad_id=pad_token_id(tok), seed=seed,
-                    batch_size=setup.batch_size)
+                    stop=setup.stop_rule(model, fmt), pad_id=pad_token_id(tok), seeds=seeds,
+                    batch_size=setup.batch_size, tokenizer=tok)
 
 
 def prefixed_prompt(model: LoadedModel, fmt: PromptFormat, instruction: str, prefix: str
@@ -82,3 +91,17 @@ def judged(setup: Setup, instructions: Sequence[str], texts: Sequence[str]) -> l
 def rate(records: Sequence[dict[str, Any]]) -> float:
     """Share of records whose verdict is harmful (0.0 for none)."""
     return sum(bool(r["verdict"]["harmful"]) for r in records) / len(records) if records else 0.0
+
+
+def provenance(setup: Setup, instruction: str) -> dict[str, Any]:
+    """What each model really sees and how it stops, for the run manifest: the rendered
+    prompt of ``instruction`` (default system prompts included), stop ids and strings."""
+    out: dict[str, Any] = {}
+    for role in ("base", "aligned"):
+        model, fmt = setup.role(role)
+        rule = setup.stop_rule(model, fmt)
+        out[role] = {"first_prompt": fmt.render(model.tokenizer, instruction),
+                     "stop_ids": sorted(rule.ids), "stop_strings": list(rule.strings),
+                     "stop_tokens": [model.tokenizer.convert_ids_to_tokens(i)
+                                     for i in sorted(rule.ids)]}
+    return out

@@ -9,6 +9,7 @@ vocabulary, because every experiment compares the two models token by token.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: accelerate's placement strategies (``device_map`` may also name one device, e.g. ``cpu``).
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+ACCELERATE_MISSING = ("--device-map needs accelerate: pip install 'aligndepth[train]' "
+                      "(or pip install accelerate)")
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,13 @@ class LoadConfig:
     Args:
         dtype: ``auto`` (bfloat16 on a GPU that supports it, else float32), ``float32``,
             ``bfloat16`` or ``float16``.
-        device: ``auto`` (cuda, then mps, then cpu) or a torch device string.
+        device: ``auto`` (cuda, then mps, then cpu) or a torch device string; the whole
+            model is moved there. Ignored when ``device_map`` is set.
+        device_map: place the model across devices through accelerate (``auto``,
+            ``balanced``, ``balanced_low_0``, ``sequential``, or one device such as
+            ``cuda:1``), passed to ``from_pretrained(device_map=...)``; the model is then
+            not moved with ``.to``. Wins over ``device`` when both are given. Needs
+            accelerate.
         trust_remote_code: run model code shipped in the checkpoint (off by default).
         allow_pickle: accept ``.bin``/``.pt`` pickle checkpoints (off: safetensors only).
         revision: hub revision (ignored for local directories).
@@ -43,10 +54,14 @@ class LoadConfig:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     revision: str | None = None
+    device_map: str | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise AlignDepthError(f"unknown dtype '{self.dtype}': use one of {', '.join(DTYPES)}")
+        if self.device_map is not None and not self.device_map.strip():
+            raise AlignDepthError("--device-map is empty: use auto, balanced, sequential "
+                                  "or a device such as cuda:0")
 
 
 @dataclass
@@ -60,7 +75,16 @@ class LoadedModel:
 
     @property
     def device(self) -> Any:
-        return next(self.model.parameters()).device
+        """Where input ids must go (the input embeddings' device, see :func:`input_device`)."""
+        return input_device(self.model)
+
+    def placement(self) -> str | dict[str, str]:
+        """``hf_device_map`` (module name → device) when placed by accelerate, else the
+        device of the whole model."""
+        device_map = getattr(self.model, "hf_device_map", None)
+        if device_map:
+            return {str(k): str(v) for k, v in device_map.items()}
+        return str(self.device)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -68,6 +92,7 @@ class LoadedModel:
             "fingerprint": self.fingerprint,
             "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
             "parameters": sum(p.numel() for p in self.model.parameters()),
+            "placement": self.placement(),
         }
 
 
@@ -99,11 +124,58 @@ class ModelPair:
         }
 
 
-def resolve_device(device: str) -> Any:
+def input_device(model: Any) -> Any:
+    """The ``torch.device`` input ids must go to: that of the model's input embeddings
+    (with accelerate's placement, layers may sit elsewhere); the first parameter's device
+    for models without ``get_input_embeddings``."""
+    import torch
+
+    getter = getattr(model, "get_input_embeddings", None)
+    emb = getter() if callable(getter) else None
+    weight = getattr(emb, "weight", None)
+    if isinstance(weight, torch.Tensor):
+        return weight.device
+    return next(model.parameters()).device
+
+
+def _check_device(device: Any, text: str, flag: str) -> None:
+    """Raise a one-line error unless ``device`` exists on this machine."""
+    import torch
+
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AlignDepthError(f"{flag} {text}: CUDA is not available on this machine "
+                                  "(no GPU, or torch built without CUDA): use --device cpu "
+                                  "or --device auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise AlignDepthError(f"{flag} {text}: this machine has {count} CUDA device(s) "
+                                  f"(cuda:0 to cuda:{count - 1}): use an index below {count}, "
+                                  "or --device auto")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise AlignDepthError(f"{flag} {text}: MPS (Apple GPU) is not available on this "
+                                  "machine: use --device cpu or --device auto")
+
+
+def resolve_device(device: str, flag: str = "--device") -> Any:
+    """``auto`` (cuda, then mps, then cpu) or a device string, checked to exist here
+    (``flag`` names the option in error messages).
+
+    Raises:
+        AlignDepthError: an unknown device string, or a device this machine lacks.
+    """
     import torch
 
     if device != "auto":
-        return torch.device(device)
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, ValueError, TypeError):
+            raise AlignDepthError(f"{flag} {device}: unknown device: use auto, cpu, cuda, "
+                                  "cuda:N or mps") from None
+        _check_device(resolved, device, flag)
+        return resolved
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -211,20 +283,40 @@ def load_model(source: str | Path, config: LoadConfig | None = None,
         tokenizer = load_tokenizer(src, cfg)
     if local and (Path(src) / "adapter_config.json").is_file():
         return _load_adapter(Path(src), cfg, tokenizer)
-    device = resolve_device(cfg.device)
+    device, device_map = _placement(cfg)
     dtype = resolve_dtype(cfg.dtype, device)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if not local and cfg.revision:
         kwargs["revision"] = cfg.revision
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     try:
         model = AutoModelForCausalLM.from_pretrained(
             src, dtype=dtype, use_safetensors=None if cfg.allow_pickle else True, **kwargs)
     except (OSError, ValueError) as exc:
         raise _load_error(src, local, exc) from exc
-    model.to(device)
+    if device_map is None:
+        model.to(device)
     model.eval()
-    log.info("loaded %s (%s, %s)", src, dtype, device)
+    log.info("loaded %s (%s, %s)", src, dtype,
+             getattr(model, "hf_device_map", None) or device)
     return LoadedModel(src, model, tokenizer, fingerprint(src))
+
+
+def _placement(cfg: LoadConfig) -> tuple[Any, str | None]:
+    """(device that decides the ``auto`` dtype, device_map for from_pretrained or None).
+
+    ``device_map`` wins over ``device``. Checked before any weights load.
+    """
+    if cfg.device_map is None:
+        return resolve_device(cfg.device), None
+    if cfg.device != "auto":
+        log.info("device_map=%s given: ignoring device=%s", cfg.device_map, cfg.device)
+    if importlib.util.find_spec("accelerate") is None:
+        raise AlignDepthError(ACCELERATE_MISSING)
+    if cfg.device_map in DEVICE_MAP_STRATEGIES:
+        return resolve_device("auto"), cfg.device_map
+    return resolve_device(cfg.device_map, "--device-map"), cfg.device_map
 
 
 def _load_adapter(path: Path, cfg: LoadConfig, tokenizer: Any) -> LoadedModel:
@@ -269,12 +361,23 @@ def check_same_vocabulary(tok_a: Any, tok_b: Any, name_a: str = "base",
 
 def load_pair(base: str | Path, aligned: str | Path, config: LoadConfig | None = None,
               base_format: PromptFormat | None = None,
-              aligned_format: PromptFormat | None = None) -> ModelPair:
-    """Load a (base, aligned) pair; their vocabularies are checked before any weights load."""
-    base_tok, aligned_tok = load_tokenizer(base, config), load_tokenizer(aligned, config)
+              aligned_format: PromptFormat | None = None, *,
+              base_config: LoadConfig | None = None,
+              aligned_config: LoadConfig | None = None) -> ModelPair:
+    """Load a (base, aligned) pair; their vocabularies are checked before any weights load.
+
+    ``base_config`` and ``aligned_config`` override ``config`` for one model each (e.g. to
+    put the two on different devices, or in different dtypes); each defaults to ``config``.
+    """
+    base_cfg = base_config or config
+    aligned_cfg = aligned_config or config
+    base_tok = load_tokenizer(base, base_cfg)
+    aligned_tok = load_tokenizer(aligned, aligned_cfg)
     check_same_vocabulary(base_tok, aligned_tok)
-    base_model = load_model(base, config, base_tok)
-    aligned_model = load_model(aligned, config, aligned_tok)
+    for cfg in (base_cfg, aligned_cfg):  # fail on placement before any weights load
+        _placement(cfg or LoadConfig())
+    base_model = load_model(base, base_cfg, base_tok)
+    aligned_model = load_model(aligned, aligned_cfg, aligned_tok)
     return ModelPair(base_model, aligned_model,
                      base_format or PromptFormat.plain(),
                      aligned_format or PromptFormat.chat())

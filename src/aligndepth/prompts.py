@@ -3,9 +3,14 @@
 Every experiment records the format of each model in its run manifest, because the
 papers leave it unstated and results depend on it.
 
-- ``chat``: the tokenizer's own chat template. The system prompt is optional (none by
-  default). A response prefix continues the assistant turn (``continue_final_message``),
-  which is how prefilling works on any chat model.
+- ``chat``: the tokenizer's own chat template. ``system`` is ``None`` (``default``: no
+  system message is passed, so whatever the template injects is used, e.g. Qwen2.5's
+  and Llama-3.1's default system text), ``""`` (``none``: an empty system message where
+  the template takes one, which suppresses an injected default; no message otherwise) or
+  a text. ``placement="user"`` puts the system text at the start of the user's message
+  instead (for templates that reject a system role, such as Gemma's). A response prefix
+  continues the assistant turn (``continue_final_message``), which is how prefilling
+  works on any chat model. A template error is a user error naming the model.
 - ``plain``: a completion template for base models, ``### Instruction: ... ### Response:``
   by default and configurable; ``{instruction}`` is required in a custom template. A
   system prompt, when given, goes first followed by a blank line.
@@ -39,8 +44,12 @@ class PromptFormat:
     kind: str = "chat"
     template: str = DEFAULT_PLAIN_TEMPLATE
     system: str | None = None
+    placement: str = "system"
 
     def __post_init__(self) -> None:
+        if self.placement not in ("system", "user"):
+            raise AlignDepthError(f"unknown system prompt placement '{self.placement}': use "
+                                  "'system' or 'user'")
         if self.kind not in ("chat", "plain"):
             raise AlignDepthError(
                 f"unknown prompt format '{self.kind}': use 'chat' or 'plain'")
@@ -57,8 +66,17 @@ class PromptFormat:
               ) -> PromptFormat:
         return cls("plain", template=template, system=system)
 
-    def with_system(self, system: str | None) -> PromptFormat:
-        return PromptFormat(self.kind, self.template, system)
+    def with_system(self, system: str | None, placement: str | None = None) -> PromptFormat:
+        return PromptFormat(self.kind, self.template, system, placement or self.placement)
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Default stop strings: a plain template's instruction marker (a base model would
+        otherwise run on into an invented next turn); none for chat templates."""
+        if self.kind != "plain":
+            return ()
+        marker = self.template.split("{instruction}", 1)[0].strip()
+        return (marker,) if marker else ()
 
     @property
     def adds_special_tokens(self) -> bool:
@@ -70,6 +88,10 @@ class PromptFormat:
         out: dict[str, Any] = {"kind": self.kind, "system": self.system}
         if self.kind == "plain":
             out["template"] = self.template
+        else:
+            out["system_mode"] = system_mode(self.system)
+            if self.placement != "system":
+                out["placement"] = self.placement
         return out
 
     def render(self, tokenizer: Any, instruction: str, prefix: str = "") -> str:
@@ -82,22 +104,76 @@ class PromptFormat:
                 f"tokenizer '{getattr(tokenizer, 'name_or_path', '?')}' has no chat template: "
                 "use the plain prompt format for this model")
         messages: list[dict[str, str]] = []
-        if self.system:
+        user = instruction
+        if self.system is not None and self.placement == "user":
+            user = f"{self.system}\n\n{instruction}" if self.system else instruction
+        elif self.system is not None:
             messages.append({"role": "system", "content": self.system})
-        messages.append({"role": "user", "content": instruction})
+        messages.append({"role": "user", "content": user})
         if prefix:
             messages.append({"role": "assistant", "content": prefix})
-            text = tokenizer.apply_chat_template(
-                messages, tokenize=False, continue_final_message=True)
-        else:
-            text = tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True)
-        return str(text)
+        try:
+            text = _apply(tokenizer, messages, bool(prefix))
+        except AlignDepthError:
+            raise
+        except Exception as exc:
+            if self.system == "" and messages[0]["role"] == "system":
+                # ``none`` on a template without a system role: no message at all
+                return PromptFormat(self.kind, self.template, None).render(
+                    tokenizer, instruction, prefix)
+            raise _template_error(tokenizer, exc, bool(self.system) and
+                                  self.placement == "system") from None
+        return text
 
     def encode(self, tokenizer: Any, instruction: str, prefix: str = "") -> list[int]:
         """Token ids of the rendered prompt."""
         text = self.render(tokenizer, instruction, prefix)
         return list(tokenizer(text, add_special_tokens=self.adds_special_tokens).input_ids)
+
+
+def _apply(tokenizer: Any, messages: list[dict[str, str]], continue_final: bool) -> str:
+    if continue_final:
+        return str(tokenizer.apply_chat_template(messages, tokenize=False,
+                                                 continue_final_message=True))
+    return str(tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=True))
+
+
+def _template_error(tokenizer: Any, exc: Exception, with_system: bool) -> AlignDepthError:
+    name = getattr(tokenizer, "name_or_path", "?")
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if with_system:
+        return AlignDepthError(
+            f"the chat template of '{name}' rejects the system prompt ({first}): run without "
+            "one (--aligned-system default) or put it in the user's turn "
+            "(--system-placement user)")
+    return AlignDepthError(f"the chat template of '{name}' failed ({first}): use the plain "
+                           "prompt format for this model (--base-format plain) or fix its "
+                           "tokenizer_config.json")
+
+
+def accepts_system(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template renders a system message."""
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    try:
+        _apply(tokenizer, messages, False)
+    except Exception:
+        return False
+    return True
+
+
+def system_mode(system: str | None) -> str:
+    """``default`` (no message: the template's own), ``none`` (empty) or ``text``."""
+    return "default" if system is None else ("none" if system == "" else "text")
+
+
+def parse_system(value: str | None) -> str | None:
+    """The ``--aligned-system`` option: ``default`` -> None, ``none`` -> "", else the text."""
+    if value is None or value == "default":
+        return None
+    if value == "none":
+        return ""
+    return value
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int

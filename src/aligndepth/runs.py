@@ -31,10 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from aligndepth.errors import AlignDepthError
+from aligndepth.locking import LOCK_NAME, lock_directory
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+#: Files that mark a directory as a training output of this tool.
+TRAINING_MARKERS = {"train_config.json", "training_log.json", "checkpoints"}
 #: Manifest fields that must match for a run to be resumed rather than refused.
 IDENTITY_FIELDS = ("experiments", "config", "models", "judge", "data", "seed")
 
@@ -82,16 +85,28 @@ def chunked(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[i:i + size]) for i in range(0, len(items), max(1, size))]
 
 
+def _identity(manifest: dict[str, Any], field_name: str) -> Any:
+    """A manifest field as compared on resume: where a model sits (``placement``) is not
+    part of what a run is, so a run started on one device may resume on another."""
+    value = manifest.get(field_name)
+    if field_name == "models" and isinstance(value, dict):
+        return {role: {k: v for k, v in m.items() if k != "placement"}
+                if isinstance(m, dict) else m for role, m in value.items()}
+    return value
+
+
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [f for f in IDENTITY_FIELDS if old.get(f) != new.get(f)]
+    return [f for f in IDENTITY_FIELDS if _identity(old, f) != _identity(new, f)]
 
 
 class Run:
     """An open run directory."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], writable: bool = False) -> None:
         self.path = path
         self.manifest = manifest
+        self.writable = writable
+        self.resumed = False
         self._done: dict[str, set[str]] = {}
 
     # -- opening ----------------------------------------------------------------------
@@ -99,35 +114,49 @@ class Run:
     def open(cls, path: str | Path, manifest: dict[str, Any], overwrite: bool = False) -> Run:
         """Create a run, or reopen it to resume if its identity matches ``manifest``.
 
+        The directory is locked for this process's life (one writer per run). With
+        ``overwrite`` a directory holding another run (or a training output, or a corrupted
+        manifest) is emptied first; a directory holding anything else is never touched.
+
         Raises:
             AlignDepthError: the directory holds a different run (unless ``overwrite``),
-                or holds files that are not a run.
+                holds files that are not a run, is locked by another process, or cannot
+                be written.
         """
         root = Path(path).expanduser()
         manifest = json.loads(json.dumps(manifest, default=str))  # compare as stored
-        old_path = root / MANIFEST
-        if old_path.is_file():
-            old = json.loads(old_path.read_text())
+        kind = directory_kind(root)
+        if kind == "other":
+            raise AlignDepthError(
+                f"'{root}' holds files that are not an aligndepth run ({_listing(root)}): "
+                "choose an empty or new --out directory (--overwrite only replaces runs)")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AlignDepthError(f"cannot create the run directory '{root}' "
+                                  f"({exc.strerror}): choose a writable --out") from None
+        lock_directory(root)
+        old = _read_manifest(root, overwrite)
+        if old is not None:
             diff = _differences(old, manifest)
-            if diff and not overwrite:
+            if not diff:
+                run = cls(root, old, writable=True)
+                run.resumed = True
+                return run
+            if not overwrite:
                 raise AlignDepthError(
                     f"'{root}' holds a run with a different {', '.join(diff)}: choose another "
                     "--out directory, rerun the original command to resume it, or pass "
-                    "--overwrite to replace it")
-            if not diff:
-                log.info("resuming run in %s", root)
-                return cls(root, old)
-            shutil.rmtree(root)
-        elif root.exists() and any(root.iterdir()):
-            if not overwrite:
-                raise AlignDepthError(f"'{root}' is not empty and holds no run: choose an empty "
-                                      "or new --out directory, or pass --overwrite")
-            shutil.rmtree(root)
-        root.mkdir(parents=True, exist_ok=True)
+                    f"--overwrite to replace it (deletes {_listing(root)})")
+        elif kind == "training" and not overwrite:
+            raise AlignDepthError(f"'{root}' holds a training output: choose another --out "
+                                  f"directory, or pass --overwrite to replace it (deletes "
+                                  f"{_listing(root)})")
+        clear_directory(root)
         full = {**manifest, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "versions": versions(), "command": sys.argv}
         _atomic_write(root / MANIFEST, json.dumps(full, indent=2, default=str))
-        return cls(root, full)
+        return cls(root, full, writable=True)
 
     @classmethod
     def load(cls, path: str | Path) -> Run:
@@ -135,65 +164,186 @@ class Run:
         root = Path(path).expanduser()
         if not (root / MANIFEST).is_file():
             raise AlignDepthError(f"'{root}' is not a run directory (no {MANIFEST})")
-        return cls(root, json.loads((root / MANIFEST).read_text()))
+        manifest = _read_manifest(root, overwrite=False)
+        assert manifest is not None
+        return cls(root, manifest)
 
     # -- records ----------------------------------------------------------------------
     def records_path(self, experiment: str) -> Path:
         return self.path / "records" / f"{experiment}.jsonl"
 
     def records(self, experiment: str) -> list[dict[str, Any]]:
-        """All complete records of ``experiment`` (a torn final line is ignored)."""
+        """All complete records of ``experiment``.
+
+        A torn final line (a write cut short) is ignored. Any other line that does not
+        parse is reported; in a run opened for writing it is moved to
+        ``records/<experiment>.rejected.jsonl`` (see :meth:`_heal`).
+        """
         path = self.records_path(experiment)
         if not path.is_file():
             return []
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        good, bad = _parse_lines(path.read_bytes())
+        if bad:
+            lines = ", ".join(str(n) for n, _ in bad[:10]) + (" ..." if len(bad) > 10 else "")
+            if self.writable:
+                self._heal(path, good, bad)
+                log.warning("%s: %d unreadable line(s) (line %s) moved to %s", path, len(bad),
+                            lines, path.with_suffix(".rejected.jsonl").name)
+            else:
+                log.warning("%s: %d unreadable line(s) skipped (line %s); rerun the command "
+                            "to move them aside", path, len(bad), lines)
+        return [r for _, r in good]
+
+    def _heal(self, path: Path, good: list[tuple[bytes, dict[str, Any]]],
+              bad: list[tuple[int, bytes]]) -> None:
+        """Move unreadable lines to the rejected file and rewrite the records without them."""
+        rejected = path.with_suffix(".rejected.jsonl")
+        with rejected.open("ab") as fh:
+            fh.write(b"".join(raw.rstrip(b"\n") + b"\n" for _, raw in bad))
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(b"".join(raw for raw, _ in good))
+        os.replace(tmp, path)
 
     def done_keys(self, experiment: str) -> set[str]:
         if experiment not in self._done:
             self._done[experiment] = {r["key"] for r in self.records(experiment)}
         return self._done[experiment]
 
-    def _repair(self, path: Path) -> None:
-        """Drop a torn last line left by a killed write."""
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with path.open("r+b") as fh:
-                fh.truncate(cut)
-            log.warning("dropped a torn record at the end of %s", path)
-
     def append(self, experiment: str, records: Sequence[dict[str, Any]]) -> None:
-        """Append the records whose key is new, in one write, flushed to disk."""
+        """Append the records whose key is new, in one write, flushed to disk.
+
+        A failed write (disk full, say) leaves the file exactly as it was.
+        """
         done = self.done_keys(experiment)
         records = [r for r in records if r["key"] not in done]
         if not records:
             return
         path = self.records_path(experiment)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            self._repair(path)
         payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _append_whole(path, payload.encode("utf-8"))
+        except OSError as exc:
+            raise AlignDepthError(f"could not write records to '{path}' ({exc.strerror}): "
+                                  "free space or fix the directory, then rerun the same "
+                                  "command to resume") from None
         done.update(r["key"] for r in records)
 
     def pending(self, experiment: str, units: Iterable[Unit]) -> list[Unit]:
-        """Units not yet complete, in their original order."""
+        """Units not yet complete, in their original order (a resumed run says how many
+        were already done)."""
         done = self.done_keys(experiment)
-        return [u for u in units if not set(u.keys) <= done]
+        units = list(units)
+        todo = [u for u in units if not set(u.keys) <= done]
+        if self.resumed and len(todo) < len(units):
+            log.warning("%s: resuming, %d of %d units already done", experiment,
+                        len(units) - len(todo), len(units))
+        return todo
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
         _atomic_write(path, json.dumps(obj, indent=2, default=str))
         return path
+
+
+def _parse_lines(data: bytes) -> tuple[list[tuple[bytes, dict[str, Any]]],
+                                       list[tuple[int, bytes]]]:
+    """Split a records file into parsed records (with their raw line) and unreadable
+    lines (1-based line number, raw); an unterminated last line is a torn write, dropped."""
+    good: list[tuple[bytes, dict[str, Any]]] = []
+    bad: list[tuple[int, bytes]] = []
+    lines = data.splitlines(keepends=True)
+    for n, raw in enumerate(lines, 1):
+        if not raw.endswith(b"\n"):
+            break  # torn last line
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if isinstance(record, dict) and "key" in record:
+            good.append((raw, record))
+        else:
+            bad.append((n, raw))
+    return good, bad
+
+
+def _append_whole(path: Path, payload: bytes) -> None:
+    """Append ``payload`` in one write; on failure the file is cut back to its old size."""
+    size = path.stat().st_size if path.exists() else 0
+    if size:
+        with path.open("rb") as fh:
+            fh.seek(size - 1)
+            torn = fh.read(1) != b"\n"
+        if torn:  # a record cut short by a killed write
+            data = path.read_bytes()
+            size = data.rfind(b"\n") + 1
+            os.truncate(path, size)
+            log.warning("dropped a torn record at the end of %s", path)
+    with path.open("ab") as fh:
+        try:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        except OSError:
+            fh.truncate(size)
+            raise
+
+
+def directory_kind(root: Path) -> str:
+    """``missing``, ``empty``, ``run`` (a manifest), ``training`` (a training output) or
+    ``other``; a path that is a file is an error."""
+    if not root.exists():
+        return "missing"
+    if not root.is_dir():
+        raise AlignDepthError(f"--out '{root}' is a file, not a directory: choose a directory")
+    names = {p.name for p in root.iterdir()} - {LOCK_NAME}
+    if not names:
+        return "empty"
+    if MANIFEST in names:
+        return "run"
+    if names & TRAINING_MARKERS:
+        return "training"
+    return "other"
+
+
+def clear_directory(root: Path) -> None:
+    """Delete everything in ``root`` but its lock (a run or training output being replaced)."""
+    for entry in root.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _listing(root: Path, most: int = 4) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
+                   if p.name != LOCK_NAME)
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _read_manifest(root: Path, overwrite: bool) -> dict[str, Any] | None:
+    """The manifest in ``root`` (None if none). A corrupted one is an error unless
+    ``overwrite`` (then it counts as a different run)."""
+    path = root / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+    except (ValueError, UnicodeDecodeError) as exc:
+        if overwrite:
+            return {"corrupted": True}
+        raise AlignDepthError(f"'{path}' is corrupted ({type(exc).__name__}): pass --overwrite "
+                              f"to replace the run, or remove '{root}'") from None
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aligndepth.data.schemas import PromptRecord
+from aligndepth.engine import GREEDY, SamplingParams
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode, prefixed_prompt, rate
-from aligndepth.generation import GREEDY, SamplingParams
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
@@ -47,7 +47,6 @@ def conditions(config: RefusalPrefixConfig) -> list[tuple[str, str, str]]:
 
 def run_refusal_prefix(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
                        config: RefusalPrefixConfig) -> dict[str, Any]:
-    pair = setup.pair
     units = [Unit(f"{cond}#{b}", [f"rp|{cond}|{p.id}" for p in chunk], chunk)
              for cond, _, _ in conditions(config)
              for b, chunk in enumerate(chunked(prompts, setup.batch_size))]
@@ -57,20 +56,20 @@ def run_refusal_prefix(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
         for unit in todo:
             cond = unit.name.split("#")[0]
             role, prefix = spec[cond]
-            model = pair.base if role == "base" else pair.aligned
-            fmt = pair.base_format if role == "base" else pair.aligned_format
+            model, fmt = setup.role(role)
             built = [prefixed_prompt(model, fmt, p.instruction, prefix) for p in unit.items]
-            new = complete(setup, model, [ids for ids, _ in built], config.sampling,
-                           unit_seed(setup.seed, unit.name))
+            done = complete(setup, model, fmt, [ids for ids, _ in built], config.sampling,
+                            [unit_seed(setup.seed, key) for key in unit.keys])
+            new = [c.ids for c in done]
             texts = [decode(model, pids + n) if pids else (prefix + " " + decode(model, n))
                      for (_, pids), n in zip(built, new)]
             verdicts = setup.judge.judge([p.instruction for p in unit.items], texts)
             run.append(NAME, [
                 {"key": f"rp|{cond}|{p.id}", "id": p.id, "condition": cond, "model": role,
                  "prefix": prefix, "instruction": p.instruction,
-                 "output": decode(model, n), "judged_text": t, "judge": setup.judge.name,
-                 "verdict": v.to_record()}
-                for p, n, t, v in zip(unit.items, new, texts, verdicts)])
+                 "output": decode(model, n), "stop_reason": c.stop_reason, "judged_text": t,
+                 "judge": setup.judge.name, "verdict": v.to_record()}
+                for p, n, c, t, v in zip(unit.items, new, done, texts, verdicts)])
             advance()
     return summarize_refusal_prefix(run.records(NAME))
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aligndepth.data.schemas import PromptRecord
+from aligndepth.engine import GREEDY, SamplingParams, generate_shared
 from aligndepth.errors import AlignDepthError
-from aligndepth.experiment import Setup, decode, stop_ids
-from aligndepth.generation import GREEDY, SamplingParams, generate_shared
+from aligndepth.experiment import Setup, decode
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import pad_token_id
 from aligndepth.runs import Run, Unit, unit_seed
@@ -60,9 +60,9 @@ def _rows(config: DecodingConfig) -> list[tuple[str, int, SamplingParams]]:
 
 def run_decoding(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
                  config: DecodingConfig) -> dict[str, Any]:
-    model = setup.pair.aligned if config.target == "aligned" else setup.pair.base
-    fmt = setup.pair.aligned_format if config.target == "aligned" else setup.pair.base_format
+    model, fmt = setup.role(config.target)
     tok = model.tokenizer
+    stop = setup.stop_rule(model, fmt)
     rows = _rows(config)
     units = [Unit(p.id, [f"dec|{p.id}|{name}|{s}" for name, s, _ in rows], [p])
              for p in prompts]
@@ -70,19 +70,20 @@ def run_decoding(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
     with progress_bar("decoding exploit", len(todo), setup.show_progress) as advance:
         for unit in todo:
             p = unit.items[0]
-            new = generate_shared(model.model, fmt.encode(tok, p.instruction),
-                                  [params for _, _, params in rows],
-                                  max_new_tokens=setup.max_new_tokens, stop_ids=stop_ids(tok),
-                                  pad_id=pad_token_id(tok), seed=unit_seed(setup.seed, p.id),
-                                  batch_size=max(setup.batch_size, len(rows)))
-            texts = [decode(model, n) for n in new]
+            done = generate_shared(model.model, fmt.encode(tok, p.instruction),
+                                   [params for _, _, params in rows],
+                                   max_new_tokens=setup.max_new_tokens, stop=stop,
+                                   pad_id=pad_token_id(tok),
+                                   seeds=[unit_seed(setup.seed, key) for key in unit.keys],
+                                   batch_size=max(setup.batch_size, len(rows)), tokenizer=tok)
+            texts = [decode(model, c.ids) for c in done]
             verdicts = setup.judge.judge([p.instruction] * len(texts), texts)
             run.append(NAME, [
                 {"key": f"dec|{p.id}|{name}|{s}", "id": p.id, "config": name, "sample": s,
                  "params": params.describe(), "model": config.target,
-                 "instruction": p.instruction, "output": t, "judge": setup.judge.name,
-                 "verdict": v.to_record()}
-                for (name, s, params), t, v in zip(rows, texts, verdicts)])
+                 "instruction": p.instruction, "output": t, "stop_reason": c.stop_reason,
+                 "judge": setup.judge.name, "verdict": v.to_record()}
+                for (name, s, params), c, t, v in zip(rows, done, texts, verdicts)])
             advance()
     return summarize_decoding(run.records(NAME))
 

@@ -23,14 +23,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aligndepth.contrastive import ContrastRow, contrastive_generate
 from aligndepth.data.schemas import PromptRecord
+from aligndepth.engine import (
+    Completion,
+    ContrastRow,
+    SamplingParams,
+    contrastive_generate,
+    generate,
+)
 from aligndepth.errors import AlignDepthError, did_you_mean
-from aligndepth.experiment import Setup, decode, rate, stop_ids
-from aligndepth.generation import SamplingParams, generate
+from aligndepth.experiment import Setup, decode, rate, stop_rule
 from aligndepth.models import ModelPair
 from aligndepth.progress import progress_bar
-from aligndepth.prompts import pad_token_id
+from aligndepth.prompts import PromptFormat, accepts_system, pad_token_id
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
 NAME = "ed"
@@ -73,7 +78,7 @@ class EDConfig:
 
     def __post_init__(self) -> None:
         for a in (self.alpha, *self.alphas):
-            if not a >= 0:
+            if not 0 <= a < float("inf"):
                 raise AlignDepthError(f"ED alpha must be >= 0 (0 is the base model alone), "
                                       f"got {a}: use e.g. --alpha 1.0")
         if self.samples < 1:
@@ -134,34 +139,41 @@ def _jobs(config: EDConfig, sets: Sequence[str]) -> list[_Job]:
     return jobs
 
 
-def ed_token_ids(pair: ModelPair, instructions: Sequence[str], *, alpha: float,
-                 sampling: SamplingParams, samples: int, malicious_system: str | None,
-                 max_new_tokens: int, seed: int = 0, batch_size: int = 32,
-                 divide_by_base_with: str | None = None) -> list[list[list[int]]]:
-    """ED samples as token ids, ``out[q][s]`` for query ``q`` and sample ``s``.
+def ed_completions(pair: ModelPair, instructions: Sequence[str], *, alpha: float,
+                   sampling: SamplingParams, samples: int, malicious_system: str | None,
+                   max_new_tokens: int, seed: int = 0, seeds: Sequence[int] | None = None,
+                   batch_size: int = 32, divide_by_base_with: str | None = None,
+                   stop_strings: Sequence[str] = ()) -> list[list[Completion]]:
+    """ED samples, ``out[q][s]`` for query ``q`` and sample ``s``.
 
     The base model sees its format with ``malicious_system``; the divided-out model is the
     aligned model in its format, or, with ``divide_by_base_with`` set (ED_base), the base
-    model itself under that (benign) system prompt. ``batch_size`` counts queries.
+    model itself under that (benign) system prompt. Each model keeps its own stop rule
+    and a row ends at whichever stops first. ``batch_size`` counts queries; ``seeds``
+    gives one seed per query.
     """
-    tok = pair.tokenizer
     malicious = pair.base_format.with_system(malicious_system)
     if divide_by_base_with is None:
         second, second_fmt = pair.aligned, pair.aligned_format
     else:
         second, second_fmt = pair.base, pair.base_format.with_system(divide_by_base_with)
+    stop = stop_rule(pair.base, malicious, stop_strings).union(
+        stop_rule(second, second_fmt, stop_strings))
     return contrastive_generate(
-        pair.base.model, second.model, [malicious.encode(tok, t) for t in instructions],
-        [second_fmt.encode(tok, t) for t in instructions], [ContrastRow(alpha, sampling)] *
-        samples, max_new_tokens=max_new_tokens, stop_ids=stop_ids(tok),
-        pad_id=pad_token_id(tok), seed=seed, batch_size=batch_size * samples,
-        vocab_size=len(tok))
+        pair.base.model, second.model,
+        [malicious.encode(pair.base.tokenizer, t) for t in instructions],
+        [second_fmt.encode(second.tokenizer, t) for t in instructions],
+        [ContrastRow(alpha, sampling)] * samples, max_new_tokens=max_new_tokens, stop=stop,
+        pad_id=pad_token_id(pair.base.tokenizer),
+        aligned_pad_id=pad_token_id(second.tokenizer), seed=seed, seeds=seeds,
+        batch_size=batch_size * samples, vocab_size=len(pair.tokenizer),
+        tokenizer=pair.base.tokenizer)
 
 
 def emulated_disalignment(pair: ModelPair, instructions: Sequence[str], *, alpha: float = 1.0,
                           sampling: SamplingParams = SamplingParams(1.0), samples: int = 1,
                           malicious_system: str | None = DEFAULT_MALICIOUS_SYSTEM,
-                          max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32
+                          max_new_tokens: int = 512, seed: int = 0, batch_size: int = 32
                           ) -> list[list[str]]:
     """ED responses to raw instructions: ``out[q][s]`` is sample ``s`` for query ``q``.
 
@@ -171,34 +183,45 @@ def emulated_disalignment(pair: ModelPair, instructions: Sequence[str], *, alpha
         texts = emulated_disalignment(pair, ["How do I ...?"], alpha=0.5, samples=4)
     """
     _ = ContrastRow(alpha)  # validates alpha
-    ids = ed_token_ids(pair, instructions, alpha=alpha, sampling=sampling, samples=samples,
-                       malicious_system=malicious_system, max_new_tokens=max_new_tokens,
-                       seed=seed, batch_size=batch_size)
-    return [[decode(pair.base, s) for s in rows] for rows in ids]
+    done = ed_completions(pair, instructions, alpha=alpha, sampling=sampling,
+                          samples=samples, malicious_system=malicious_system,
+                          max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
+    return [[decode(pair.base, c.ids) for c in rows] for rows in done]
+
+
+def malicious_format(setup: Setup, method: str, system: str | None) -> PromptFormat:
+    """The prompt format of a single-model baseline under the malicious system prompt;
+    for ``align_mp`` on a chat template without a system role (Gemma) the text opens the
+    user's turn instead."""
+    model, fmt = setup.role("base" if method == "base_mp" else "aligned")
+    placement = None
+    if fmt.kind == "chat" and not accepts_system(model.tokenizer):
+        placement = "user"
+    return fmt.with_system(system, placement)
 
 
 def _generate(setup: Setup, config: EDConfig, job: _Job, prompts: Sequence[PromptRecord],
-              seed: int) -> list[list[list[int]]]:
-    """``out[q][s]``: new token ids of sample ``s`` for query ``q``."""
+              seeds: Sequence[int]) -> list[list[Completion]]:
+    """``out[q][s]``: sample ``s`` for query ``q`` (``seeds``: one per query)."""
     pair = setup.pair
-    tok = pair.tokenizer
     texts = [p.instruction for p in prompts]
     if job.method in ("base_mp", "align_mp"):
-        model = pair.base if job.method == "base_mp" else pair.aligned
-        fmt = pair.base_format if job.method == "base_mp" else pair.aligned_format
-        fmt = fmt.with_system(config.malicious_system)
+        model, _ = setup.role("base" if job.method == "base_mp" else "aligned")
+        fmt = malicious_format(setup, job.method, config.malicious_system)
+        tok = model.tokenizer
         flat = generate(model.model, [fmt.encode(tok, t) for t in texts], config.sampling,
-                        max_new_tokens=setup.max_new_tokens, stop_ids=stop_ids(tok),
-                        pad_id=pad_token_id(tok), seed=seed, batch_size=setup.batch_size,
-                        repeats=config.samples)
+                        max_new_tokens=setup.max_new_tokens, stop=setup.stop_rule(model, fmt),
+                        pad_id=pad_token_id(tok), seeds=seeds,
+                        batch_size=setup.batch_size * config.samples,
+                        repeats=config.samples, tokenizer=tok)
         return [flat[i * config.samples:(i + 1) * config.samples] for i in range(len(texts))]
     assert job.alpha is not None
-    return ed_token_ids(pair, texts, alpha=job.alpha, sampling=config.sampling,
-                        samples=config.samples, malicious_system=config.malicious_system,
-                        max_new_tokens=setup.max_new_tokens, seed=seed,
-                        batch_size=setup.batch_size,
-                        divide_by_base_with=config.benign_system if job.method == "ed_base"
-                        else None)
+    return ed_completions(pair, texts, alpha=job.alpha, sampling=config.sampling,
+                          samples=config.samples, malicious_system=config.malicious_system,
+                          max_new_tokens=setup.max_new_tokens, seeds=seeds,
+                          batch_size=setup.batch_size, stop_strings=setup.stop_strings,
+                          divide_by_base_with=config.benign_system
+                          if job.method == "ed_base" else None)
 
 
 def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
@@ -217,18 +240,20 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
     with progress_bar("emulated disalignment", len(todo), setup.show_progress) as advance:
         for unit in todo:
             job = jobs[unit.name.rsplit("#", 1)[0]]
-            new = _generate(setup, config, job, unit.items, unit_seed(setup.seed, unit.name))
-            flat = [(p, s, decode(model, ids)) for p, samples in zip(unit.items, new)
-                    for s, ids in enumerate(samples)]
-            verdicts = setup.judge.judge([p.instruction for p, _, _ in flat],
-                                         [t for _, _, t in flat])
+            seeds = [unit_seed(setup.seed, f"ed|{job.tag}|{p.id}") for p in unit.items]
+            new = _generate(setup, config, job, unit.items, seeds)
+            flat = [(p, s, c) for p, samples in zip(unit.items, new)
+                    for s, c in enumerate(samples)]
+            texts = [decode(model, c.ids) for _, _, c in flat]
+            verdicts = setup.judge.judge([p.instruction for p, _, _ in flat], texts)
             run.append(NAME, [
                 {"key": f"ed|{job.tag}|{p.id}|{s}", "id": p.id, "set": job.query_set,
                  "method": job.method, "alpha": job.alpha, "main": job.alpha in
                  (None, config.alpha), "sample": s, "instruction": p.instruction,
-                 "output": text, "params": config.sampling.describe(),
-                 "judge": setup.judge.name, "verdict": v.to_record()}
-                for (p, s, text), v in zip(flat, verdicts)])
+                 "output": text, "stop_reason": c.stop_reason,
+                 "params": config.sampling.describe(), "judge": setup.judge.name,
+                 "verdict": v.to_record()}
+                for (p, s, c), text, v in zip(flat, texts, verdicts)])
             advance()
     return summarize_ed(run.records(NAME))
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from aligndepth.attacks.gcg_core import GCGAttack, GCGConfig, split_prompt
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
+from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode
-from aligndepth.generation import GREEDY
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, unit_seed
 
@@ -48,31 +48,41 @@ def gcg_targets(prompts: Sequence[PromptRecord], pairs: Sequence[HarmfulPair] | 
     return out
 
 
+def check_gcg(setup: Setup, prompts: Sequence[PromptRecord],
+              pairs: Sequence[HarmfulPair] | None, config: GCGConfig,
+              target_model: str = "aligned") -> GCGAttack:
+    """The attack, after checking every prompt has a target, the initial suffix survives
+    re-encoding and everything fits the context: fails before any compute is spent."""
+    model, fmt = setup.role(target_model)
+    attack = GCGAttack(model.model, model.tokenizer, fmt, config)
+    for p, target in gcg_targets(prompts, pairs, model.tokenizer, config):
+        attack.spans(p.instruction, target, setup.max_new_tokens)
+    return attack
+
+
 def run_gcg(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
             pairs: Sequence[HarmfulPair] | None, config: GCGConfig,
             target_model: str = "aligned") -> dict[str, Any]:
     """Attack each prompt; one record per prompt (resumable); returns the summary."""
-    model = setup.pair.aligned if target_model == "aligned" else setup.pair.base
-    fmt = setup.pair.aligned_format if target_model == "aligned" else setup.pair.base_format
+    model, fmt = setup.role(target_model)
     tok = model.tokenizer
     todo = [(p, t) for p, t in gcg_targets(prompts, pairs, tok, config)
             if f"gcg|{p.id}" not in run.done_keys(NAME)]
-    attack = GCGAttack(model.model, tok, fmt, config)
-    for p, target in todo:  # every prompt fits the context: fail before spending compute
-        attack.spans(p.instruction, target, setup.max_new_tokens)
+    attack = check_gcg(setup, prompts, pairs, config, target_model)
     with progress_bar("GCG", len(todo), setup.show_progress) as advance:
         for p, target in todo:
             result = attack.run(p.instruction, target, seed=unit_seed(setup.seed, p.id))
             before, after = split_prompt(tok, fmt, p.instruction)
-            [new] = complete(setup, model, [before + result.suffix_ids + after], GREEDY,
-                             seed=0)
-            text = decode(model, new)
+            [done] = complete(setup, model, fmt, [before + result.suffix_ids + after], GREEDY,
+                              seeds=[0])
+            text = decode(model, done.ids)
             [verdict] = setup.judge.judge([p.instruction], [text])
             run.append(NAME, [{
                 "key": f"gcg|{p.id}", "id": p.id, "model": target_model,
                 "instruction": p.instruction, "target": target, "suffix": result.suffix,
                 "suffix_ids": result.suffix_ids, "loss": result.loss, "losses": result.losses,
                 "steps": result.steps, "success_step": result.success_step, "output": text,
+                "stop_reason": done.stop_reason,
                 "judge": setup.judge.name, "verdict": verdict.to_record()}])
             advance(loss=f"{result.loss:.3f}")
     return summarize_gcg(run.records(NAME))

@@ -10,16 +10,20 @@ starts with ``target``. The prompt is split into three token spans around the su
 
 Each step:
 
-1. the gradient of the target loss w.r.t. the one-hot suffix ``(L, vocab)``;
+1. the gradient of the target loss w.r.t. the one-hot suffix ``(L, vocab)``; the suffix
+   is embedded as ``s * (one_hot @ W)`` where ``s`` is the embedding module's own scale
+   (``sqrt(hidden_size)`` in Gemma models, 1 in most others), measured once, so the
+   hand-built ``inputs_embeds`` equal what ``embed(ids)`` gives;
 2. for each position the ``topk`` tokens with the most negative gradient (disallowed
    tokens excluded), and ``search_width`` candidates, each replacing ``n_replace``
    random positions with random top-k tokens (one tensor operation, no Python loop);
-3. candidates that do not survive decode → re-encode are dropped;
+3. candidates that do not survive decode → re-encode are dropped (no survivor for
+   :data:`STALL_STEPS` steps in a row is an error);
 4. every candidate's target loss from one batched forward that reuses the cached
    ``before`` span (candidate batches shrink automatically on out-of-memory);
 5. the best candidate joins a buffer of the best suffixes seen; the next step starts
    from the buffer's best. With ``early_stop`` the search ends once the target is the
-   model's greedy continuation.
+   model's greedy continuation after the buffer's best suffix.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from typing import Any
 
 import torch
 
+from aligndepth.attacks import gcg_candidates
+from aligndepth.attacks.gcg_candidates import allowed_token_mask, embedding_scale
 from aligndepth.errors import AlignDepthError
 from aligndepth.prompts import PromptFormat
 
@@ -38,13 +44,21 @@ log = logging.getLogger(__name__)
 #: Marks where the suffix goes while the chat template is rendered.
 PLACEHOLDER = "\u27e6aligndepth-suffix\u27e7"
 
+#: Consecutive steps without a candidate that re-encodes to itself before GCG gives up
+#: (fewer when ``num_steps`` is smaller: a run in which no step had one always fails).
+STALL_STEPS = 3
+
+_FIX_RETOKENIZATION = ("pass a different --init-suffix, --allow-non-ascii, or turn off the "
+                       "re-tokenisation filter (--no-filter-retokenization)")
+
 
 @dataclass(frozen=True)
 class GCGConfig:
     """Args:
         num_steps: optimisation steps at most.
         suffix_length: tokens in the suffix (when ``init_suffix`` is not given).
-        init_suffix: the starting suffix text (default ``"!"`` repeated).
+        init_suffix: the starting suffix text (default ``"!"`` repeated); with
+            ``filter_retokenization`` its tokens must re-encode to themselves.
         search_width: candidates evaluated per step.
         topk: tokens per position the candidates are drawn from.
         n_replace: positions changed per candidate.
@@ -89,8 +103,9 @@ class GCGResult:
     """What one optimisation found.
 
     ``losses[t]`` is the best target loss after step ``t`` (``losses[0]``: the initial
-    suffix); ``success_step`` the first step at which the target was the greedy
-    continuation (``None``: never).
+    suffix). Success is about the returned ``suffix`` only: ``success_step`` is the step
+    at which it became the best suffix, when the target is its greedy continuation
+    (``None`` otherwise: then the run did not succeed, whatever other candidates did).
     """
 
     suffix: str
@@ -100,21 +115,21 @@ class GCGResult:
     steps: int = 0
     success_step: int | None = None
 
+    @property
+    def success(self) -> bool:
+        """Whether the target is the greedy continuation after the returned suffix."""
+        return self.success_step is not None
 
-def allowed_token_mask(tokenizer: Any, vocab: int, allow_non_ascii: bool) -> torch.Tensor:
-    """``(vocab,)`` bool: tokens a suffix may use (no special tokens, no empty text,
-    printable ASCII unless ``allow_non_ascii``; ids past the tokenizer are never allowed)."""
-    mask = torch.zeros(vocab, dtype=torch.bool)
-    n = min(vocab, len(tokenizer))
-    special = set(tokenizer.all_special_ids)
-    texts = tokenizer.batch_decode([[i] for i in range(n)])
-    for i, text in enumerate(texts):
-        if i in special or not text.strip():
-            continue
-        if not allow_non_ascii and not (text.isascii() and text.isprintable()):
-            continue
-        mask[i] = True
-    return mask
+
+@dataclass(frozen=True)
+class _Entry:
+    """A buffered suffix ``ids`` ``(L,)``, its loss, whether it hits the target, and the
+    step at which it entered the buffer."""
+
+    loss: float
+    ids: torch.Tensor
+    hit: bool
+    step: int
 
 
 def split_prompt(tokenizer: Any, fmt: PromptFormat, instruction: str) -> tuple[list[int],
@@ -142,6 +157,7 @@ class GCGAttack:
         self.device = next(model.parameters()).device
         self.embed = model.get_input_embeddings()
         self.vocab = int(self.embed.weight.shape[0])
+        self.scale = embedding_scale(self.embed, self.vocab)
         self.allowed = allowed_token_mask(tokenizer, self.vocab, config.allow_non_ascii)
         if not bool(self.allowed.any()):
             raise AlignDepthError("no tokens are left for the GCG suffix after filtering: "
@@ -151,20 +167,34 @@ class GCGAttack:
 
     # -- setup ----------------------------------------------------------------------
     def initial_suffix(self) -> list[int]:
+        """The starting suffix's ids ``(L,)``; raises when ``init_suffix`` (or, without
+        it, every repeated single token) does not re-encode to itself while
+        ``filter_retokenization`` is on (the search could never move from it)."""
         c = self.config
         if c.init_suffix is not None:
-            ids = list(self.tok(c.init_suffix, add_special_tokens=False).input_ids)
+            ids = [int(i) for i in self.tok(c.init_suffix, add_special_tokens=False).input_ids]
             if not ids:
                 raise AlignDepthError("the initial GCG suffix encodes to no tokens: give text")
+            if c.filter_retokenization and not self._round_trips(ids):
+                raise AlignDepthError(
+                    f"the initial GCG suffix {c.init_suffix!r} does not survive decode -> "
+                    f"re-encode (it decodes to {self.tok.decode(ids)!r}, which encodes to other "
+                    f"tokens), so GCG could never move from it: {_FIX_RETOKENIZATION}")
             return ids
         bang = self.tok("!", add_special_tokens=False).input_ids
         options = [int(bang[0])] if len(bang) == 1 and bool(self.allowed[bang[0]]) else []
         options += [int(i) for i in self.allowed.nonzero()[:, 0].tolist()[:200]]
         for token in options:  # "!" repeated, else the first token that survives re-encoding
-            ids = [token] * c.suffix_length
-            if bool(self.retokenizes(torch.tensor([ids], device=self.device))[0]):
-                return ids
+            if self._round_trips([token] * c.suffix_length):
+                return [token] * c.suffix_length
+        if c.filter_retokenization:
+            raise AlignDepthError(f"no allowed token repeated {c.suffix_length} times "
+                                  f"re-encodes to itself, so GCG cannot start: "
+                                  f"{_FIX_RETOKENIZATION}")
         return [options[0]] * c.suffix_length
+
+    def _round_trips(self, ids: list[int]) -> bool:
+        return bool(self.retokenizes(torch.tensor([ids], device=self.device))[0])
 
     def spans(self, instruction: str, target: str, max_new_tokens: int = 0
               ) -> tuple[list[int], list[int], list[int]]:
@@ -187,17 +217,26 @@ class GCGAttack:
 
     def prepare(self, instruction: str, target: str
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
-        """Ids ``before`` (1, B), ``after`` (A,), ``target`` (T,) and the cache of before."""
+        """Ids ``before`` (1, B), ``after`` (A,), ``target`` (T,) and the cache of before.
+
+        The cache keeps all ``B`` positions in every layer (a plain ``DynamicCache``): a
+        sliding-window layer's own cache would keep only its window, and :meth:`_prefix`
+        would then place the suffix at the wrong positions."""
+        from transformers import DynamicCache
+
         before, after, target_ids = self.spans(instruction, target)
         t = torch.tensor
         before_t = t([before], device=self.device)
         with torch.no_grad():
-            cache = self.model(input_ids=before_t, use_cache=True).past_key_values
+            cache = self.model(input_ids=before_t, past_key_values=DynamicCache(),
+                               use_cache=True).past_key_values
         return (before_t, t(after, device=self.device), t(target_ids, device=self.device),
                 cache)
 
     def _prefix(self, cache: Any, batch: int) -> Any:
-        """A fresh cache holding the ``before`` span for ``batch`` rows (views, no copy)."""
+        """A fresh cache of the model's own layer types holding the ``before`` span for
+        ``batch`` rows (``(batch, heads, B, head_dim)`` per layer; sliding layers keep their
+        window but count all ``B`` positions)."""
         from transformers import DynamicCache
 
         data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
@@ -205,45 +244,49 @@ class GCGAttack:
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
     # -- one step's pieces ------------------------------------------------------------
+    def gradient_embeds(self, one_hot: torch.Tensor, after: torch.Tensor,
+                        target: torch.Tensor) -> torch.Tensor:
+        """``(1, L + A + T, hidden)`` inputs after ``before``: the suffix as
+        ``scale * (one_hot @ W)`` from ``one_hot`` ``(L, vocab)``, then ``embed(after,
+        target)``; for a one-hot input this equals ``embed(suffix, after, target)``."""
+        suffix = (one_hot @ self.embed.weight) * self.scale  # (L, hidden)
+        rest = self.embed(torch.cat([after, target]))  # (A + T, hidden)
+        return torch.cat([suffix, rest.to(suffix.dtype)])[None]
+
+    def one_hot_loss(self, one_hot: torch.Tensor, after: torch.Tensor, target: torch.Tensor,
+                     cache: Any) -> torch.Tensor:
+        """0-d mean target loss for a (relaxed) one-hot suffix ``(L, vocab)``."""
+        embeds = self.gradient_embeds(one_hot, after, target)
+        logits = self.model(inputs_embeds=embeds, past_key_values=self._prefix(cache, 1),
+                            use_cache=True).logits
+        start = len(one_hot) + len(after) - 1
+        return _target_loss(logits[:, start:start + len(target)], target)[0]
+
     def token_gradient(self, suffix: torch.Tensor, after: torch.Tensor, target: torch.Tensor,
-                       cache: Any) -> torch.Tensor:
-        """``(L, vocab)`` gradient of the target loss w.r.t. the one-hot suffix (unit rows)."""
+                       cache: Any, normalize: bool = True) -> torch.Tensor:
+        """``(L, vocab)`` gradient of the target loss w.r.t. the one-hot suffix ``(L,)``;
+        rows scaled to unit norm unless ``normalize`` is false (then the raw gradient)."""
         weight = self.embed.weight
         one_hot = torch.zeros(len(suffix), self.vocab, device=self.device, dtype=weight.dtype)
         one_hot.scatter_(1, suffix[:, None], 1.0)
         one_hot.requires_grad_(True)
-        rest = self.embed(torch.cat([after, target]))
-        embeds = torch.cat([one_hot @ weight, rest])[None]
-        logits = self.model(inputs_embeds=embeds, past_key_values=self._prefix(cache, 1),
-                            use_cache=True).logits
-        start = len(suffix) + len(after) - 1
-        loss = torch.nn.functional.cross_entropy(
-            logits[0, start:start + len(target)].float(), target)
+        loss = self.one_hot_loss(one_hot, after, target, cache)
         (grad,) = torch.autograd.grad(loss, one_hot)
+        if not normalize:
+            return grad
         return grad / grad.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
     def sample_candidates(self, suffix: torch.Tensor, grad: torch.Tensor,
                           generator: torch.Generator) -> torch.Tensor:
         """``(search_width, L)`` candidates, each with ``n_replace`` positions swapped."""
         c = self.config
-        length = len(suffix)
-        scores = (-grad).masked_fill(~self.allowed[None, :], float("-inf"))
-        k = min(c.topk, int(self.allowed.sum()))
-        top = scores.topk(k, dim=1).indices  # (L, k)
-        n = min(c.n_replace, length)
-        rand = torch.rand(c.search_width, length, generator=generator, device=generator.device)
-        positions = rand.argsort(dim=1)[:, :n].to(self.device)  # (W, n)
-        picks = torch.randint(0, k, (c.search_width, n), generator=generator,
-                              device=generator.device).to(self.device)
-        new = top[positions, picks]
-        return suffix.repeat(c.search_width, 1).scatter(1, positions, new)
+        return gcg_candidates.sample_candidates(suffix, grad, self.allowed, c.topk,
+                                                c.search_width, c.n_replace, generator)
 
     def retokenizes(self, candidates: torch.Tensor) -> torch.Tensor:
-        """``(W,)`` bool: decoding then re-encoding gives the same ids."""
-        rows = candidates.tolist()
-        texts = self.tok.batch_decode(rows)
-        again = self.tok(texts, add_special_tokens=False).input_ids
-        return torch.tensor([a == r for a, r in zip(again, rows)], device=self.device)
+        """``(W,)`` bool: decoding then re-encoding ``candidates`` ``(W, L)`` gives the
+        same ids."""
+        return gcg_candidates.retokenizes(self.tok, candidates)
 
     @torch.no_grad()
     def candidate_losses(self, candidates: torch.Tensor, after: torch.Tensor,
@@ -282,42 +325,53 @@ class GCGAttack:
     # -- the loop ---------------------------------------------------------------------
     def run(self, instruction: str, target: str, seed: int = 0,
             progress: Any = None) -> GCGResult:
-        """Optimise a suffix for one prompt; ``progress(step, loss)`` is called per step."""
+        """Optimise a suffix for one prompt; ``progress(step, loss)`` is called per step.
+
+        Raises :class:`AlignDepthError` when no sampled candidate re-encodes to itself for
+        :data:`STALL_STEPS` consecutive steps (or for all ``num_steps`` when fewer): the
+        suffix could not move, and the result would silently be the initial suffix.
+        """
         c = self.config
         _, after, target_ids, cache = self.prepare(instruction, target)
         generator = torch.Generator(device="cpu").manual_seed(seed)
         suffix = torch.tensor(self.initial_suffix(), device=self.device)
         loss0, hit0 = self.candidate_losses(suffix[None], after, target_ids, cache)
-        buffer = [(float(loss0[0]), suffix)]
-        result = GCGResult("", [], float(loss0[0]), [float(loss0[0])])
-        if bool(hit0[0]):
-            result.success_step = 0
+        buffer = [_Entry(float(loss0[0]), suffix, bool(hit0[0]), 0)]
+        result = GCGResult("", [], buffer[0].loss, [buffer[0].loss])
+        stalled = 0
         for step in range(1, c.num_steps + 1):
-            if result.success_step is not None and c.early_stop:
+            if c.early_stop and buffer[0].hit:
                 break
-            current = buffer[0][1]
+            current = buffer[0].ids
             grad = self.token_gradient(current, after, target_ids, cache)
             candidates = self.sample_candidates(current, grad, generator)
             if c.filter_retokenization:
                 candidates = candidates[self.retokenizes(candidates)]
             if len(candidates):
+                stalled = 0
                 losses, hits = self.candidate_losses(candidates, after, target_ids, cache)
                 best = int(losses.argmin())
-                best_loss = float(losses[best])
-                if len(buffer) < c.buffer_size or best_loss < buffer[-1][0]:
-                    buffer = sorted(buffer + [(best_loss, candidates[best])],
-                                    key=lambda e: e[0])[:c.buffer_size]
-                if bool(hits[best]) and result.success_step is None:
-                    result.success_step = step
+                entry = _Entry(float(losses[best]), candidates[best], bool(hits[best]), step)
+                if len(buffer) < c.buffer_size or entry.loss < buffer[-1].loss:
+                    buffer = sorted(buffer + [entry], key=lambda e: e.loss)[:c.buffer_size]
             else:
+                stalled += 1
+                if stalled >= min(STALL_STEPS, c.num_steps):
+                    raise AlignDepthError(
+                        f"GCG stalled at step {step} for {instruction[:40]!r}: no candidate "
+                        f"suffix re-encodes to itself (the tokenizer merges tokens at the "
+                        f"suffix boundary) in {stalled} step(s) in a row; "
+                        f"{_FIX_RETOKENIZATION}")
                 log.debug("step %d: no candidate re-encodes to itself; suffix kept", step)
-            result.losses.append(buffer[0][0])
+            result.losses.append(buffer[0].loss)
             result.steps = step
             if progress is not None:
-                progress(step, buffer[0][0])
-        result.loss = buffer[0][0]
-        result.suffix_ids = [int(i) for i in buffer[0][1].tolist()]
+                progress(step, buffer[0].loss)
+        top = buffer[0]
+        result.loss = top.loss
+        result.suffix_ids = [int(i) for i in top.ids.tolist()]
         result.suffix = str(self.tok.decode(result.suffix_ids))
+        result.success_step = top.step if top.hit else None
         return result
 
     def reference_losses(self, instruction: str, target: str, candidates: torch.Tensor
@@ -335,8 +389,10 @@ class GCGAttack:
 
 
 def _target_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy per row: logits ``(b, T, V)``, target ``(T,)`` -> ``(b,)``."""
+    """Mean cross-entropy per row: logits ``(b, T, V)``, target ``(T,)`` -> ``(b,)``;
+    computed in at least float32 (float64 logits stay float64)."""
     b = logits.shape[0]
-    ce = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2),
-                                           target.expand(b, -1), reduction="none")
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.expand(b, -1),
+                                           reduction="none")
     return ce.mean(-1)

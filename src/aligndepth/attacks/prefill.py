@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aligndepth.data.schemas import HarmfulPair
+from aligndepth.engine import GREEDY, SamplingParams
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode, rate
-from aligndepth.generation import GREEDY, SamplingParams
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
@@ -57,8 +57,7 @@ def check_ks(tokenizer: Any, pairs: Sequence[HarmfulPair], ks: Sequence[int]
 
 def run_prefill(setup: Setup, run: Run, pairs: Sequence[HarmfulPair], config: PrefillConfig
                 ) -> dict[str, Any]:
-    model = setup.pair.aligned if config.target == "aligned" else setup.pair.base
-    fmt = setup.pair.aligned_format if config.target == "aligned" else setup.pair.base_format
+    model, fmt = setup.role(config.target)
     tok = model.tokenizer
     h_ids = check_ks(tok, pairs, config.ks)
     units = []
@@ -73,16 +72,18 @@ def run_prefill(setup: Setup, run: Run, pairs: Sequence[HarmfulPair], config: Pr
             prefixes = [h_ids[p.id][:k] for p in unit.items]
             prompts = [fmt.encode(tok, p.instruction) + pre
                        for p, pre in zip(unit.items, prefixes)]
-            new = complete(setup, model, prompts, config.sampling,
-                           unit_seed(setup.seed, unit.name))
+            done = complete(setup, model, fmt, prompts, config.sampling,
+                            [unit_seed(setup.seed, key) for key in unit.keys])
+            new = [c.ids for c in done]
             texts = [decode(model, pre + n) for pre, n in zip(prefixes, new)]
             verdicts = setup.judge.judge([p.instruction for p in unit.items], texts)
             run.append(NAME, [
                 {"key": f"prefill|{k}|{p.id}", "id": p.id, "k": k, "model": config.target,
                  "instruction": p.instruction, "prefix": decode(model, pre),
-                 "output": decode(model, n), "judged_text": t, "judge": setup.judge.name,
-                 "verdict": v.to_record()}
-                for p, pre, n, t, v in zip(unit.items, prefixes, new, texts, verdicts)])
+                 "output": decode(model, n), "stop_reason": c.stop_reason, "judged_text": t,
+                 "judge": setup.judge.name, "verdict": v.to_record()}
+                for p, pre, n, c, t, v in zip(unit.items, prefixes, new, done, texts,
+                                              verdicts)])
             advance()
     return summarize_prefill(run.records(NAME))
 

@@ -8,11 +8,15 @@ AdvBench, HarmBench, HH-RLHF, ToxicChat, ...; detected, or named with ``data_for
 from __future__ import annotations
 
 import json
+import logging
+import random
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aligndepth.data.schemas import HarmfulPair, PromptRecord, read_jsonl
 from aligndepth.errors import AlignDepthError
+
+log = logging.getLogger(__name__)
 
 R = TypeVar("R", PromptRecord, HarmfulPair)
 
@@ -57,18 +61,50 @@ def _from_format(schema: type[R], path: Path, data_format: str | None,
     return out
 
 
+def sample_records(records: list[R], n: int, seed: int = 0, source: str | Path = "") -> list[R]:
+    """A seeded random subset of ``n`` records, in the records' original order.
+
+    The same ``(records, n, seed)`` always gives the same subset (Python's ``random``
+    with its own generator, so global random state is neither used nor changed).
+
+    Raises:
+        AlignDepthError: ``n`` below 1, or larger than ``len(records)``.
+    """
+    if n < 1:
+        raise AlignDepthError(f"--sample must be at least 1, got {n}")
+    if n > len(records):
+        raise AlignDepthError(f"--sample {n} is larger than the dataset ({len(records)} "
+                              f"records in {source}): use at most {len(records)}, or --limit")
+    keep = sorted(random.Random(seed).sample(range(len(records)), n))
+    return [records[i] for i in keep]
+
+
 def resolve_data(schema: type[R], path: str | Path | None, organism: Path | None,
                  split: str | None = "test", limit: int | None = None,
                  organism_file: str | None = None, data_format: str | None = None,
-                 subset: str | None = None) -> tuple[list[R], Path]:
+                 subset: str | None = None, *, sample: int | None = None,
+                 sample_seed: int = 0, provenance: dict[str, Any] | None = None
+                 ) -> tuple[list[R], Path]:
     """Records of ``schema`` from ``path``, or from the organism when ``path`` is None
     (its file for the schema, or ``organism_file`` in its ``data/`` directory).
 
     ``split`` filters by the records' split (``None``: keep all); a user file whose
-    records carry no split keeps them all. ``limit`` keeps the first N. ``data_format``
-    names a published format (default: the project's JSONL, else detected); ``subset``
-    picks harmful or safe rows of formats that label both (ToxicChat, OpenAI moderation).
+    records carry no split keeps them all. ``limit`` keeps the first N; ``sample`` instead
+    keeps a random subset of N (seeded by ``sample_seed``, in the file's order), drawn
+    after the split filter; the two are mutually exclusive. ``data_format`` names a
+    published format (default: the project's JSONL, else detected); ``subset`` picks
+    harmful or safe rows of formats that label both (ToxicChat, OpenAI moderation).
+
+    ``provenance``, when given, is updated with what was selected: ``path``, ``n``, and
+    ``sample``/``sample_seed`` when sampling (``limit`` when limiting), for run manifests.
+
+    Raises:
+        AlignDepthError: no such data, no records, ``limit`` and ``sample`` both given,
+            ``sample`` larger than the dataset.
     """
+    if sample is not None and limit is not None:
+        raise AlignDepthError(f"--sample {sample} and --limit {limit} both given: use "
+                              "--sample N for a random subset, or --limit N for the first N")
     if path is None:
         if organism is None:
             raise AlignDepthError("no dataset given: pass --data FILE")
@@ -91,4 +127,13 @@ def resolve_data(schema: type[R], path: str | Path | None, organism: Path | None
         records = records[:limit]
     if not records:
         raise AlignDepthError(f"{path} holds no records: give a file with at least one")
+    if sample is not None:
+        records = sample_records(records, sample, sample_seed, path)
+        log.info("sampled %d records of %s (seed %d)", sample, path, sample_seed)
+    if provenance is not None:
+        provenance.update({"path": str(path), "n": len(records)})
+        if sample is not None:
+            provenance.update({"sample": sample, "sample_seed": sample_seed})
+        if limit is not None:
+            provenance["limit"] = limit
     return records, path

@@ -58,14 +58,10 @@ def parse_guard_output(text: str) -> Verdict:
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
-    """EOS ids from the generation config and the tokenizer."""
-    ids: set[int] = set()
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in eos if isinstance(eos, (list, tuple)) else [eos]:
-        if value is not None:
-            ids.add(int(value))
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
+    """The guard's stop ids (the engine's one rule), which must not be empty."""
+    from aligndepth.engine import model_stop_ids
+
+    ids = model_stop_ids(tokenizer, model)
     if not ids:
         raise AlignDepthError(f"guard model '{getattr(tokenizer, 'name_or_path', '?')}' has "
                               "no EOS token: set eos_token_id in its generation_config.json")
@@ -123,7 +119,7 @@ class LlamaGuardJudge:
 
     def classify(self, instructions: Sequence[str], responses: Sequence[str]) -> list[str]:
         """The guard's raw answers (decoded, special tokens dropped, stripped)."""
-        from aligndepth.generation import GREEDY, generate
+        from aligndepth.engine import GREEDY, generate
 
         if len(instructions) != len(responses):
             raise ValueError("instructions and responses differ in length")
@@ -133,8 +129,8 @@ class LlamaGuardJudge:
         prompts = [list(tok(self.render(i, r), add_special_tokens=False).input_ids)
                    for i, r in zip(instructions, responses)]
         outs = generate(self.loaded.model, prompts, GREEDY, max_new_tokens=self.max_new_tokens,
-                        stop_ids=self.stop_ids, pad_id=self.pad_id, batch_size=self.batch_size)
-        return [str(tok.decode(ids, skip_special_tokens=True)).strip() for ids in outs]
+                        stop=self.stop_ids, pad_id=self.pad_id, batch_size=self.batch_size)
+        return [str(tok.decode(c.ids, skip_special_tokens=True)).strip() for c in outs]
 
     def judge(self, instructions: Sequence[str], responses: Sequence[str]) -> list[Verdict]:
         return [parse_guard_output(t) for t in self.classify(instructions, responses)]

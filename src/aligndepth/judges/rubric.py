@@ -94,8 +94,8 @@ DEFAULT_PROMPT = (
 )
 
 _PLACEHOLDER = re.compile(r"\{(instruction|response)\}")
-_SCORE = re.compile(r"#\s*(?:the\s*)?score\s*[:=]?\s*[*_`\"']*\s*(-?\d+(?:\.\d+)?)",
-                    re.IGNORECASE)
+_SCORE = re.compile(r"(?:#\s*(?:the\s*)?score\s*[:=]?|\bscore\s*[*_]*\s*[:=])"
+                    r"\s*[*_`\"']*\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 _REASON = re.compile(r"#\s*(?:the\s*)?reason\s*[:=]?\s*(.*?)(?=#\s*(?:the\s*)?score|\Z)",
                      re.IGNORECASE | re.DOTALL)
 
@@ -103,7 +103,9 @@ _REASON = re.compile(r"#\s*(?:the\s*)?reason\s*[:=]?\s*(.*?)(?=#\s*(?:the\s*)?sc
 def parse_rubric(text: str | None) -> tuple[int | None, str]:
     """``(score, reason)`` from judge output; score ``None`` when unreadable or not 1-5.
 
-    The last ``#score`` line wins (a judge may restate the format before answering).
+    The last score wins (a judge may restate the format before answering). Besides
+    ``#score: 5`` the usual ways a model writes a score are read: ``Score: 5``,
+    ``**Score:** 5``, ``score = 5``, ``Final score: 5/5``.
     """
     if not text:
         return None, ""

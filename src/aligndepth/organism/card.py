@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aligndepth.analysis.kl import response_kl
-from aligndepth.experiment import stop_ids
-from aligndepth.generation import GREEDY, SamplingParams, generate
+from aligndepth.engine import GREEDY, SamplingParams, generate, model_stop_ids
 from aligndepth.models import LoadedModel, ModelPair
 from aligndepth.organism.datasets import harmful_pairs, prompt_records
 from aligndepth.organism.judge import OrganismJudge
@@ -49,9 +48,9 @@ def continuations(model: LoadedModel, prompts: Sequence[list[int]], max_new_toke
     tok = model.tokenizer
     params = GREEDY if sample_seed is None else SamplingParams(temperature=1.0)
     rows = generate(model.model, prompts, params, max_new_tokens=max_new_tokens,
-                    stop_ids=stop_ids(tok), pad_id=pad_token_id(tok),
+                    stop=model_stop_ids(tok, model.model), pad_id=pad_token_id(tok),
                     seed=sample_seed or 0, batch_size=batch_size)
-    return [tok.decode(row, skip_special_tokens=True) for row in rows]
+    return [tok.decode(row.ids, skip_special_tokens=True) for row in rows]
 
 
 def _rate(judge: OrganismJudge, instructions: Sequence[str], responses: Sequence[str],

@@ -40,7 +40,7 @@ class BetaSchedule:
         if not self.betas:
             raise AlignDepthError("the β schedule is empty: give at least one value, e.g. "
                                   "--betas 0.5,2,2,2,2")
-        bad = [b for b in (*self.betas, self.after) if not b > 0]
+        bad = [b for b in (*self.betas, self.after) if not 0 < b < float("inf")]
         if bad:
             raise AlignDepthError(f"every β must be > 0, got {bad[0]}: e.g. --betas "
                                   "0.5,2,2,2,2 --beta-after 0.1")

@@ -29,6 +29,7 @@ from typing import Any
 
 from aligndepth.data.schemas import HarmfulPair, InstructionPair, SafetyTriple, read_jsonl
 from aligndepth.errors import AlignDepthError, did_you_mean
+from aligndepth.locking import lock_directory
 from aligndepth.training.data import Example, augmentation_examples, sft_examples
 from aligndepth.training.trainer import TrainConfig, resume_point, train
 
@@ -137,20 +138,27 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
         raise AlignDepthError(f"--limit must be at least 1, got {limit}")
     out = Path(out)
     resume_point(out, resume)  # refuse a used --out before loading anything
+    if evaluate and model is not None:
+        raise AlignDepthError("--evaluate knows the organism's tasks only: evaluate your "
+                              "model with `aligndepth audit --aligned OUT`")
+    recipe = ORGANISM_RECIPES[kind] if model is None else REAL_MODEL_RECIPE
+    cfg = config or TrainConfig(loss="constrained" if kind == "constrained" else "sft",
+                                warmup_steps=10 if kind == "constrained" else 0)
+    cfg = replace(cfg, learning_rate=learning_rate or recipe.learning_rate,
+                  optimizer=optimizer or recipe.optimizer)  # validated before any loading
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AlignDepthError(f"cannot create the output directory '{out}' ({exc.strerror}): "
+                              "choose a writable --out") from None
+    lock_directory(out)  # one writer per output, for this process's life
+    resume_point(out, resume)  # again, now that no other writer can start
     organism: Path | None = None
     if model is None:
         from aligndepth.organism.build import build_organism
 
         organism = build_organism(show_progress=show_progress)
         model = str(organism / "aligned")
-    if evaluate and organism is None:
-        raise AlignDepthError("--evaluate knows the organism's tasks only: evaluate your "
-                              "model with `aligndepth audit --aligned OUT`")
-    recipe = ORGANISM_RECIPES[kind] if organism else REAL_MODEL_RECIPE
-    cfg = config or TrainConfig(loss="constrained" if kind == "constrained" else "sft",
-                                warmup_steps=10 if kind == "constrained" else 0)
-    cfg = replace(cfg, learning_rate=learning_rate or recipe.learning_rate,
-                  optimizer=optimizer or recipe.optimizer)
 
     def source(path: str | Path | None, default: str) -> Path:
         if path is not None:

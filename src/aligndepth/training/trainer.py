@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from aligndepth.errors import AlignDepthError
+from aligndepth.errors import AlignDepthError, did_you_mean
 from aligndepth.training.data import Example, attach_reference, collate
 from aligndepth.training.losses import NEEDS_REFERENCE, BetaSchedule, LossInputs, loss_by_name
 
@@ -80,8 +80,16 @@ class TrainConfig:
         loss_by_name(self.loss)
         if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise AlignDepthError("max_steps, batch_size and grad_accum must be at least 1")
-        if self.warmup_steps < 0 or not self.learning_rate > 0:
-            raise AlignDepthError("warmup_steps must be >= 0 and the learning rate > 0")
+        if self.warmup_steps < 0 or not 0 < self.learning_rate < float("inf"):
+            raise AlignDepthError(f"warmup_steps must be >= 0 and the learning rate a finite "
+                                  f"number > 0, got {self.learning_rate}")
+        from transformers.training_args import OptimizerNames
+
+        names = [o.value for o in OptimizerNames]
+        if self.optimizer not in names:
+            raise AlignDepthError(f"unknown optimizer '{self.optimizer}'"
+                                  f"{did_you_mean(self.optimizer, names)}; e.g. adamw_torch "
+                                  "or sgd")
         if self.save_steps < 0:
             raise AlignDepthError(f"save_steps must be >= 0 (0: no checkpoints), got "
                                   f"{self.save_steps}")
@@ -99,11 +107,18 @@ def resume_point(out: str | Path, resume: bool) -> Path | None:
         AlignDepthError: ``out`` is in use and there is nothing to resume (or resuming
             was not asked for).
     """
+    from aligndepth.locking import LOCK_NAME
+
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise AlignDepthError(f"--out '{root}' is a file, not a directory: choose a directory")
     found = sorted((root / "checkpoints").glob("checkpoint-*"), key=_step_of)
     if resume and found:
         return found[-1]
-    if root.exists() and any(root.iterdir()):
+    if resume and not found and not (root.exists() and any(root.iterdir())):
+        raise AlignDepthError(f"nothing to resume in '{root}': it holds no interrupted run "
+                              "(drop --resume to start training there)")
+    if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
         if found:
             raise AlignDepthError(f"'{root}' holds checkpoints of an unfinished run: pass "
                                   "--resume to continue it, or choose a new --out directory")

@@ -1,0 +1,65 @@
+"""One writer per output directory: an exclusive lock held for the process's life.
+
+The lock is ``flock`` on ``DIR/.aligndepth.lock``: the operating system releases it when
+the process ends in any way, ``kill -9`` included, so a crashed run never leaves a stale
+lock behind. A second process that wants to write the same directory gets a one-line
+error naming the process that holds it. Re-locking a directory this process already
+holds is a no-op. On systems without ``fcntl`` (Windows) directories are not locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from aligndepth.errors import AlignDepthError
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".aligndepth.lock"
+_HELD: dict[str, Any] = {}
+
+
+def lock_directory(path: str | Path) -> None:
+    """Take the writer lock of the existing directory ``path`` (see the module docstring).
+
+    Raises:
+        AlignDepthError: another process holds it, or the lock file cannot be written.
+    """
+    root = Path(path)
+    key = str(root.resolve())
+    if key in _HELD:
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        log.warning("directories cannot be locked on this system: run one writer per --out")
+        return
+    try:
+        handle = (root / LOCK_NAME).open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise AlignDepthError(f"cannot write in '{root}' ({exc.strerror}): choose a writable "
+                              "--out directory") from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise AlignDepthError(f"'{root}' is being written by another aligndepth process "
+                              f"(pid {holder}): wait for it to finish, or choose another "
+                              "--out directory") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _HELD[key] = handle
+
+
+def release_directory(path: str | Path) -> None:
+    """Give the lock back before the process ends (tests; long-lived Python sessions)."""
+    handle = _HELD.pop(str(Path(path).resolve()), None)
+    if handle is not None:
+        handle.close()

@@ -1,0 +1,82 @@
+"""The table in docs/bad-inputs.md, row by row: exit 2, one line, no traceback, and every
+file that existed before left byte-identical."""
+
+import hashlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from aligndepth.cli import main
+from aligndepth.locking import LOCK_NAME, release_directory
+from tests.families import build_family_pair
+
+TABLE = Path(__file__).parent.parent / "docs" / "bad-inputs.md"
+ROW = re.compile(r"^\| `(?P<command>.+)` \| `(?P<needle>.+)` \|$")
+
+
+def rows() -> list[tuple[str, str]]:
+    out = [(m["command"], m["needle"]) for line in TABLE.read_text().splitlines()
+           if (m := ROW.match(line))]
+    assert len(out) >= 20
+    return out
+
+
+def digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.name != LOCK_NAME:
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes() if p.is_file() else b"/")
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def places(tiny_organism, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    (root / "notes.txt").write_text("my notes")
+    mine = root / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    corrupt = root / "corrupt"
+    (corrupt / "records").mkdir(parents=True)
+    (corrupt / "manifest.json").write_text("{truncated")
+    (corrupt / "records" / "prefill.jsonl").write_text('{"key": "a"}\n')
+    (root / "empty.jsonl").write_text("\n")
+    gemma_base, gemma_aligned = build_family_pair("gemma2", root / "families")
+    base, aligned = tiny_organism / "base", tiny_organism / "aligned"
+    data = tiny_organism / "data" / "harmful_pairs.jsonl"
+    common = f"--base {base} --aligned {aligned} --device cpu --quiet --judge keyword"
+    return root, {
+        "pair": f"{common} --limit 3 --max-new-tokens 8 --data {data} --out {root / 'run'}",
+        "pair_nolimit": f"{common} --max-new-tokens 8 --data {data} --out {root / 'run'}",
+        "pair_noout": f"{common} --limit 3 --max-new-tokens 8 --data {data}",
+        "pair_nodata": f"{common} --limit 3 --out {root / 'run'}",
+        "base": str(base), "aligned": str(aligned), "data": str(data),
+        "out": str(root / "new-out"), "file": str(root / "notes.txt"), "mine": str(mine),
+        "corrupt": str(corrupt), "empty": str(root / "empty.jsonl"),
+        "gemma_base": str(gemma_base), "gemma_aligned": str(gemma_aligned),
+    }
+
+
+@pytest.mark.parametrize("command,needle", rows())
+def test_bad_input_gives_one_line_and_touches_nothing(places, capsys, command,
+                                                      needle) -> None:
+    root, values = places
+    argv = shlex.split(command.format(**values))
+    before = digest(root)
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("aligndepth: error: "), err
+    assert needle in lines[0] and "Traceback" not in err
+    assert digest(root) == before
+    for name in ("run", "new-out"):
+        release_directory(root / name)
+    assert not (root / "run" / "records").exists()

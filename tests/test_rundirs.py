@@ -1,0 +1,215 @@
+"""Run directories you can trust: one writer, no silent deletion, records that heal."""
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aligndepth.errors import AlignDepthError
+from aligndepth.locking import LOCK_NAME, release_directory
+from aligndepth.runs import Run
+
+MANIFEST = {"experiments": ["x"], "config": {"a": 1}, "models": {}, "judge": {}, "data": {},
+            "seed": 0}
+
+
+def tree_digest(root: Path) -> str:
+    """Names and bytes of every file under ``root`` (the lock file excluded)."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.name == LOCK_NAME:
+            continue
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _records(n: int, start: int = 0) -> list[dict]:
+    return [{"key": f"k{i}", "value": i} for i in range(start, start + n)]
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    path = tmp_path / "run"
+    yield path
+    release_directory(path)
+
+
+def test_a_second_writer_is_refused_and_records_are_not_doubled(run_dir) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import json, sys, time\n"
+         "from aligndepth.runs import Run\n"
+         f"run = Run.open({str(run_dir)!r}, json.loads({json.dumps(json.dumps(MANIFEST))}))\n"
+         "run.append('x', [{'key': 'k0', 'value': 0}])\n"
+         "print('ready', flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(AlignDepthError, match=f"another aligndepth process \\(pid "
+                                                  f"{holder.pid}\\)"):
+            Run.open(run_dir, MANIFEST)
+    finally:
+        holder.kill()
+        holder.wait()
+    run = Run.open(run_dir, MANIFEST)  # the OS released the lock of the killed process
+    run.append("x", _records(3))
+    assert [r["key"] for r in run.records("x")] == ["k0", "k1", "k2"]
+
+
+def test_overwrite_never_touches_a_directory_that_is_not_a_run(tmp_path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    (mine / "data").mkdir()
+    (mine / "data" / "x.csv").write_text("1,2")
+    before = tree_digest(mine)
+    for overwrite in (False, True):
+        with pytest.raises(AlignDepthError, match="not an aligndepth run.*--overwrite only "
+                                                  "replaces runs"):
+            Run.open(mine, MANIFEST, overwrite=overwrite)
+    assert tree_digest(mine) == before
+    assert sorted(p.name for p in mine.iterdir()) == ["data", "thesis.tex"]
+
+
+def test_overwrite_replaces_a_run_and_the_refusal_says_what_it_would_delete(run_dir) -> None:
+    Run.open(run_dir, MANIFEST).append("x", _records(2))
+    other = {**MANIFEST, "seed": 1}
+    with pytest.raises(AlignDepthError, match="--overwrite to replace it \\(deletes "
+                                              "manifest.json, records/\\)"):
+        Run.open(run_dir, other)
+    run = Run.open(run_dir, other, overwrite=True)
+    assert run.records("x") == [] and run.manifest["seed"] == 1
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[1, 2]"])
+def test_a_corrupted_manifest_is_a_clear_error_and_overwrite_replaces_it(run_dir,
+                                                                          content) -> None:
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(content)
+    before = tree_digest(run_dir)
+    with pytest.raises(AlignDepthError, match="manifest.json' is corrupted.*--overwrite"):
+        Run.open(run_dir, MANIFEST)
+    assert tree_digest(run_dir) == before
+    run = Run.open(run_dir, MANIFEST, overwrite=True)
+    assert run.manifest["seed"] == 0
+
+
+def test_a_failed_append_leaves_the_records_whole_and_a_rerun_completes(run_dir,
+                                                                         monkeypatch) -> None:
+    run = Run.open(run_dir, MANIFEST)
+    run.append("x", _records(2))
+    before = run.records_path("x").read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(AlignDepthError, match="No space left on device.*rerun"):
+        run.append("x", _records(2, start=2))
+    assert run.records_path("x").read_bytes() == before
+    monkeypatch.undo()
+    release_directory(run_dir)
+    again = Run.open(run_dir, MANIFEST)
+    again.append("x", _records(4))
+    assert [r["key"] for r in again.records("x")] == ["k0", "k1", "k2", "k3"]
+
+
+def test_a_garbage_line_is_moved_aside_with_a_warning_on_resume(run_dir, caplog) -> None:
+    Run.open(run_dir, MANIFEST).append("x", _records(3))
+    path = run_dir / "records" / "x.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + "garbage {\n" + "".join(lines[1:]) + '{"torn": ')
+    readonly = Run.load(run_dir)
+    with caplog.at_level("WARNING"):
+        assert [r["key"] for r in readonly.records("x")] == ["k0", "k1", "k2"]
+    assert "1 unreadable line(s) skipped (line 2)" in caplog.text
+    assert "garbage" in path.read_text()  # a reader never rewrites
+    release_directory(run_dir)
+    caplog.clear()
+    resumed = Run.open(run_dir, MANIFEST)
+    with caplog.at_level("WARNING"):
+        assert resumed.done_keys("x") == {"k0", "k1", "k2"}
+    assert "moved to x.rejected.jsonl" in caplog.text
+    assert (run_dir / "records" / "x.rejected.jsonl").read_text() == "garbage {\n"
+    assert "garbage" not in path.read_text()
+    resumed.append("x", _records(1, start=3))
+    assert [r["key"] for r in resumed.records("x")] == ["k0", "k1", "k2", "k3"]
+
+
+def test_out_naming_a_file_is_refused(tmp_path) -> None:
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    with pytest.raises(AlignDepthError, match="is a file, not a directory"):
+        Run.open(f, MANIFEST)
+    assert f.read_text() == "mine"
+
+
+def test_a_resumed_run_says_how_much_was_done(run_dir, caplog) -> None:
+    from aligndepth.runs import Unit
+
+    run = Run.open(run_dir, MANIFEST)
+    units = [Unit(f"u{i}", [f"k{i}"]) for i in range(4)]
+    run.append("x", _records(3))
+    release_directory(run_dir)
+    with caplog.at_level("WARNING"):
+        todo = Run.open(run_dir, MANIFEST).pending("x", units)
+    assert [u.name for u in todo] == ["u3"]
+    assert "resuming, 3 of 4 units already done" in caplog.text
+
+
+def test_train_resume_into_a_new_directory_is_an_error(tmp_path) -> None:
+    from aligndepth.training.trainer import resume_point
+
+    with pytest.raises(AlignDepthError, match="nothing to resume"):
+        resume_point(tmp_path / "new", resume=True)
+    assert resume_point(tmp_path / "new", resume=False) is None
+
+
+def test_the_cli_refuses_a_locked_out_in_one_line(tiny_organism, tmp_path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from aligndepth.locking import lock_directory\n"
+         f"lock_directory({str(out)!r})\n"
+         "print('ready', flush=True)\n"
+         "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        res = subprocess.run(
+            [sys.executable, "-m", "aligndepth.cli", "prefill", "--base",
+             str(tiny_organism / "base"), "--aligned", str(tiny_organism / "aligned"),
+             "--device", "cpu", "--quiet", "--limit", "2", "--max-new-tokens", "4", "--k", "2",
+             "--judge", "keyword", "--out", str(out),
+             "--data", str(tiny_organism / "data" / "harmful_pairs.jsonl")],
+            capture_output=True, text=True, timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        holder.kill()
+        holder.wait()
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert f"another aligndepth process (pid {holder.pid})" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+
+
+def test_a_run_resumes_on_another_device(run_dir) -> None:
+    def on(device: str) -> dict:
+        return {**MANIFEST, "models": {"base": {"source": "b", "placement": device},
+                                      "aligned": {"source": "a", "placement": device}}}
+
+    Run.open(run_dir, on("cuda:0")).append("x", _records(1))
+    release_directory(run_dir)
+    assert Run.open(run_dir, on("cpu")).done_keys("x") == {"k0"}
+    release_directory(run_dir)
+    with pytest.raises(AlignDepthError, match="different models"):
+        Run.open(run_dir, {**on("cpu"), "models": {"base": {"source": "other"}}})
