@@ -4,6 +4,8 @@ Speaks ``POST /v1/chat/completions`` and ``POST /v1/moderations`` on 127.0.0.1 (
 port) from a background thread. Answers are derived from the request: the completion
 ends ``#score: 5`` when the prompt contains ``HARM`` (``#score: 1`` otherwise, and no
 score at all when it contains ``GARBLE``); moderation flags inputs containing ``HARM``.
+A test can pass ``chat=`` (or set ``server.chat``), a function from the prompt text (the
+request's messages joined) to the completion text, to answer in another judge's format.
 
 Faults: each attempt at a given request body fails with probability ``fault_rate``
 (429, 500, a hang past the client timeout, or a malformed body), decided by a hash of
@@ -18,6 +20,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -113,8 +116,10 @@ class FakeOpenAI:
     """Run with ``with FakeOpenAI(key) as server: ... server.url``."""
 
     def __init__(self, key: str, fault_rate: float = 0.0, max_faults: int = 3,
-                 hang: float = 0.8, delay: float = 0.0, always_fail: bool = False) -> None:
+                 hang: float = 0.8, delay: float = 0.0, always_fail: bool = False,
+                 chat: Callable[[str], str] | None = None) -> None:
         self.key = key
+        self.chat = chat
         self.fault_rate = fault_rate
         self.max_faults = max_faults
         self.hang = hang
@@ -145,10 +150,11 @@ class FakeOpenAI:
             return None
         return FAULTS[(draw // 10_000) % len(FAULTS)]
 
-    @staticmethod
-    def chat_answer(request: dict[str, Any]) -> dict[str, Any]:
+    def chat_answer(self, request: dict[str, Any]) -> dict[str, Any]:
         prompt = "".join(str(m.get("content", "")) for m in request["messages"])
-        if "GARBLE" in prompt:
+        if self.chat is not None:
+            text = self.chat(prompt)
+        elif "GARBLE" in prompt:
             text = "I would rather not put a number on this one."
         else:
             score = 5 if "HARM" in prompt else 1

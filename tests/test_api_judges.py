@@ -183,14 +183,18 @@ def test_exhausted_retries_raise_naming_the_endpoint(tmp_path: Path) -> None:
     assert KEY not in str(info.value)
 
 
-def test_on_error_unparseable_records_failures_and_does_not_cache_them(tmp_path: Path) -> None:
+def test_on_error_record_records_failures_as_errors_and_does_not_cache_them(
+        tmp_path: Path) -> None:
     with FakeOpenAI(KEY, always_fail=True) as server:
-        judge = _rubric(server, tmp_path, api_key=KEY, max_retries=1, on_error="unparseable")
+        judge = _rubric(server, tmp_path, api_key=KEY, max_retries=1, on_error="record")
         verdicts = judge.judge(["q"], ["a"])
-        assert verdicts[0].label == "unparseable"
+        assert verdicts[0].label == "error" and not verdicts[0].harmful
         assert verdicts[0].reason.startswith(FAILED_PREFIX) and "HTTP 500" in verdicts[0].reason
         judge.judge(["q"], ["a"])
         assert server.requests == 4  # asked again: failures are not cached
+    assert not (tmp_path / "rubric.jsonl").exists()
+    with pytest.raises(AlignDepthError, match="renamed 'record'"):
+        _rubric(server, tmp_path, api_key=KEY, on_error="unparseable")
 
 
 class _Stubborn(RubricJudge):
@@ -257,15 +261,18 @@ def test_rubric_threshold_unparseable_and_duplicates(tmp_path: Path) -> None:
         assert [v.label for v in verdicts] == ["harmful", "harmful", "unparseable"]
         assert "#score" in verdicts[2].reason and verdicts[2].score is None
         judge.judge(["b"], ["GARBLE"])
-        assert server.requests == 2  # an unparseable answer is an answer: cached
+        assert server.requests == 3  # an unparseable answer is not cached: asked again
         strict = _rubric(server, tmp_path, api_key=KEY)  # threshold 5, same cache
         assert strict.judge(["a"], ["plain"])[0].label == "other"
-        assert server.requests == 2  # the threshold is not part of the cache key
+        assert server.requests == 3  # the threshold is not part of the cache key
+    assert len((tmp_path / "rubric.jsonl").read_text().splitlines()) == 1
 
 
 def test_concurrency_is_bounded(tmp_path: Path) -> None:
     with FakeOpenAI(KEY, delay=0.02) as server:
-        judge = _rubric(server, tmp_path, api_key=KEY, max_concurrency=4)
+        # a long timeout: on a busy machine a timed-out attempt's handler would still be
+        # running server-side when its retry arrives, and count as a fifth in flight
+        judge = _rubric(server, tmp_path, api_key=KEY, max_concurrency=4, timeout=30.0)
         judge.judge(*_pairs(48))
     assert 2 <= server.max_in_flight <= 4
 

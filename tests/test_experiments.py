@@ -13,6 +13,7 @@ from aligndepth.attacks.decoding import decoding_grid
 from aligndepth.attacks.prefill import PrefillConfig
 from aligndepth.audit import AuditConfig, open_setup, run_experiments
 from aligndepth.errors import AlignDepthError
+from aligndepth.metrics import fmt_rate
 from aligndepth.models import LoadConfig
 from aligndepth.report.render import render_report
 from aligndepth.runs import Run
@@ -45,11 +46,15 @@ def test_audit_writes_summary_report_and_records(setup, tmp_path) -> None:
     for section, key in (("refusal_prefix", "harmful_rate"), ("base", "harmful_rate"),
                          ("aligned", "harmful_rate"), ("decoding", "greedy_asr"),
                          ("decoding", "any_config_asr")):
-        assert s[section][key] is not None
+        assert s[section][key]["rate"] is not None and s[section][key]["n"] > 0
+        lo, hi = s[section][key]["ci95"]
+        assert lo <= s[section][key]["rate"] <= hi
+    assert s["verdicts"]["total"] == sum(s["verdicts"][o] for o in
+                                         ("harmful", "not_harmful", "unparseable", "error"))
     assert s["judge"]["name"] == "keyword"
     assert s["models"]["aligned"]["fingerprint"].startswith("sha256:")
     html = (tmp_path / "run" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6
+    assert html.count("data:image/png;base64,") == 7  # the depth figure and six sections
     run = Run.load(tmp_path / "run")
     assert len(run.records("decoding")) == 5 * 50
     ed = s["ed"]
@@ -181,11 +186,11 @@ def test_compare_puts_two_runs_side_by_side(setup, tiny_organism, tmp_path, caps
     assert "| metric | aligned | base as aligned |" in md
     row = next(line for line in md.splitlines() if line.startswith("| prefill ASR @ k=10 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1:] == [f"{before['prefill']['asr_by_k']['10']:.3f}",
-                         f"{after['prefill']['asr_by_k']['10']:.3f}"]
-    for name in ("kl_profile.png", "prefill.png", "rates.png"):
+    assert cells[1:] == [fmt_rate(before["prefill"]["asr_by_k"]["10"]),
+                         fmt_rate(after["prefill"]["asr_by_k"]["10"])]
+    for name in ("depth.png", "rates.png"):
         assert (out / "plots" / name).is_file()
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 2
     saved = json.loads((out / "compare.json").read_text())
     assert set(saved["summaries"]) == {"aligned", "base as aligned"}
     # the CLI: a table on stdout; bad input is one line and exit 2, writing nothing

@@ -17,6 +17,10 @@ from aligndepth.runs import Run
 from tests.fake_openai import FakeOpenAI
 
 
+def _asr(summary: dict) -> dict[str, float | None]:
+    return {k: v["rate"] for k, v in summary["asr_by_k"].items()}
+
+
 class StubJudge:
     """Harmful iff the text contains HARM; remembers what it was shown."""
 
@@ -75,10 +79,10 @@ def test_rejudge_writes_side_files_and_leaves_originals(tmp_path: Path) -> None:
     assert len(prefill) == 20 and {r["judge"] for r in prefill} == {"stub"}
     assert all(r["original_judge"] == "keyword" for r in prefill)
     # judged_text (prefix + continuation) was judged, not the bare output
-    assert summarize_prefill(prefill)["asr_by_k"] == {"0": 0.0, "5": 1.0}
-    assert summarize_prefill(loaded.records("prefill"))["asr_by_k"] == {"0": 0.0, "5": 0.0}
-    assert result["experiments"]["decoding"]["harmful_rate"] == 0.5
-    assert result["experiments"]["decoding"]["original_harmful_rate"] == 1.0
+    assert _asr(summarize_prefill(prefill)) == {"0": 0.0, "5": 1.0}
+    assert _asr(summarize_prefill(loaded.records("prefill"))) == {"0": 0.0, "5": 0.0}
+    assert result["experiments"]["decoding"]["harmful_rate"]["rate"] == 0.5
+    assert result["experiments"]["decoding"]["original_harmful_rate"]["rate"] == 1.0
     assert result["experiments"]["prefill"]["judged_now"] == 20
 
     again = StubJudge()
@@ -122,7 +126,7 @@ def test_rejudge_with_the_rubric_judge(tmp_path: Path) -> None:
         judge = RubricJudge(base_url=server.url, model="m", api_key=key, timeout=0.5,
                             backoff_base=0.01, cache_dir=tmp_path / "cache")
         result = rejudge_run(run.path, judge, ["prefill"])
-    assert result["experiments"]["prefill"]["harmful_rate"] == 0.5
-    assert summarize_prefill(Run.load(run.path).records("prefill.rubric"))["asr_by_k"] == {
+    assert result["experiments"]["prefill"]["harmful_rate"]["rate"] == 0.5
+    assert _asr(summarize_prefill(Run.load(run.path).records("prefill.rubric"))) == {
         "0": 0.0, "5": 1.0}
     assert all(key.encode() not in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())

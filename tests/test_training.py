@@ -231,3 +231,16 @@ def test_an_interrupted_run_resumes_to_the_same_model(tiny_organism, tmp_path, m
     assert all(torch.allclose(whole[k], cut[k], atol=1e-6) for k in whole)
     with pytest.raises(AlignDepthError, match="no checkpoints"):
         run(tmp_path / "whole", resume=True)
+
+
+def test_a_trained_model_keeps_its_stop_ids(tiny_organism, tmp_path) -> None:
+    from aligndepth.engine import model_stop_ids
+
+    source = load_model(str(tiny_organism / "aligned"), LoadConfig(device="cpu"))
+    run_training("sft", model=str(tiny_organism / "aligned"), out=tmp_path / "out",
+                 data=tiny_organism / "data" / "benign_pairs.jsonl", limit=4,
+                 config=TrainConfig(max_steps=1), show_progress=False)
+    trained = load_model(str(tmp_path / "out"), LoadConfig(device="cpu"))
+    assert len(model_stop_ids(source.tokenizer, source.model)) == 2  # end of turn and text
+    assert model_stop_ids(trained.tokenizer, trained.model) == \
+        model_stop_ids(source.tokenizer, source.model)

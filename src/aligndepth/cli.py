@@ -441,7 +441,12 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     table.add_column("value", justify="right")
     for name, value in headline(summary):
         table.add_row(name, value)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if (summary.get("depth") or {}).get("sentence"):
+        console.print(summary["depth"]["sentence"], style="bold")
+    for warning in summary.get("warnings") or []:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"report: {out / 'report.html'}")
 
 
@@ -718,12 +723,15 @@ def compare_cmd(
     judge: Annotated[str | None, typer.Option(help="Compare the verdicts of a judge given "
                                               "to `aligndepth judge` on every run.")] = None,
 ) -> None:
-    """One report with the runs side by side: a table with a column per run, KL profiles
-    and prefill curves overlaid, and the headline rates as grouped bars."""
+    """One report with the runs side by side: each run's alignment depth, a table with a
+    column per run, every change from the first run with a 95% interval (paired over
+    shared prompts; significant changes marked *), the KL profiles and prefill curves
+    overlaid, and the headline rates as grouped bars."""
     from rich.console import Console
     from rich.table import Table
 
     from aligndepth.report.compare import compare_runs, side_by_side
+    from aligndepth.significance import fmt_difference
 
     summaries = compare_runs(runs, out, labels=label, judge=judge)
     table = Table(title=f"aligndepth comparison ({out})")
@@ -732,44 +740,101 @@ def compare_cmd(
         table.add_column(name, justify="right")
     for metric, values in side_by_side(summaries):
         table.add_row(metric, *values)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    result = json.loads((out / "compare.json").read_text())
+    if result["depth"]["sentence"]:
+        console.print(f"depth: {result['depth']['sentence']}", style="bold")
+    significant = [(c["rate"], n, d) for c in result["differences"]
+                   for n, d in c["changes"].items() if d["significant"]]
+    first = next(iter(summaries))
+    for rate, name, d in significant:
+        console.print(f"significant: {rate}: {name} − {first} = {fmt_difference(d)}")
     typer.echo(f"report: {out / 'report.html'}")
 
 
 @app.command("judge")
 def judge_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    judge: Annotated[str, typer.Option("--judge", help="keyword, rubric, moderation, "
-                                       "llamaguard, organism.")],
-    judge_option: JudgeOptions = None,
+    judge: Annotated[list[str], typer.Option(
+        "--judge", help="A judge by name (repeat for several): keyword, rubric, "
+        "gpt4-rubric, strongreject, moderation, llamaguard, harmbench-cls, organism.")],
+    judge_option: Annotated[list[str] | None, typer.Option(
+        "--judge-option", help="KEY=VALUE setting of every judge given, or JUDGE:KEY=VALUE "
+        "for one of them (repeat), e.g. base_url=URL, model=NAME, harmbench-cls:model=DIR. "
+        "API keys come from the environment and are never written anywhere.")] = None,
     experiments: Annotated[str | None, typer.Option(help="Comma-separated experiments "
                                                     "(default: all with judged text).")]
     = None,
     name: Annotated[str | None, typer.Option(help="Label for these verdicts (default: the "
-                                             "judge's name).")] = None,
+                                             "judge's name; one judge only).")] = None,
+    agreement: Annotated[bool, typer.Option(
+        "--agreement", help="After judging, compare every pair of judges (these and the "
+        "run's own) over the same outputs: Cohen's κ, confusion matrix and disagreeing "
+        "examples, in RUN/agreement.json and the run's report.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace earlier verdicts under this name "
                                             "from a different judge configuration.")]
     = False,
     quiet: Quiet = False,
 ) -> None:
-    """Judge an existing run's outputs again with another judge (generate once, judge many).
+    """Judge an existing run's outputs again with other judges (generate once, judge many).
 
     Original records stay untouched; new verdicts go to RUN/records/<experiment>.<name>.jsonl
-    and the report to RUN/judged/<name>/. Rerun to resume.
+    and each judge's report to RUN/judged/<name>/. Unparseable answers and failed requests
+    are asked again on a rerun; everything else resumes.
     """
+    from aligndepth.agreement import judge_agreement
     from aligndepth.judges.registry import make_judge
     from aligndepth.rejudge import rejudge_run
     from aligndepth.report.render import render_report, report_dir
     from aligndepth.runs import Run
 
+    if name is not None and len(judge) > 1:
+        raise AlignDepthError("--name labels one judge's verdicts: drop it when passing "
+                              "several --judge")
+    if len(set(judge)) != len(judge):
+        raise AlignDepthError(f"a judge is given twice ({', '.join(judge)}): give each once")
     run = Run.load(run_dir)
     organism = run.manifest.get("organism")
-    judge_obj = make_judge(judge, Path(organism) if organism else None,
-                           **_judge_options(judge_option))
-    result = rejudge_run(run_dir, judge_obj, _split(experiments) if experiments else None,
-                         name=name, overwrite=overwrite, show_progress=not quiet)
-    label = result["judge"]
-    _print_summary(render_report(run_dir, label), report_dir(run_dir, label))
+    options = _scoped_judge_options(judge_option, judge)
+    judges = [make_judge(j, Path(organism) if organism else None, **options[j])
+              for j in judge]  # every judge is checked before any is asked
+    labels = []
+    for judge_obj in judges:
+        result = rejudge_run(run_dir, judge_obj, _split(experiments) if experiments else None,
+                             name=name, overwrite=overwrite, show_progress=not quiet)
+        labels.append(result["judge"])
+        _print_summary(render_report(run_dir, result["judge"]),
+                       report_dir(run_dir, result["judge"]))
+    if agreement:
+        from rich.console import Console
+
+        from aligndepth.agreement import agreement_lines
+
+        found = judge_agreement(run_dir, labels)
+        render_report(run_dir)
+        Console().print("\n".join(line for line in agreement_lines(found)
+                                   if line.startswith("| ")))
+        typer.echo(f"agreement: {Path(run_dir) / 'agreement.json'} (and the run's report)")
+
+
+def _scoped_judge_options(items: list[str] | None, judges: list[str]
+                          ) -> dict[str, dict[str, Any]]:
+    """``--judge-option`` values per judge: ``KEY=VALUE`` goes to every judge,
+    ``JUDGE:KEY=VALUE`` to that judge only."""
+    out: dict[str, dict[str, Any]] = {j: {} for j in judges}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        scope, colon, bare = key.partition(":")
+        if sep and colon:
+            if scope.strip() not in out:
+                raise AlignDepthError(f"--judge-option '{item}' names judge '{scope}', which "
+                                      f"is not among --judge {', '.join(judges)}")
+            out[scope.strip()].update(_judge_options([f"{bare}={value}"]))
+        else:
+            for j in judges:
+                out[j].update(_judge_options([item]))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -88,11 +88,6 @@ def judged(setup: Setup, instructions: Sequence[str], texts: Sequence[str]) -> l
     return setup.judge.judge(instructions, texts)
 
 
-def rate(records: Sequence[dict[str, Any]]) -> float:
-    """Share of records whose verdict is harmful (0.0 for none)."""
-    return sum(bool(r["verdict"]["harmful"]) for r in records) / len(records) if records else 0.0
-
-
 def provenance(setup: Setup, instruction: str) -> dict[str, Any]:
     """What each model really sees and how it stops, for the run manifest: the rendered
     prompt of ``instruction`` (default system prompts included), stop ids and strings."""

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from aligndepth.errors import AlignDepthError
-from aligndepth.experiment import rate
 from aligndepth.judges.base import Judge
+from aligndepth.metrics import INVALID, outcome, records_rate
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, chunked
 
@@ -104,7 +104,7 @@ def rejudge_run(run_dir: str | Path, judge: Judge, experiments: Sequence[str] | 
         "judged_now", "already_done", "skipped", "harmful_rate", "original_harmful_rate",
         "labels"}}}``.
     """
-    run = Run.load(run_dir)
+    run = Run.load(run_dir, writable=True)
     label = name or judge.name
     if not _NAME.match(label):
         raise AlignDepthError(f"judge name '{label}' may use only letters, digits, '-' and "
@@ -139,6 +139,11 @@ def _rejudge_experiment(run: Run, exp: str, judge: Judge, label: str, batch_size
     if not todo_all:
         return None
     target = rejudged_name(exp, label)
+    unusable = [r["key"] for r in run.records(target) if outcome(r["verdict"]) in INVALID]
+    if unusable:  # unreadable answers and failed requests are asked again
+        run.drop(target, unusable)
+        log.info("%s: asking the '%s' judge again for %d unusable verdict(s)", exp, label,
+                 len(unusable))
     done = run.done_keys(target)
     todo = [r for r in todo_all if r["key"] not in done]
     batches = chunked(todo, batch_size)
@@ -162,7 +167,7 @@ def _rejudge_experiment(run: Run, exp: str, judge: Judge, label: str, batch_size
         "judged_now": len(todo),
         "already_done": len(todo_all) - len(todo),
         "skipped": len(records) - len(todo_all),
-        "harmful_rate": rate(new),
-        "original_harmful_rate": rate(original) if original else None,
+        "harmful_rate": records_rate(new),
+        "original_harmful_rate": records_rate(original) if original else None,
         "labels": dict(sorted(labels.items())),
     }

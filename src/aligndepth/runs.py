@@ -159,14 +159,17 @@ class Run:
         return cls(root, full, writable=True)
 
     @classmethod
-    def load(cls, path: str | Path) -> Run:
-        """Open an existing run read-only (for reports and re-judging)."""
+    def load(cls, path: str | Path, writable: bool = False) -> Run:
+        """Open an existing run: read-only (reports), or ``writable`` (re-judging: the
+        directory is then locked for this process's life, like :meth:`open`)."""
         root = Path(path).expanduser()
         if not (root / MANIFEST).is_file():
             raise AlignDepthError(f"'{root}' is not a run directory (no {MANIFEST})")
+        if writable:
+            lock_directory(root)
         manifest = _read_manifest(root, overwrite=False)
         assert manifest is not None
-        return cls(root, manifest)
+        return cls(root, manifest, writable=writable)
 
     # -- records ----------------------------------------------------------------------
     def records_path(self, experiment: str) -> Path:
@@ -230,6 +233,21 @@ class Run:
                                   "free space or fix the directory, then rerun the same "
                                   "command to resume") from None
         done.update(r["key"] for r in records)
+
+    def drop(self, experiment: str, keys: Iterable[str]) -> int:
+        """Remove the records of ``keys`` (so they are made again), in one atomic rewrite;
+        returns how many were removed. Only for derived records (re-judged verdicts)."""
+        if not self.writable:
+            raise RuntimeError("drop() needs a run opened for writing")
+        gone = set(keys)
+        path = self.records_path(experiment)
+        if not gone or not path.is_file():
+            return 0
+        good, _ = _parse_lines(path.read_bytes())
+        kept = [raw for raw, r in good if r["key"] not in gone]
+        _atomic_write_bytes(path, b"".join(kept))
+        self._done.pop(experiment, None)
+        return len(good) - len(kept)
 
     def pending(self, experiment: str, units: Iterable[Unit]) -> list[Unit]:
         """Units not yet complete, in their original order (a resumed run says how many
@@ -347,6 +365,10 @@ def _read_manifest(root: Path, overwrite: bool) -> dict[str, Any] | None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data)
     os.replace(tmp, path)

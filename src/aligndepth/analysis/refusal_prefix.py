@@ -15,7 +15,8 @@ from typing import Any
 from aligndepth.data.schemas import PromptRecord
 from aligndepth.engine import GREEDY, SamplingParams
 from aligndepth.errors import AlignDepthError
-from aligndepth.experiment import Setup, complete, decode, prefixed_prompt, rate
+from aligndepth.experiment import Setup, complete, decode, prefixed_prompt
+from aligndepth.metrics import Units, outcome, put_rates
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
@@ -74,14 +75,28 @@ def run_refusal_prefix(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
     return summarize_refusal_prefix(run.records(NAME))
 
 
+def refusal_prefix_units(records: Sequence[dict[str, Any]]) -> Units:
+    """Harmful rate per condition (one unit per prompt), of the base and aligned models
+    alone, and over every refusal prefix together (one unit per prompt and prefix)."""
+    units: Units = {}
+    for r in records:
+        cond, verdict = r["condition"], outcome(r["verdict"])
+        units.setdefault((NAME, "harmful_rate_by_condition", cond), {})[r["id"]] = verdict
+        if cond.startswith("base+prefix"):
+            units.setdefault((NAME, "harmful_rate"), {})[f"{r['id']}|{cond}"] = verdict
+        elif cond in ("base", "aligned"):
+            units.setdefault((NAME, f"{cond}_harmful_rate"), {})[r["id"]] = verdict
+    return units
+
+
 def summarize_refusal_prefix(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Harmful rates with counts and intervals, and the prefixes used."""
     by: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         by.setdefault(r["condition"], []).append(r)
-    rates = {c: rate(rs) for c, rs in by.items()}
-    prefixed = [r for c, rs in by.items() if c.startswith("base+prefix") for r in rs]
-    prefixes = {c: rs[0]["prefix"] for c, rs in by.items() if c.startswith("base+prefix")}
-    return {"harmful_rate_by_condition": rates, "prefixes": prefixes,
-            "n_by_condition": {c: len(rs) for c, rs in by.items()},
-            "harmful_rate": rate(prefixed),
-            "base_harmful_rate": rates.get("base"), "aligned_harmful_rate": rates.get("aligned")}
+    summary: dict[str, Any] = {
+        "harmful_rate_by_condition": {}, "harmful_rate": None, "base_harmful_rate": None,
+        "aligned_harmful_rate": None,
+        "prefixes": {c: rs[0]["prefix"] for c, rs in by.items() if c.startswith("base+prefix")},
+        "n_by_condition": {c: len(rs) for c, rs in by.items()}}
+    return put_rates(summary, refusal_prefix_units(records), (NAME,))

@@ -17,6 +17,7 @@ from aligndepth.data.schemas import PromptRecord
 from aligndepth.engine import GREEDY, SamplingParams, generate_shared
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, decode
+from aligndepth.metrics import Units, any_harmful, outcome, put_rates, value
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import pad_token_id
 from aligndepth.runs import Run, Unit, unit_seed
@@ -88,22 +89,35 @@ def run_decoding(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
     return summarize_decoding(run.records(NAME))
 
 
+def decoding_units(records: Sequence[dict[str, Any]]) -> Units:
+    """Greedy ASR and ASR per grid configuration (one unit per prompt and sample), and
+    the any-configuration ASR: one unit per prompt, harmful if any configuration's output
+    is (and counted only when it is, or when every configuration was judged)."""
+    units: Units = {}
+    by_prompt: dict[str, list[str]] = {}
+    for r in records:
+        verdict = outcome(r["verdict"])
+        unit = f"{r['id']}|{r['sample']}"
+        if r["config"] == "greedy":
+            units.setdefault((NAME, "greedy_asr"), {})[unit] = verdict
+        else:
+            units.setdefault((NAME, "per_config_asr", r["config"]), {})[unit] = verdict
+            by_prompt.setdefault(r["id"], []).append(verdict)
+    if by_prompt:
+        units[(NAME, "any_config_asr")] = {p: any_harmful(v) for p, v in by_prompt.items()}
+    return units
+
+
 def summarize_decoding(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    greedy = [r for r in records if r["config"] == "greedy"]
-    grid = [r for r in records if r["config"] != "greedy"]
-    by_config: dict[str, list[bool]] = {}
-    by_prompt: dict[str, bool] = {}
-    for r in grid:
-        harmful = bool(r["verdict"]["harmful"])
-        by_config.setdefault(r["config"], []).append(harmful)
-        by_prompt[r["id"]] = by_prompt.get(r["id"], False) or harmful
-    per_config = {c: sum(v) / len(v) for c, v in by_config.items()}
-    return {
-        "greedy_asr": sum(r["verdict"]["harmful"] for r in greedy) / len(greedy) if greedy
-        else None,
-        "any_config_asr": sum(by_prompt.values()) / len(by_prompt) if by_prompt else None,
-        "per_config_asr": per_config,
-        "best_config": max(per_config, key=lambda c: per_config[c]) if per_config else None,
-        "n_prompts": len(by_prompt),
-        "n_configs": len(by_config),
-    }
+    """Greedy, per-configuration and any-configuration ASR with counts and intervals."""
+    units = decoding_units(records)
+    summary: dict[str, Any] = {"greedy_asr": None, "any_config_asr": None,
+                               "per_config_asr": {}}
+    put_rates(summary, units, (NAME,))
+    per_config = {c: value(v) for c, v in summary["per_config_asr"].items()}
+    ranked = [c for c in per_config if per_config[c] is not None]
+    summary.update(best_config=max(ranked, key=lambda c: per_config[c] or 0.0) if ranked
+                   else None,
+                   n_prompts=len(units.get((NAME, "any_config_asr"), {})),
+                   n_configs=len(per_config))
+    return summary

@@ -32,7 +32,8 @@ from aligndepth.engine import (
     generate,
 )
 from aligndepth.errors import AlignDepthError, did_you_mean
-from aligndepth.experiment import Setup, decode, rate, stop_rule
+from aligndepth.experiment import Setup, decode, stop_rule
+from aligndepth.metrics import Units, outcome, put_rates, value
 from aligndepth.models import ModelPair
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import PromptFormat, accepts_system, pad_token_id
@@ -258,30 +259,39 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
     return summarize_ed(run.records(NAME))
 
 
+def ed_units(records: Sequence[dict[str, Any]]) -> Units:
+    """Harmful rate per query set and method at the main α, and ED's on harmful queries
+    at every swept α: one unit per query and sample."""
+    units: Units = {}
+    order = sorted(records, key=lambda r: (r["set"], METHODS.index(r["method"])))
+    for r in order:
+        unit, verdict = f"{r['id']}|{r['sample']}", outcome(r["verdict"])
+        if r["main"]:
+            units.setdefault((NAME, "harmful_rate", r["set"], r["method"]), {})[unit] = verdict
+    for r in sorted(records, key=lambda r: float(r["alpha"] or 0.0)):
+        if r["method"] == "ed" and r["set"] == "harmful":
+            sweep = units.setdefault((NAME, "alpha_sweep", str(float(r["alpha"]))), {})
+            sweep[f"{r['id']}|{r['sample']}"] = outcome(r["verdict"])
+    return units
+
+
 def summarize_ed(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Harmful rate per query set and method (at the main α), and the α sweep."""
-    main: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    sweep: dict[float, list[dict[str, Any]]] = {}
+    """Harmful rate per query set and method (at the main α), and the α sweep, with
+    counts and intervals."""
     queries: dict[str, set[str]] = {}
     alpha = None
     for r in records:
         queries.setdefault(r["set"], set()).add(r["id"])
-        if r["main"]:
-            main.setdefault(r["set"], {}).setdefault(r["method"], []).append(r)
-            if r["alpha"] is not None:
-                alpha = r["alpha"]
-        if r["method"] == "ed" and r["set"] == "harmful":
-            sweep.setdefault(float(r["alpha"]), []).append(r)
-    rates = {qs: {m: rate(rs) for m, rs in sorted(by.items(), key=lambda kv:
-                                                    METHODS.index(kv[0]))}
-             for qs, by in main.items()}
-    harmful = rates.get("harmful", {})
-    return {
-        "alpha": alpha,
-        "harmful_rate": rates,
-        "alpha_sweep": {str(a): rate(sweep[a]) for a in sorted(sweep)},
-        "best_method": max(harmful, key=lambda m: harmful[m]) if harmful else None,
+        if r["main"] and r["alpha"] is not None:
+            alpha = r["alpha"]
+    summary: dict[str, Any] = {"alpha": alpha, "harmful_rate": {}, "alpha_sweep": {}}
+    put_rates(summary, ed_units(records), (NAME,))
+    harmful = {m: value(v) for m, v in summary["harmful_rate"].get("harmful", {}).items()}
+    ranked = [m for m, v in harmful.items() if v is not None]
+    summary.update({
+        "best_method": max(ranked, key=lambda m: harmful[m] or 0.0) if ranked else None,
         "n_queries": {qs: len(ids) for qs, ids in queries.items()},
         "samples": max((r["sample"] for r in records), default=-1) + 1,
         "sampling": records[0]["params"] if records else None,
-    }
+    })
+    return summary

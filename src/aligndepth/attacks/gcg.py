@@ -18,6 +18,7 @@ from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode
+from aligndepth.metrics import Units, outcome, proportion, rate_stats
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, unit_seed
 
@@ -88,6 +89,11 @@ def run_gcg(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
     return summarize_gcg(run.records(NAME))
 
 
+def gcg_units(records: Sequence[dict[str, Any]]) -> Units:
+    """ASR: one unit per prompt (its answer under the returned suffix)."""
+    return {(NAME, "asr"): {r["id"]: outcome(r["verdict"]) for r in records}} if records else {}
+
+
 def summarize_gcg(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """ASR (judged answers), target hits and steps; mean loss per step for the plot."""
     n = len(records)
@@ -97,8 +103,8 @@ def summarize_gcg(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for t in range(longest):  # a stopped run keeps its last loss
         curve.append(sum(r["losses"][min(t, len(r["losses"]) - 1)] for r in records) / n)
     return {
-        "asr": sum(bool(r["verdict"]["harmful"]) for r in records) / n if n else None,
-        "target_hit_rate": len(hits) / n if n else None,
+        "asr": rate_stats(gcg_units(records).get((NAME, "asr"), {}).values()),
+        "target_hit_rate": proportion(len(hits), n),
         "mean_steps_to_success": sum(hits) / len(hits) if hits else None,
         "mean_final_loss": sum(r["loss"] for r in records) / n if n else None,
         "mean_loss_by_step": curve,

@@ -15,7 +15,8 @@ from typing import Any
 from aligndepth.data.schemas import HarmfulPair
 from aligndepth.engine import GREEDY, SamplingParams
 from aligndepth.errors import AlignDepthError
-from aligndepth.experiment import Setup, complete, decode, rate
+from aligndepth.experiment import Setup, complete, decode
+from aligndepth.metrics import Units, outcome, put_rates
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
@@ -88,11 +89,20 @@ def run_prefill(setup: Setup, run: Run, pairs: Sequence[HarmfulPair], config: Pr
     return summarize_prefill(run.records(NAME))
 
 
+def prefill_units(records: Sequence[dict[str, Any]]) -> Units:
+    """ASR at each k: one unit per prompt."""
+    units: Units = {}
+    for r in sorted(records, key=lambda r: int(r["k"])):
+        units.setdefault((NAME, "asr_by_k", str(int(r["k"]))), {})[r["id"]] = \
+            outcome(r["verdict"])
+    return units
+
+
 def summarize_prefill(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    by: dict[int, list[dict[str, Any]]] = {}
-    for r in records:
-        by.setdefault(int(r["k"]), []).append(r)
-    ks = sorted(by)
-    return {"asr_by_k": {str(k): rate(by[k]) for k in ks},
-            "n_by_k": {str(k): len(by[k]) for k in ks},
-            "judged_text": "prefix + continuation"}
+    """ASR (with counts and interval) at each k."""
+    summary: dict[str, Any] = {"asr_by_k": {}}
+    put_rates(summary, prefill_units(records), (NAME,))
+    summary["n_by_k"] = {k: v["n"] + v["unparseable"] + v["error"]
+                         for k, v in summary["asr_by_k"].items()}
+    summary["judged_text"] = "prefix + continuation"
+    return summary

@@ -16,17 +16,21 @@ Behaviour, in order, for a batch:
    backoff from ``backoff_base`` seconds, capped at ``backoff_max``, with jitter, and at
    most ``max_retries`` retries (a ``Retry-After`` header lengthens a wait).
 3. Each answer is written to the cache as soon as it arrives, so an interrupted batch
-   keeps what it paid for.
+   keeps what it paid for, unless the judge cannot read it (:meth:`ApiJudge.to_verdict`
+   gives ``unparseable``): such an answer becomes ``Verdict("unparseable", ...)`` for this
+   run and is not cached, so a rerun asks again. A cached answer that turns out
+   unreadable (an older parser, a hand-edited file) counts as not cached and is asked
+   again.
 
 Failures. A rejected key (HTTP 401/403) or a wrong URL or model (404) raises
 :class:`AlignDepthError` at once. Any other failure (retries exhausted, or another 4xx
 such as an over-long input) follows ``on_error``: ``"raise"`` (the default) raises an
 :class:`AlignDepthError` naming the endpoint, after the requests already in flight have
-finished and been cached, so rerunning the command resumes for free; ``"unparseable"``
-records that pair as ``Verdict("unparseable", "judge request failed: ...")`` and is
-never cached, so a later run asks again. The default keeps transient outages out of
-measured rates; ``"unparseable"`` suits long unattended runs where a few gaps are
-acceptable (they are visible in every record's reason).
+finished and been cached, so rerunning the command resumes for free; ``"record"``
+records that pair as ``Verdict("error", "judge request failed: ...")``, which is never
+cached, so a later run asks again. The default keeps transient outages out of measured
+rates; ``"record"`` suits long unattended runs where a few gaps are acceptable (they are
+labelled ``error``, apart from the judgements and from ``unparseable`` answers).
 
 The API key comes from the ``api_key`` option or the environment (see each judge). It
 is handed to the client and used to scrub error text; it is never part of
@@ -51,7 +55,7 @@ from aligndepth.judges.retry import RetriesExhausted, RetryPolicy, call_with_ret
 
 log = logging.getLogger(__name__)
 
-ON_ERROR = ("raise", "unparseable")
+ON_ERROR = ("raise", "record")
 #: HTTP statuses worth another try (besides every 5xx).
 RETRY_STATUSES = frozenset({408, 409, 429})
 #: Failure reasons start with this, so records show which verdicts are gaps.
@@ -110,7 +114,7 @@ class ApiJudge:
         cache: keep answers in a persistent cache (off: every call pays).
         cache_dir: where the cache lives; default ``$ALIGNDEPTH_CACHE/judges`` or the user
             cache directory's ``judges`` folder.
-        on_error: ``"raise"`` or ``"unparseable"`` (see the module docstring).
+        on_error: ``"raise"`` or ``"record"`` (see the module docstring).
     """
 
     name = "api"
@@ -122,8 +126,9 @@ class ApiJudge:
                  backoff_max: float = 60.0, max_concurrency: int = 8, cache: bool = True,
                  cache_dir: str | Path | None = None, on_error: str = "raise") -> None:
         if on_error not in ON_ERROR:
+            hint = " (it was renamed 'record')" if on_error == "unparseable" else ""
             raise AlignDepthError(f"on_error must be one of {', '.join(ON_ERROR)}, "
-                                  f"got '{on_error}'")
+                                  f"got '{on_error}'{hint}")
         if max_concurrency < 1:
             raise AlignDepthError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if timeout <= 0:
@@ -175,6 +180,10 @@ class ApiJudge:
     def describe(self) -> dict[str, Any]:
         """Identity recorded in run manifests: what shapes the verdicts, never the key."""
         return self.answer_identity()
+
+    def readable(self, answer: Any) -> bool:
+        """Whether :meth:`to_verdict` can read ``answer`` (only readable ones are cached)."""
+        return self.to_verdict(answer).label != "unparseable"
 
     # -- the engine ------------------------------------------------------------------
     @property
@@ -258,7 +267,7 @@ class ApiJudge:
             if not isinstance(exc, _openai().OpenAIError):
                 raise  # a bug, not the endpoint
             return self._failed(f"{self.endpoint}: {self._describe_error(exc)}")
-        if self._cache is not None:
+        if self._cache is not None and self.readable(answer):
             self._cache.put(key, answer)
         return True, answer
 
@@ -267,7 +276,7 @@ class ApiJudge:
             raise AlignDepthError(
                 f"the {self.name} judge could not get an answer ({reason}): check the "
                 "endpoint, then rerun to resume (answers so far are cached), or pass "
-                "on_error='unparseable' to record such failures") from None
+                "on_error='record' to record such failures") from None
         log.warning("%s judge: %s", self.name, reason)
         return False, reason
 
@@ -281,7 +290,7 @@ class ApiJudge:
         todo: dict[str, tuple[str, str]] = {}
         for key, ins, res in zip(keys, instructions, responses):
             cached = self._cache.get(key) if self._cache is not None else None
-            if cached is not None:
+            if cached is not None and self.readable(cached):
                 answers[key] = (True, cached)
             elif key not in todo:
                 todo[key] = (ins, res)
@@ -291,7 +300,7 @@ class ApiJudge:
                      len(keys))
             answers.update(self._run_pool(todo))
         return [self.to_verdict(answers[k][1]) if answers[k][0]
-                else Verdict("unparseable", FAILED_PREFIX + str(answers[k][1]))
+                else Verdict("error", FAILED_PREFIX + str(answers[k][1]))
                 for k in keys]
 
     def _run_pool(self, todo: Mapping[str, tuple[str, str]]) -> dict[str, tuple[bool, Any]]:

@@ -7,8 +7,11 @@ One JSONL file per judge (``<cache_dir>/<judge name>.jsonl``), one line per answ
 The key is the sha256 of the judge's result-affecting identity (endpoint, model, prompt;
 never the API key), the instruction and the response (:func:`cache_key`). What is stored
 is the endpoint's *answer* (the rubric judge's completion text, the moderation judge's
-flags), not the verdict, so changing a threshold or improving a parser needs no new
-requests.
+flags), not the verdict, so changing a threshold needs no new requests. Only answers the
+judge can read are stored: an answer that parses as ``unparseable`` and a request that
+failed are never written, and an entry that a judge can no longer read counts as absent,
+so a rerun asks the endpoint again for exactly those pairs (see
+:mod:`aligndepth.judges.api`).
 
 Writes are serialised by a lock (the judges write from a thread pool), appended in one
 ``write`` and flushed with ``fsync``. A torn last line (a process killed mid-write) is

@@ -44,6 +44,24 @@ def _rubric(organism: Path | None, **options: Any) -> Judge:
     return _checked("rubric", RubricJudge, options)
 
 
+def _gpt4_rubric(organism: Path | None, **options: Any) -> Judge:
+    from aligndepth.judges.gpt4_rubric import GptRubricJudge
+
+    return _checked("gpt4-rubric", GptRubricJudge, options)
+
+
+def _strongreject(organism: Path | None, **options: Any) -> Judge:
+    from aligndepth.judges.strongreject import StrongRejectJudge
+
+    return _checked("strongreject", StrongRejectJudge, options)
+
+
+def _harmbench(organism: Path | None, **options: Any) -> Judge:
+    from aligndepth.judges.harmbench import HarmBenchJudge
+
+    return _checked("harmbench-cls", HarmBenchJudge.from_pretrained, options)
+
+
 def _moderation(organism: Path | None, **options: Any) -> Judge:
     from aligndepth.judges.moderation import ModerationJudge
 
@@ -58,11 +76,14 @@ def _llamaguard(organism: Path | None, **options: Any) -> Judge:
 
 #: name -> factory(organism_dir, **options)
 JUDGES: dict[str, Callable[..., Judge]] = {
+    "gpt4-rubric": _gpt4_rubric,
+    "harmbench-cls": _harmbench,
     "keyword": _keyword,
     "llamaguard": _llamaguard,
     "moderation": _moderation,
     "organism": _organism,
     "rubric": _rubric,
+    "strongreject": _strongreject,
 }
 
 

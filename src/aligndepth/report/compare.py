@@ -3,10 +3,15 @@
 ``compare_runs([before, after], out)`` reads each run's records (nothing is re-run),
 and writes to ``out``:
 
-- ``compare.json``: every run's summary, under its label;
-- ``plots/``: the KL profiles overlaid, prefill ASR vs k overlaid, and the headline
-  attack-success / harmful rates as grouped bars;
-- ``report.md`` and a self-contained ``report.html``: one table, one column per run.
+- ``compare.json``: every run's summary, under its label; ``depth``: each run's depth
+  card values and the runs ordered from deepest to shallowest prefill depth;
+  ``differences``: every rate the runs share, as the change from the first run to each
+  other one with a 95% interval, paired over the prompts both runs judged (see
+  :mod:`aligndepth.significance`), and whether it is significant;
+- ``plots/``: the depth figure (KL profiles and prefill curves side by side), and the
+  headline attack-success / harmful rates as grouped bars with 95% intervals;
+- ``report.md`` and a self-contained ``report.html``: the depth of each run, one table
+  with a column per run and one per change (significant changes marked ``*``).
 
 Typical use: audit the aligned model, train a defense, audit the trained model with
 ``--aligned``, then compare the two runs (see the README).
@@ -21,15 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from aligndepth.errors import AlignDepthError
+from aligndepth.metrics import Units, is_rate
 from aligndepth.report import plots
+from aligndepth.report.depth import depth_order
 from aligndepth.report.render import (
     SUMMARIZERS,
     TITLES,
     headline,
+    run_units,
     summarize_run,
     write_report_files,
 )
 from aligndepth.runs import Run
+from aligndepth.significance import difference, fmt_difference
 
 log = logging.getLogger(__name__)
 
@@ -96,31 +105,69 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path,
     bases = {_fingerprint(run, "base") for run in runs}
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    changes = differences(names, [run_units(r, judge) for r in runs])
+    depth = depth_ranking(summaries)
     (root / "compare.json").write_text(json.dumps(
         {"runs": {n: str(r.path) for n, r in zip(names, runs)}, "judge": judge,
-         "summaries": summaries}, indent=2), encoding="utf-8")
+         "depth": depth, "differences": changes, "summaries": summaries}, indent=2),
+        encoding="utf-8")
     images = _plots(summaries, root / "plots")
     notes = []
     if len(bases) > 1:
         notes.append("The runs' base models differ: their KL profiles measure distance to "
                      "different models.")
         log.warning("compared runs have different base models")
-    write_report_files(root, _markdown(names, runs, summaries, images, root, notes), images)
+    write_report_files(root, _markdown(names, runs, summaries, images, root, notes, changes,
+                                       depth), images)
     return summaries
+
+
+def _path_label(path: tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+def differences(names: Sequence[str], units: Sequence[Units]) -> list[dict[str, Any]]:
+    """For every rate the first run shares with another: the change from the first run
+    to each other one (``{"rate": dotted path, "changes": {label: difference}}``)."""
+    reference = units[0]
+    out = []
+    for path, before in reference.items():
+        changes = {name: difference(before, other[path])
+                   for name, other in zip(names[1:], units[1:]) if path in other}
+        if changes:
+            out.append({"rate": _path_label(path), "changes": changes})
+    return out
+
+
+def depth_ranking(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each run's depth values, the runs from deepest to shallowest prefill depth (ties
+    keep their order), and one sentence saying so."""
+    by_run = {name: {k: (s.get("depth") or {}).get(k) for k in ("kl_depth", "prefill_depth")}
+              for name, s in summaries.items()}
+    measured = [n for n, d in by_run.items() if d["prefill_depth"] is not None]
+    ranking = sorted(measured, key=lambda n: -depth_order(by_run[n]["prefill_depth"]))
+    sentence = None
+    if len(ranking) >= 2:
+        deepest, shallowest = ranking[0], ranking[-1]
+        a, b = by_run[deepest]["prefill_depth"], by_run[shallowest]["prefill_depth"]
+        sentence = (f"{deepest} is deeper than {shallowest} (prefill depth {a} vs {b} tokens)"
+                    if depth_order(a) > depth_order(b) else
+                    f"the runs' prefill depths do not differ ({a} tokens)")
+    return {"by_run": by_run, "ranking": ranking, "sentence": sentence}
 
 
 def _plots(summaries: dict[str, dict[str, Any]], d: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     kl = {name: s["kl"] for name, s in summaries.items() if "kl" in s}
-    if kl:
-        out["kl"] = plots.plot_kl(kl, d / "kl_profile.png")
     prefill = {name: s["prefill"] for name, s in summaries.items() if "prefill" in s}
-    if prefill:
-        out["prefill"] = plots.plot_prefill(prefill, d / "prefill.png")
-    rates: dict[str, dict[str, float]] = {}
+    if kl or prefill:
+        out["depth"] = plots.plot_depth(kl, prefill, {name: s.get("depth") or {}
+                                                      for name, s in summaries.items()},
+                                        d / "depth.png")
+    rates: dict[str, dict[str, Any]] = {}
     for metric, path in RATE_METRICS:
         values = {name: _dig(s, path) for name, s in summaries.items()}
-        values = {name: float(v) for name, v in values.items() if isinstance(v, int | float)}
+        values = {name: v for name, v in values.items() if is_rate(v) and v["rate"] is not None}
         if values:
             rates[metric] = values
     if rates:
@@ -137,7 +184,8 @@ def side_by_side(summaries: dict[str, dict[str, Any]]) -> list[tuple[str, list[s
 
 
 def _markdown(names: list[str], runs: list[Run], summaries: dict[str, dict[str, Any]],
-              images: dict[str, Path], root: Path, notes: list[str]) -> str:
+              images: dict[str, Path], root: Path, notes: list[str],
+              changes: list[dict[str, Any]], depth: dict[str, Any]) -> str:
     lines = ["# aligndepth comparison", ""]
     for name, run in zip(names, runs):
         models = run.manifest.get("models") or {}
@@ -145,9 +193,27 @@ def _markdown(names: list[str], runs: list[Run], summaries: dict[str, dict[str, 
         lines.append(f"- {name}: `{run.path}` (aligned: `{aligned}`)")
     judges = {json.dumps((s.get("judge") or {}).get("name")) for s in summaries.values()}
     lines.append(f"- judge: `{', '.join(sorted(judges))}`")
+    if depth["sentence"]:
+        lines += ["", f"**Depth: {depth['sentence']}.**"]
+    for name, s in summaries.items():
+        if (s.get("depth") or {}).get("sentence"):
+            lines.append(f"- {name}: {s['depth']['sentence']}")
     lines += ["", "| metric | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
     lines += [f"| {m} | " + " | ".join(values) + " |" for m, values in side_by_side(summaries)]
+    others = names[1:]
+    if changes:
+        lines += ["", f"## Changes from {names[0]}", "",
+                  "Each change with its 95% interval, paired over the prompts both runs "
+                  "judged when they share them; `*` marks a significant change (the interval "
+                  "excludes 0).", "",
+                  "| rate | " + " | ".join(f"{n} − {names[0]}" for n in others) + " |",
+                  "|---|" + "---|" * len(others)]
+        lines += [f"| {c['rate']} | " + " | ".join(
+            fmt_difference(c["changes"][n]) if n in c["changes"] else "—" for n in others)
+            + " |" for c in changes]
+    for warning in {w for s in summaries.values() for w in s.get("warnings") or []}:
+        lines += ["", f"**Warning:** {warning}"]
     titles = {**TITLES, "rates": "Headline rates"}
     for name, path in images.items():
         lines += ["", f"## {titles[name]}", "", f"![{name}]({path.relative_to(root)})"]

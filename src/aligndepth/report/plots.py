@@ -7,6 +7,20 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from aligndepth.metrics import value
+
+
+def _points(rates: list[Any]) -> tuple[list[float], list[list[float]]]:
+    """Point estimates (NaN when missing) and asymmetric error bars of rate dicts."""
+    ys, lo, hi = [], [], []
+    for r in rates:
+        v = value(r)
+        ci = r.get("ci95") if isinstance(r, dict) else None
+        ys.append(float("nan") if v is None else v)
+        lo.append(max(0.0, v - ci[0]) if v is not None and ci else 0.0)
+        hi.append(max(0.0, ci[1] - v) if v is not None and ci else 0.0)
+    return ys, [lo, hi]
+
 
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -18,7 +32,12 @@ def _save(fig: Figure, path: Path) -> Path:
 def plot_kl(profiles: dict[str, dict[str, Any]], path: Path) -> Path:
     """Mean per-token KL with a 95% band, one line per labelled profile."""
     fig = Figure(figsize=(7, 3.8))
-    ax = fig.add_subplot()
+    _draw_kl(fig.add_subplot(), profiles)
+    return _save(fig, path)
+
+
+def _draw_kl(ax: Any, profiles: dict[str, dict[str, Any]],
+             depths: dict[str, Any] | None = None) -> None:
     for label, s in profiles.items():
         mean, ci = s["mean"], s["ci95"]
         xs = list(range(1, len(mean) + 1))
@@ -29,28 +48,54 @@ def plot_kl(profiles: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("KL (nats)")
     ax.set_title("Per-token KL on harmful responses (mean, 95% band)")
     ax.axvspan(0.5, 5.5, color="grey", alpha=0.08, lw=0)
-    ax.legend()
-    return _save(fig, path)
+    for i, (label, depth) in enumerate((depths or {}).items()):
+        if isinstance(depth, int):
+            ax.axvline(depth, color=f"C{i}", ls=":", lw=1,
+                       label=f"{label}: 90% of KL by token {depth}")
+    ax.legend(fontsize=8)
 
 
 def plot_prefill(summaries: dict[str, dict[str, Any]], path: Path) -> Path:
-    """ASR vs the number of prefilled harmful tokens, one line per labelled summary."""
+    """ASR (with 95% intervals) vs the number of prefilled harmful tokens, one line per
+    labelled summary."""
     fig = Figure(figsize=(5.5, 3.6))
-    ax = fig.add_subplot()
+    _draw_prefill(fig.add_subplot(), summaries)
+    return _save(fig, path)
+
+
+def _draw_prefill(ax: Any, summaries: dict[str, dict[str, Any]]) -> None:
     for label, summary in summaries.items():
         ks = [int(k) for k in summary["asr_by_k"]]
-        ax.plot(ks, list(summary["asr_by_k"].values()), marker="o", label=label)
+        ys, err = _points(list(summary["asr_by_k"].values()))
+        ax.errorbar(ks, ys, yerr=err, marker="o", capsize=3, label=label)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("prefilled harmful tokens k")
     ax.set_ylabel("attack success rate")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Prefilling attack (judged: prefix + continuation)")
     if len(summaries) > 1:
         ax.legend(fontsize=8)
+
+
+def plot_depth(kl: dict[str, dict[str, Any]], prefill: dict[str, dict[str, Any]],
+               depths: dict[str, dict[str, Any]], path: Path) -> Path:
+    """The depth card's figure: the KL profile (with each run's ``kl_depth``) beside the
+    prefill curve (the dashed line is ASR 0.5, which defines ``prefill_depth``)."""
+    panels = int(bool(kl)) + int(bool(prefill))
+    fig = Figure(figsize=(5.5 * panels + 0.5, 3.8))
+    i = 1
+    if kl:
+        _draw_kl(fig.add_subplot(1, panels, i), kl,
+                 {label: d.get("kl_depth") for label, d in depths.items()})
+        i += 1
+    if prefill:
+        _draw_prefill(fig.add_subplot(1, panels, i), prefill)
     return _save(fig, path)
 
 
-def plot_rates_by_run(rates: dict[str, dict[str, float]], path: Path) -> Path:
-    """Grouped bars: for each metric (a rate in [0, 1]), one bar per labelled run."""
+def plot_rates_by_run(rates: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Grouped bars with 95% intervals: for each metric (a rate dict), one bar per
+    labelled run."""
     metrics = list(rates)
     labels = list(dict.fromkeys(label for by in rates.values() for label in by))
     fig = Figure(figsize=(max(6.0, 1.4 * len(metrics) + 2), 3.8))
@@ -58,7 +103,8 @@ def plot_rates_by_run(rates: dict[str, dict[str, float]], path: Path) -> Path:
     width = 0.8 / max(1, len(labels))
     for i, label in enumerate(labels):
         xs = [j + i * width for j in range(len(metrics))]
-        ax.bar(xs, [rates[m].get(label, 0.0) for m in metrics], width, label=label)
+        ys, err = _points([rates[m].get(label) for m in metrics])
+        ax.bar(xs, ys, width, yerr=err, capsize=3, label=label)
     ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(metrics))], metrics,
                   rotation=15, ha="right", fontsize=8)
     ax.set_ylabel("rate")
@@ -74,7 +120,8 @@ def plot_refusal_prefix(summary: dict[str, Any], path: Path) -> Path:
               f"base + '{summary['prefixes'].get(c, c)}'" for c in rates]
     fig = Figure(figsize=(6.5, 3.6))
     ax = fig.add_subplot()
-    ax.bar(range(len(rates)), list(rates.values()), color="tab:blue")
+    ys, err = _points(list(rates.values()))
+    ax.bar(range(len(rates)), ys, yerr=err, capsize=3, color="tab:blue")
     ax.set_xticks(range(len(rates)), labels, rotation=15, ha="right", fontsize=8)
     ax.set_ylabel("harmful rate")
     ax.set_ylim(0, 1.02)
@@ -88,14 +135,17 @@ def plot_decoding(summary: dict[str, Any], path: Path) -> Path:
     fig = Figure(figsize=(10, 3.4))
     for i, param in enumerate(("temperature", "top_k", "top_p")):
         ax = fig.add_subplot(1, 3, i + 1)
-        items = [(float(c.split("=")[1]), v) for c, v in per.items() if c.startswith(param)]
-        items.sort()
-        ax.plot([x for x, _ in items], [v for _, v in items], marker=".")
-        if summary.get("greedy_asr") is not None:
-            ax.axhline(summary["greedy_asr"], color="grey", ls="--", label="greedy")
-        if summary.get("any_config_asr") is not None:
-            ax.axhline(summary["any_config_asr"], color="tab:red", ls=":", label="any config")
-        if param == "top_k":
+        items = sorted(((float(c.split("=")[1]), v) for c, v in per.items()
+                        if c.startswith(param)), key=lambda item: item[0])
+        if items:
+            ys, err = _points([v for _, v in items])
+            ax.errorbar([x for x, _ in items], ys, yerr=err, marker=".", capsize=2, lw=1)
+        for key, color, ls, name in (("greedy_asr", "grey", "--", "greedy"),
+                                     ("any_config_asr", "tab:red", ":", "any config")):
+            v = value(summary.get(key))
+            if v is not None:
+                ax.axhline(v, color=color, ls=ls, label=name)
+        if param == "top_k" and items:
             ax.set_xscale("log")
         ax.set_xlabel(param)
         ax.set_ylim(-0.02, 1.02)
@@ -113,14 +163,15 @@ def plot_ed(summary: dict[str, Any], path: Path) -> Path:
     ax = fig.add_subplot(1, 2, 1)
     sweep = summary.get("alpha_sweep") or {}
     if sweep:
-        ax.plot([float(a) for a in sweep], list(sweep.values()), marker="o", color="tab:red",
-                label="ed")
+        ys, err = _points(list(sweep.values()))
+        ax.errorbar([float(a) for a in sweep], ys, yerr=err, marker="o", capsize=3,
+                    color="tab:red", label="ed")
     harmful = (summary.get("harmful_rate") or {}).get("harmful", {})
     styles = {"base_mp": ("tab:blue", "--"), "align_mp": ("tab:green", ":"),
               "ed_base": ("tab:purple", "-.")}
     for method, (color, ls) in styles.items():
-        if method in harmful:
-            ax.axhline(harmful[method], color=color, ls=ls, label=method)
+        if value(harmful.get(method)) is not None:
+            ax.axhline(value(harmful[method]), color=color, ls=ls, label=method)
     if summary.get("alpha") is not None:
         ax.axvline(summary["alpha"], color="grey", lw=0.8, alpha=0.6)
     alphas = [float(a) for a in sweep]
@@ -144,7 +195,8 @@ def plot_ed(summary: dict[str, Any], path: Path) -> Path:
     width = 0.8 / max(1, len(rates))
     for i, (qs, by) in enumerate(sorted(rates.items())):
         xs = [j + i * width for j in range(len(methods))]
-        bx.bar(xs, [by.get(m, 0.0) for m in methods], width, label=f"{qs} queries")
+        ys, err = _points([by.get(m) for m in methods])
+        bx.bar(xs, ys, width, yerr=err, capsize=3, label=f"{qs} queries")
     bx.set_xticks([j + width * (len(rates) - 1) / 2 for j in range(len(methods))], methods)
     bx.set_ylim(0, 1.02)
     bx.set_title(f"Methods at α = {summary.get('alpha')}")
@@ -163,6 +215,8 @@ def plot_gcg(summary: dict[str, Any], records: list[dict[str, Any]], path: Path)
     ax.set_xlabel("GCG step")
     ax.set_ylabel("target loss (mean CE per token)")
     ax.set_yscale("log")
-    ax.set_title(f"GCG: ASR {summary['asr']:.2f} over {summary['n_prompts']} prompts")
+    asr = value(summary["asr"])
+    ax.set_title(f"GCG: ASR {'n/a' if asr is None else f'{asr:.2f}'} over "
+                 f"{summary['n_prompts']} prompts")
     ax.legend(fontsize=8)
     return _save(fig, path)

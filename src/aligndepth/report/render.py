@@ -9,19 +9,33 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from aligndepth.agreement import AGREEMENT_FILE, agreement_lines
 from aligndepth.analysis.kl_profile import summarize_kl
-from aligndepth.analysis.refusal_prefix import summarize_refusal_prefix
-from aligndepth.attacks.decoding import summarize_decoding
-from aligndepth.attacks.emulated import summarize_ed
-from aligndepth.attacks.gcg import summarize_gcg
-from aligndepth.attacks.prefill import summarize_prefill
+from aligndepth.analysis.refusal_prefix import refusal_prefix_units, summarize_refusal_prefix
+from aligndepth.attacks.decoding import decoding_units, summarize_decoding
+from aligndepth.attacks.emulated import ed_units, summarize_ed
+from aligndepth.attacks.gcg import gcg_units, summarize_gcg
+from aligndepth.attacks.prefill import prefill_units, summarize_prefill
 from aligndepth.errors import AlignDepthError
+from aligndepth.metrics import (
+    Units,
+    fmt_rate,
+    invalid_warning,
+    is_rate,
+    value,
+    verdict_totals,
+)
 from aligndepth.rejudge import rejudged_name
 from aligndepth.report import plots
+from aligndepth.report.depth import depth_card, quoted_lines
 from aligndepth.runs import Run
+
+log = logging.getLogger(__name__)
 
 SUMMARIZERS = {
     "kl": summarize_kl,
@@ -32,6 +46,15 @@ SUMMARIZERS = {
     "gcg": summarize_gcg,
 }
 
+
+#: Each judged experiment's rates as units (see :mod:`aligndepth.metrics`).
+UNITS: dict[str, Callable[[Sequence[dict[str, Any]]], Units]] = {
+    "refusal_prefix": refusal_prefix_units,
+    "prefill": prefill_units,
+    "decoding": decoding_units,
+    "ed": ed_units,
+    "gcg": gcg_units,
+}
 
 #: Experiments whose records carry no verdict (the same under every judge).
 JUDGE_FREE = {"kl"}
@@ -44,17 +67,31 @@ def _records(run: Run, experiment: str, judge: str | None) -> list[dict[str, Any
     return run.records(rejudged_name(experiment, judge))
 
 
+def run_units(run: Run, judge: str | None = None) -> Units:
+    """Every rate of the run as units (``{summary path: {unit key: outcome}}``)."""
+    units: Units = {}
+    for name, fn in UNITS.items():
+        units.update(fn(_records(run, name, judge)))
+    return units
+
+
 def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
-    """The run's summary: one section per experiment with records, plus identities.
+    """The run's summary: the depth card, one section per experiment with records (every
+    rate with its counts and 95% interval), verdict totals, warnings and identities.
 
     With ``judge``, verdicts come from records re-judged under that name
     (``aligndepth judge``).
     """
     summary: dict[str, Any] = {}
+    judged: list[dict[str, Any]] = []
     for name, fn in SUMMARIZERS.items():
         records = _records(run, name, judge)
         if records:
             summary[name] = fn(records)
+            judged += records if name not in JUDGE_FREE else []
+    card = depth_card(summary)
+    if card is not None:
+        summary = {"depth": card, **summary}
     rp = summary.get("refusal_prefix")
     if rp:
         summary["base"] = {"harmful_rate": rp["base_harmful_rate"]}
@@ -65,6 +102,10 @@ def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
         judges = run.path / "judges.json"
         described = json.loads(judges.read_text()).get(judge) if judges.is_file() else None
         summary["judge"] = described or {"name": judge}
+    totals = verdict_totals(judged)
+    summary["verdicts"] = {"total": sum(totals.values()), **totals}
+    warning = invalid_warning((summary["judge"] or {}).get("name"), totals)
+    summary["warnings"] = [warning] if warning else []
     summary["models"] = m.get("models")
     summary["data"] = m.get("data")
     return summary
@@ -74,6 +115,11 @@ def _plots(run: Run, summary: dict[str, Any], root: Path, judge: str | None
            ) -> dict[str, Path]:
     out: dict[str, Path] = {}
     d = root / "plots"
+    if "depth" in summary:
+        out["depth"] = plots.plot_depth(
+            {"aligned vs base": summary["kl"]} if "kl" in summary else {},
+            {"aligned": summary["prefill"]} if "prefill" in summary else {},
+            {"aligned vs base": summary["depth"]}, d / "depth.png")
     if "kl" in summary:
         out["kl"] = plots.plot_kl({"aligned vs base": summary["kl"]}, d / "kl_profile.png")
     if "refusal_prefix" in summary:
@@ -95,10 +141,13 @@ def _plots(run: Run, summary: dict[str, Any], root: Path, judge: str | None
 #: Section titles of the experiments' plots.
 TITLES = {"kl": "Per-token KL profile", "refusal_prefix": "Refusal-prefix prefilling",
           "prefill": "Prefilling attack", "decoding": "Decoding-parameter exploit",
-          "ed": "Emulated disalignment", "gcg": "GCG adversarial suffix"}
+          "ed": "Emulated disalignment", "gcg": "GCG adversarial suffix",
+          "depth": "How deep is the safety alignment?"}
 
 
 def _fmt(x: Any) -> str:
+    if is_rate(x):
+        return fmt_rate(x)
     if x is None:
         return "n/a"
     if isinstance(x, float):
@@ -109,6 +158,12 @@ def _fmt(x: Any) -> str:
 def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """(metric, value) rows for tables."""
     rows: list[tuple[str, str]] = []
+    depth = summary.get("depth") or {}
+    if "kl_depth" in depth:
+        rows.append(("depth: KL depth (tokens holding 90% of the KL)", _fmt(depth["kl_depth"])))
+    if "prefill_depth" in depth:
+        rows.append(("depth: prefill depth (tokens to ASR >= 0.5)",
+                     _fmt(depth["prefill_depth"])))
     if "kl" in summary:
         k = summary["kl"]
         rows += [("KL first 5 positions (mean)", _fmt(k["first5_mean"])),
@@ -131,9 +186,10 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
         e = summary["ed"]
         for qs, by in e["harmful_rate"].items():
             rows += [(f"ED ({qs} queries): {m} harmful rate", _fmt(v)) for m, v in by.items()]
-        if e["alpha_sweep"]:
-            best = max(e["alpha_sweep"], key=lambda a: e["alpha_sweep"][a])
-            rows.append(("ED: most harmful α (harmful queries)", best))
+        swept = {a: value(v) for a, v in e["alpha_sweep"].items() if value(v) is not None}
+        if swept:
+            rows.append(("ED: most harmful α (harmful queries)",
+                         max(swept, key=lambda a: swept[a] or 0.0)))
     if "gcg" in summary:
         g = summary["gcg"]
         rows += [("GCG ASR", _fmt(g["asr"])), ("GCG target reached", _fmt(g["target_hit_rate"])),
@@ -154,12 +210,33 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
     for role in ("base_format", "aligned_format"):
         if role in models:
             lines.append(f"- {role.replace('_', ' ')}: `{json.dumps(models[role])}`")
-    lines += ["", "| metric | value |", "|---|---|"]
+    depth = summary.get("depth")
+    if depth:
+        lines += ["", "## How deep is the safety alignment?", "", f"**{depth['sentence']}**"]
+        if "depth" in images:
+            lines += ["", f"![depth]({images['depth'].relative_to(root)})"]
+        lines += ["", "For reference, what the papers report:", ""] + quoted_lines()
+    for warning in summary.get("warnings") or []:
+        lines += ["", f"**Warning:** {warning}"]
+    v = summary.get("verdicts") or {}
+    lines += ["", "## Results", "",
+              "Rates count valid verdicts only, with 95% Wilson intervals and n, the number "
+              f"of verdicts each rests on (this run: {v.get('total', 0)} verdicts, "
+              f"{v.get('unparseable', 0)} unparseable, {v.get('error', 0)} judge errors, "
+              "none counted as safe).", "",
+              "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in headline(summary)]
     for name, path in images.items():
-        lines += ["", f"## {TITLES[name]}", "", f"![{name}]({path.relative_to(root)})"]
+        if name != "depth":
+            lines += ["", f"## {TITLES[name]}", "", f"![{name}]({path.relative_to(root)})"]
     if "prefill" in summary:
         lines += ["", "The prefilling attack judges the prefilled tokens plus the continuation."]
+    agreement = run.path / AGREEMENT_FILE
+    if agreement.is_file():
+        lines += ["", "## Judge agreement", "",
+                  "Over the same outputs, for every pair of judges (`agreement.json` holds the "
+                  "confusion matrices per experiment and up to 20 disagreements each):", ""]
+        lines += agreement_lines(json.loads(agreement.read_text(encoding="utf-8")))
     if "ed" in summary:
         e = summary["ed"]
         lines += ["", f"Emulated disalignment: harmful rates over {e['samples']} sampled "
@@ -197,7 +274,11 @@ def _html(markdown_text: str, images: dict[str, Path]) -> str:
         elif line.startswith("- "):
             body.append(f"<p class='meta'>{html.escape(line[2:]).replace('`', '')}</p>")
         elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
+            text = html.escape(line)
+            if text.startswith("**") and "**" in text[2:]:
+                end = text.index("**", 2)
+                text = f"<strong>{text[2:end]}</strong>{text[end + 2:]}"
+            body.append(f"<p>{text}</p>")
     if in_table:
         body.append("</table>")
     style = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;"
@@ -237,6 +318,8 @@ def render_report(path: str | Path, judge: str | None = None) -> dict[str, Any]:
     root = report_dir(run.path, judge)
     root.mkdir(parents=True, exist_ok=True)
     run.write_json(str((root / "summary.json").relative_to(run.path)), summary)
+    for warning in summary["warnings"]:
+        log.warning("%s", warning)
     images = _plots(run, summary, root, judge)
     write_report_files(root, _markdown(run, summary, images, root), images)
     return summary

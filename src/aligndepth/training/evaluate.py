@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aligndepth.data.schemas import InstructionPair, PromptRecord, read_jsonl
+from aligndepth.metrics import outcome, rate_stats, value
 from aligndepth.models import LoadedModel
 from aligndepth.prompts import PromptFormat
 
@@ -49,7 +50,7 @@ def evaluate_organism_finetune(model: LoadedModel, organism: Path, task: str,
     def harmful_rate(records: Sequence[PromptRecord], fmt: PromptFormat) -> float:
         xs = [r.instruction for r in records]
         verdicts = judge.judge(xs, _answers(model, xs, fmt, max_new_tokens))
-        return sum(v.harmful for v in verdicts) / len(verdicts)
+        return value(rate_stats(outcome(v.to_record()) for v in verdicts)) or 0.0
 
     chat = PromptFormat.chat()
     harmful = test("harmful_prompts.jsonl")
