@@ -247,6 +247,10 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    source_generation = Path(base_source) / "generation_config.json" if base_source else None
+    if config.lora is None and source_generation is not None and source_generation.is_file():
+        # the trained model stops exactly as its source did (e.g. Llama-3's eot and eos)
+        shutil.copyfile(source_generation, out / "generation_config.json")
     if config.lora is not None and base_source:
         _pin_adapter_base(out, base_source)
     if tracker is not None:
