@@ -19,7 +19,6 @@ The result is written to ``RUN/agreement.json`` and shown in the run's report.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,10 +113,7 @@ def judge_agreement(run_dir: str | Path, judges: Sequence[str],
             e: {k: v for k, v in p.items() if k != "disagreements"}
             for e, p in by_experiment.items()}})
     result = {"judges": list(labels), "pairs": pairs}
-    path = run.path / AGREEMENT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    run.write_json(AGREEMENT_FILE, result)
     return result
 
 
