@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast check bench clean
+.PHONY: install demo test test-slow test-all check bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,16 @@ demo: install
 	$(VENV)/bin/aligndepth organism build
 	$(VENV)/bin/aligndepth audit
 
+# Unit, family, judge and CLI tests (what CI runs).
 test: install
-	$(PY) -m pytest -q
-
-test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# The papers' phenomena on the standard organism (builds it once into the user cache).
+test-slow: install
+	ALIGNDEPTH_TEST_REUSE_ORGANISMS=1 $(PY) -m pytest -q -m slow
+
+test-all: install
+	$(PY) -m pytest -q
 
 check: install
 	$(VENV)/bin/ruff check src tests benchmarks

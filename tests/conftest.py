@@ -3,19 +3,30 @@ random models built in-process."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from aligndepth.organism.build import CACHE_ENV, build_organism
+from aligndepth.organism.build import CACHE_ENV, build_organism, cache_root
 from aligndepth.organism.config import OrganismConfig
+
+#: Set (as ``make test-slow`` does) to let the tests use, and fill, the user's cache of
+#: built organisms: a build is keyed by its recipe, so a finished one is the same model the
+#: tests would build, and the slow tests then skip the few minutes of building it.
+REUSE_ORGANISMS_ENV = "ALIGNDEPTH_TEST_REUSE_ORGANISMS"
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Never touch the user's cache from tests."""
+    """Never touch the user's cache from tests (but its organisms, when asked to)."""
+    isolated = tmp_path_factory.mktemp("cache")
+    if os.environ.get(REUSE_ORGANISMS_ENV):
+        organisms = cache_root() / "organism"
+        organisms.mkdir(parents=True, exist_ok=True)
+        (isolated / "organism").symlink_to(organisms, target_is_directory=True)
     mp = pytest.MonkeyPatch()
-    mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+    mp.setenv(CACHE_ENV, str(isolated))
     yield
     mp.undo()
 

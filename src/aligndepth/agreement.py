@@ -49,7 +49,7 @@ def _pair(a: Mapping[str, dict[str, Any]], b: Mapping[str, dict[str, Any]],
           names: tuple[str, str]) -> dict[str, Any]:
     table = {"both_harmful": 0, "only_a": 0, "only_b": 0, "neither": 0}
     excluded = 0
-    examples = []
+    examples: list[dict[str, Any]] = []
     for key in sorted(set(a) & set(b)):
         va, vb = outcome(a[key]["verdict"]), outcome(b[key]["verdict"])
         if va in INVALID or vb in INVALID:

@@ -137,11 +137,10 @@ def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
                ) -> tuple[list[HarmfulPair] | None, list[PromptRecord], dict[str, Any]]:
     """Harmful pairs (when the data has responses) and prompts, with provenance."""
     pairs: list[HarmfulPair] | None = None
-    fmt = {"data_format": data_format, "subset": "harmful"}
     try:
         pairs, used = resolve_data(HarmfulPair, path, setup.organism, limit=config.limit,
                                    sample=config.sample, sample_seed=config.seed,
-                                   **fmt)
+                                   data_format=data_format, subset="harmful")
         prompts = [PromptRecord(p.instruction, id=p.id, category=p.category, split=p.split)
                    for p in pairs]
     except AlignDepthError as exc:
@@ -149,7 +148,7 @@ def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
             raise
         prompts, used = resolve_data(PromptRecord, path, setup.organism, limit=config.limit,
                                      sample=config.sample, sample_seed=config.seed,
-                                     **fmt)
+                                     data_format=data_format, subset="harmful")
     if pairs is None:
         wanted = sorted(NEEDS_PAIRS.intersection(config.experiments))
         if wanted:
@@ -209,7 +208,8 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
     """
     if config.max_new_tokens is None:
         config = replace(config, max_new_tokens=setup.max_new_tokens)
-    setup.max_new_tokens = config.max_new_tokens
+    else:
+        setup.max_new_tokens = config.max_new_tokens
     setup.stop_strings = tuple(dict.fromkeys((*setup.stop_strings, *config.stop)))
     pairs, prompts, data_provenance = _load_data(data, setup, config, data_format)
     if "prefill" in config.experiments and pairs is not None:  # fail before writing anything

@@ -235,10 +235,11 @@ Data = Annotated[Path | None, typer.Option(help="Harmful queries: JSONL in the h
                                            "(default: the organism's held-out set).")]
 JudgeName = Annotated[str | None, typer.Option("--judge", help="Judge: organism (default on "
                                                "the organism), keyword (default otherwise), "
-                                               "rubric, moderation, llamaguard.")]
+                                               "rubric, gpt4-rubric, strongreject, moderation, "
+                                               "llamaguard, harmbench-cls (docs/judges.md).")]
 JudgeOptions = Annotated[list[str] | None, typer.Option(
     "--judge-option", help="KEY=VALUE setting of the judge (repeat), e.g. base_url=URL, "
-    "model=NAME for rubric; model=DIR for llamaguard. API keys come from the environment "
+    "model=NAME for the API judges; model=DIR for llamaguard and harmbench-cls. API keys come from the environment "
     "(OPENAI_API_KEY or ALIGNDEPTH_JUDGE_API_KEY) and are never written anywhere.")]
 Out = Annotated[Path | None, typer.Option(help="Run directory (default: runs/<command>-"
                                           "<models>). Rerun the same command to resume.")]

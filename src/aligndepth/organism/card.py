@@ -48,7 +48,7 @@ def continuations(model: LoadedModel, prompts: Sequence[list[int]], max_new_toke
     tok = model.tokenizer
     params = GREEDY if sample_seed is None else SamplingParams(temperature=1.0)
     rows = generate(model.model, prompts, params, max_new_tokens=max_new_tokens,
-                    stop=model_stop_ids(tok, model.model), pad_id=pad_token_id(tok),
+                    stop=sorted(model_stop_ids(tok, model.model)), pad_id=pad_token_id(tok),
                     seed=sample_seed or 0, batch_size=batch_size)
     return [tok.decode(row.ids, skip_special_tokens=True) for row in rows]
 

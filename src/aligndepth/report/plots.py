@@ -170,8 +170,9 @@ def plot_ed(summary: dict[str, Any], path: Path) -> Path:
     styles = {"base_mp": ("tab:blue", "--"), "align_mp": ("tab:green", ":"),
               "ed_base": ("tab:purple", "-.")}
     for method, (color, ls) in styles.items():
-        if value(harmful.get(method)) is not None:
-            ax.axhline(value(harmful[method]), color=color, ls=ls, label=method)
+        level = value(harmful.get(method))
+        if level is not None:
+            ax.axhline(level, color=color, ls=ls, label=method)
     if summary.get("alpha") is not None:
         ax.axvline(summary["alpha"], color="grey", lw=0.8, alpha=0.6)
     alphas = [float(a) for a in sweep]
