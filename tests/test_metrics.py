@@ -39,6 +39,7 @@ def test_wilson_matches_scipy(k: int, n: int) -> None:
     ref_lo, ref_hi = reference_wilson(k, n)
     assert lo == pytest.approx(max(0.0, ref_lo), abs=1e-9)
     assert hi == pytest.approx(min(1.0, ref_hi), abs=1e-9)
+    assert lo <= k / n <= hi  # exactly, also at k = 0 and k = n
     assert wilson_interval(0, 0) is None
 
 
