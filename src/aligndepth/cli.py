@@ -239,8 +239,9 @@ JudgeName = Annotated[str | None, typer.Option("--judge", help="Judge: organism 
                                                "llamaguard, harmbench-cls (docs/judges.md).")]
 JudgeOptions = Annotated[list[str] | None, typer.Option(
     "--judge-option", help="KEY=VALUE setting of the judge (repeat), e.g. base_url=URL, "
-    "model=NAME for the API judges; model=DIR for llamaguard and harmbench-cls. API keys come from the environment "
-    "(OPENAI_API_KEY or ALIGNDEPTH_JUDGE_API_KEY) and are never written anywhere.")]
+    "model=NAME for the API judges; model=DIR for llamaguard and harmbench-cls. API keys "
+    "come from the environment (OPENAI_API_KEY or ALIGNDEPTH_JUDGE_API_KEY) and are never "
+    "written anywhere.")]
 Out = Annotated[Path | None, typer.Option(help="Run directory (default: runs/<command>-"
                                           "<models>). Rerun the same command to resume.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a run directory that holds a "
