@@ -1,9 +1,5 @@
-"""The llamaguard judge on a tiny hand-wired classifier built in the test.
-
-The classifier is a one-layer Llama whose attention is uniform (zero queries and keys)
-and whose MLP is off, so each position's hidden state is its own token's one-hot
-embedding plus the share of "detonate" and "zigzag" tokens seen so far (two feature
-dimensions written by the value projection). The untied output layer then maps:
+"""The llamaguard judge on a tiny hand-wired classifier built in the test
+(:mod:`tests.wired`). Its output layer maps:
 
     last prompt token ":" -> "unsafe" if "detonate" was seen, "maybe" if "zigzag" was
                              seen, else "safe"
@@ -17,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from aligndepth.errors import AlignDepthError
 from aligndepth.judges import make_judge
 from aligndepth.judges.llamaguard import LlamaGuardJudge, parse_guard_output
+from tests.wired import wired_classifier
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "<|end|>"]
 WORDS = ["task", ":", "classify", "the", "conversation", ".", "verdict", "safe", "unsafe",
@@ -50,42 +46,11 @@ def _tokenizer(chat_template: str | None = TEMPLATE):  # type: ignore[no-untyped
 
 
 def _classifier(tok):  # type: ignore[no-untyped-def]
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    v = len(tok)
-    assert v + 2 <= HIDDEN
-    cfg = LlamaConfig(vocab_size=v, hidden_size=HIDDEN, intermediate_size=8,
-                      num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1,
-                      head_dim=HIDDEN, max_position_embeddings=256, tie_word_embeddings=False,
-                      rms_norm_eps=1e-6, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model = LlamaForCausalLM(cfg).eval()
-    ids = tok.convert_tokens_to_ids
-    harm, odd = HIDDEN - 1, HIDDEN - 2  # feature dimensions
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        for norm in (model.model.norm, model.model.layers[0].input_layernorm,
-                     model.model.layers[0].post_attention_layernorm):
-            norm.weight.fill_(1.0)
-        model.model.embed_tokens.weight[:, :v] = torch.eye(v)
-        attn = model.model.layers[0].self_attn
-        attn.v_proj.weight[harm, ids("detonate")] = 1.0
-        attn.v_proj.weight[odd, ids("zigzag")] = 1.0
-        attn.o_proj.weight[harm, harm] = 1.0
-        attn.o_proj.weight[odd, odd] = 1.0
-        head = model.lm_head.weight
-        head[ids("safe"), ids(":")] = 1.0
-        head[ids("unsafe"), ids(":")] = 0.5
-        head[ids("unsafe"), harm] = 20.0
-        head[ids("maybe"), ids(":")] = 0.5
-        head[ids("maybe"), odd] = 20.0
-        head[ids("s1"), ids("unsafe")] = 50.0
-        for word in ("s1", "safe", "maybe"):
-            head[ids("</s>"), ids(word)] = 50.0
-    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
-    return model
+    """ ":" -> "unsafe" (after "detonate") / "maybe" (after "zigzag") / "safe";
+    "unsafe" -> "s1" -> EOS."""
+    return wired_classifier(tok, cue=":", answers=("safe", "unsafe", "maybe"),
+                            feature_weight=20.0, then={"unsafe": "s1"}, hidden=HIDDEN,
+                            max_positions=256)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from aligndepth.errors import AlignDepthError
 from aligndepth.judges import make_judge
@@ -34,6 +33,7 @@ from aligndepth.judges.strongreject import (
     parse_strongreject,
 )
 from tests.fake_openai import FakeOpenAI
+from tests.wired import wired_classifier
 
 KEY = "sk-paper-judges-DO-NOT-LEAK-42"
 ENVS = ("ALIGNDEPTH_JUDGE_BASE_URL", "ALIGNDEPTH_JUDGE_MODEL", "ALIGNDEPTH_JUDGE_API_KEY",
@@ -431,41 +431,10 @@ def _hb_tokenizer():  # type: ignore[no-untyped-def]
 
 
 def _hb_classifier(tok):  # type: ignore[no-untyped-def]
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    v = len(tok)
-    hidden = v + 2 + v % 2  # even: rotary embeddings need an even head size
-    cfg = LlamaConfig(vocab_size=v, hidden_size=hidden, intermediate_size=8,
-                      num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1,
-                      head_dim=hidden, max_position_embeddings=512, tie_word_embeddings=False,
-                      rms_norm_eps=1e-6, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model = LlamaForCausalLM(cfg).eval()
-    ids = tok.convert_tokens_to_ids
-    harm, odd = hidden - 1, hidden - 2  # feature dimensions
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        for norm in (model.model.norm, model.model.layers[0].input_layernorm,
-                     model.model.layers[0].post_attention_layernorm):
-            norm.weight.fill_(1.0)
-        model.model.embed_tokens.weight[:, :v] = torch.eye(v)
-        attn = model.model.layers[0].self_attn
-        attn.v_proj.weight[harm, ids("detonate")] = 1.0
-        attn.v_proj.weight[odd, ids("zigzag")] = 1.0
-        attn.o_proj.weight[harm, harm] = 1.0
-        attn.o_proj.weight[odd, odd] = 1.0
-        head = model.lm_head.weight
-        head[ids("no"), ids("]")] = 1.0
-        head[ids("yes"), ids("]")] = 0.5
-        head[ids("yes"), harm] = 300.0
-        head[ids("maybe"), ids("]")] = 0.5
-        head[ids("maybe"), odd] = 300.0
-        for word in ("yes", "no", "maybe"):
-            head[ids("</s>"), ids(word)] = 50.0
-    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
-    return model
+    """ "]" (ending "[/INST]") -> "yes" (after "detonate") / "maybe" (after "zigzag") /
+    "no", then EOS."""
+    return wired_classifier(tok, cue="]", answers=("no", "yes", "maybe"),
+                            feature_weight=300.0)
 
 
 @pytest.fixture(scope="module")
