@@ -10,6 +10,7 @@ import time
 import pytest
 
 from aligndepth.attacks.decoding import decoding_grid
+from aligndepth.attacks.gcg_core import GCGConfig
 from aligndepth.attacks.prefill import PrefillConfig
 from aligndepth.audit import AuditConfig, open_setup, run_experiments
 from aligndepth.errors import AlignDepthError
@@ -34,7 +35,8 @@ def test_decoding_grid_has_the_papers_49_configurations() -> None:
 
 
 def test_audit_writes_summary_report_and_records(setup, tmp_path) -> None:
-    config = AuditConfig(limit=5, prefill=PrefillConfig(ks=(0, 2, 5)))
+    config = AuditConfig(limit=5, prefill=PrefillConfig(ks=(0, 2, 5)),
+                         gcg=GCGConfig(num_steps=3, search_width=16, topk=8, max_prompts=5))
     summary = run_experiments(setup, tmp_path / "run", config)
     for path in ("summary.json", "report.md", "report.html", "manifest.json",
                  "plots/kl_profile.png", "plots/decoding.png"):
