@@ -31,7 +31,7 @@ def assert_user_error(code: int, err: str, needle: str) -> None:
 def test_missing_model_directory_real_process(tmp_path) -> None:
     res = subprocess.run([sys.executable, "-m", "aligndepth.cli", "check-pair", "--base",
                           str(tmp_path / "nope"), "--aligned", str(tmp_path / "nope2")],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=900)
     assert_user_error(res.returncode, res.stderr, "does not exist")
 
 
@@ -224,7 +224,7 @@ def test_judge_command_rejudges_a_run_over_the_api(capsys, tiny_organism, tmp_pa
     assert_user_error(code, err, "environment")
     with FakeOpenAI(key, fault_rate=0.2) as server:
         opts = ["--judge-option", f"base_url={server.url}", "--judge-option", "model=fake",
-                "--judge-option", "backoff_base=0.01", "--judge-option", "timeout=2",
+                "--judge-option", "backoff_base=0.01", "--judge-option", "timeout=10",
                 "--quiet"]
         code, out, err = run_cli(capsys, "judge", str(run), "--judge", "rubric", *opts)
         assert code == 0, err

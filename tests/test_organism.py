@@ -48,7 +48,7 @@ def test_models_load_with_plain_transformers(tiny_organism) -> None:
         "    assert 'aligndepth' not in sys.modules\n"
         "print('ok')\n")
     res = subprocess.run([sys.executable, "-c", code, str(tiny_organism)], capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=900)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith("ok")
 

@@ -182,7 +182,7 @@ def test_the_cli_refuses_a_locked_out_in_one_line(tiny_organism, tmp_path) -> No
          "from aligndepth.locking import lock_directory\n"
          f"lock_directory({str(out)!r})\n"
          "print('ready', flush=True)\n"
-         "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
+         "time.sleep(1500)\n"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
         res = subprocess.run(
@@ -191,7 +191,7 @@ def test_the_cli_refuses_a_locked_out_in_one_line(tiny_organism, tmp_path) -> No
              "--device", "cpu", "--quiet", "--limit", "2", "--max-new-tokens", "4", "--k", "2",
              "--judge", "keyword", "--out", str(out),
              "--data", str(tiny_organism / "data" / "harmful_pairs.jsonl")],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=1200,
             env={**os.environ, "OMP_NUM_THREADS": "1"})
     finally:
         holder.kill()
