@@ -89,7 +89,16 @@ def _digest(path) -> str:
 
 
 def test_build_is_deterministic_from_seed(tiny_organism, tmp_path) -> None:
-    again = build_organism(OrganismConfig.tiny(), tmp_path / "again", show_progress=False)
+    """Bit-identical whatever torch's thread setting in the calling process."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3 if before != 3 else 2)
+    try:
+        again = build_organism(OrganismConfig.tiny(), tmp_path / "again", show_progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
     for sub in ("base/model.safetensors", "aligned/model.safetensors", "world.json",
                 "data/harmful_pairs.jsonl"):
         assert _digest(again / sub) == _digest(tiny_organism / sub), sub

@@ -44,7 +44,9 @@ class OrganismConfig:
     test_per_family: int = 2
     # card measurement
     eval_max_new_tokens: int = 64
-    threads: int = 0  # 0: leave torch's default
+    # torch threads while building; 0 leaves torch's default. Float sums are split across
+    # threads, so a rebuild is bit-identical only at the same thread count (and CPU).
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -54,10 +56,14 @@ class OrganismConfig:
 
     @classmethod
     def tiny(cls, seed: int = 0) -> OrganismConfig:
-        """A small organism for tests: seconds to build, phenomena only roughly present."""
+        """A small organism for tests: seconds to build, phenomena only roughly present.
+
+        It trains on one thread: a model this small is no faster on more, and a fixed
+        thread count makes every rebuild bit-identical whatever the caller's torch setting.
+        """
         return cls(seed=seed, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
                    pretrain_docs=1500, pretrain_batch=16, sft_epochs=1, tasks_per_family=4,
-                   test_per_family=1, eval_max_new_tokens=48)
+                   test_per_family=1, eval_max_new_tokens=48, threads=1)
 
     def with_seed(self, seed: int) -> OrganismConfig:
         return replace(self, seed=seed)
