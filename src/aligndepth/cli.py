@@ -566,34 +566,43 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
            limit: int | None, steps: int | None, lr: float | None, optimizer: str | None,
            batch_size: int, grad_accum: int, warmup: int | None, betas: str, beta_after: float,
            lora: bool, lora_r: int, seed: int, device: str, quiet: bool,
+           epochs: float | None = None, lr_scheduler: str | None = None,
+           dtype: str | None = None, mixed_precision: str = "no",
+           gradient_checkpointing: bool = False, max_length: int | None = None,
+           lora_alpha: int | None = None, lora_dropout: float = 0.0,
+           lora_target_modules: str = "all-linear",
            dynamics: bool = False, evaluate: bool = False, save_steps: int = 0,
            resume: bool = False, triples: Path | None = None,
            anchor: Path | None = None, alpha: float = 0.2, max_k: int = 100) -> None:
     from aligndepth.models import LoadConfig
     from aligndepth.training.losses import BetaSchedule
-    from aligndepth.training.run import TASK_STEPS, run_training
+    from aligndepth.training.run import run_training
     from aligndepth.training.trainer import LoraSettings, TrainConfig
 
-    if steps is None:
-        steps = 200 if kind == "augment" else TASK_STEPS.get(task, 20)
+    modules = tuple(m.strip() for m in lora_target_modules.split(",") if m.strip())
+    lora_settings = LoraSettings(
+        r=lora_r, alpha=lora_alpha if lora_alpha is not None else 2 * lora_r,
+        dropout=lora_dropout, target_modules=modules[0] if modules == ("all-linear",)
+        else modules) if lora else None
     config = TrainConfig(
-        loss="constrained" if kind == "constrained" else "sft", max_steps=steps,
-        batch_size=batch_size, grad_accum=grad_accum,
-        warmup_steps=warmup if warmup is not None else (10 if kind == "constrained" else 0),
-        schedule=BetaSchedule.parse(betas, beta_after), seed=seed,
-        lora=LoraSettings(r=lora_r, alpha=2 * lora_r) if lora else None,
-        dynamics_steps=tuple(s for s in (0, 1, 2, 5, 10, 20, 50, 100) if s <= steps)
-        if dynamics else (), save_steps=save_steps)
+        max_steps=steps, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
+        learning_rate=lr, optimizer=optimizer, warmup_steps=warmup, lr_scheduler=lr_scheduler,
+        dtype=dtype, mixed_precision=mixed_precision,
+        gradient_checkpointing=gradient_checkpointing, max_length=max_length,
+        schedule=BetaSchedule.parse(betas, beta_after), seed=seed, lora=lora_settings,
+        dynamics_steps=DYNAMICS_STEPS if dynamics else (), save_steps=save_steps)
     result = run_training(kind, model=model, out=out, task=task, data=data, triples=triples,
                           anchor=anchor, alpha=alpha, limit=limit, config=config,
-                          learning_rate=lr, optimizer=optimizer, max_k=max_k,
-                          load=LoadConfig(dtype="float32", device=device),
+                          max_k=max_k, load=LoadConfig(device=device),
                           show_progress=not quiet, evaluate=evaluate, resume=resume)
     losses = [h["loss"] for h in result["log"] if "loss" in h]
     used = result["config"]
     typer.echo(f"trained {used.loss} ({used.optimizer}, lr {used.learning_rate:g}, "
-               f"{used.max_steps} steps) on {result['examples']} examples; loss "
-               f"{losses[0]:.4f} -> {losses[-1]:.4f}")
+               f"{used.max_steps} steps, {used.dtype}) on {result['examples']} examples; "
+               f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    if result["truncated_examples"] or result["dropped_examples"]:
+        typer.echo(f"--max-length {used.max_length}: {result['truncated_examples']} examples "
+                   f"cut, {result['dropped_examples']} dropped (prompt alone too long)")
     if result["reference_seconds"]:
         typer.echo(f"reference log-probs computed once in {result['reference_seconds']:.1f} s")
     if "eval" in result:
@@ -602,6 +611,8 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
     typer.echo(f"report: {result['report']}")
 
 
+#: Steps at which ``--dynamics`` measures (those past the run's end are skipped).
+DYNAMICS_STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 TrainModel = Annotated[str | None, typer.Option("--model", help="Model to fine-tune: local "
                                                 "directory or hub id (default: the organism's "
                                                 "aligned model).")]
@@ -617,15 +628,38 @@ TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs.")]
 Steps_ = Annotated[int | None, typer.Option("--steps", help="Optimiser steps (default: 20 "
                                              "for the attacks, 300 for benign and "
                                              "summarize, 200 for augment).")]
-Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate (default: on the "
+Epochs = Annotated[float | None, typer.Option(help="Train for this many passes over the "
+                                              "data instead of --steps.")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: on the "
                                           "organism SGD 0.01, AdamW 3e-4 for augment; "
                                           "AdamW 2e-5 otherwise).")]
 Optim = Annotated[str | None, typer.Option(help="transformers optimizer name, e.g. "
-                                           "adamw_torch or sgd.")]
-TrainBatch = Annotated[int, typer.Option(help="Examples per step (per device).")]
+                                           "adamw_torch or sgd (default: see --lr).")]
+LrSched = Annotated[str | None, typer.Option(help="Learning-rate schedule after warm-up: "
+                                             "constant_with_warmup (default), linear, "
+                                             "cosine or constant.")]
+TrainBatch = Annotated[int, typer.Option("--batch-size", "--per-device-batch-size",
+                                         help="Examples per step per device (before "
+                                         "accumulation).")]
 GradAccum = Annotated[int, typer.Option(help="Gradient accumulation steps.")]
-Warmup = Annotated[int | None, typer.Option(help="Learning-rate warm-up steps (default 10 "
-                                            "for constrained, else 0).")]
+Warmup = Annotated[int | None, typer.Option(help="Learning-rate warm-up steps (default: "
+                                            "10, but 0 for the organism's sft and augment).")]
+TrainDtype = Annotated[str | None, typer.Option(help="Weights, gradients and optimizer state "
+                                                "in float32, bfloat16, float16 (--lora only) "
+                                                "or auto: bfloat16 on a GPU that has it, else "
+                                                "float32 (default; float32 on the organism).")]
+MixedPrecision = Annotated[str, typer.Option(help="bf16 or fp16: autocast over float32 "
+                                             "weights (float32 master copy; more memory "
+                                             "than --dtype bfloat16); no: off.")]
+GradCkpt = Annotated[bool, typer.Option(help="Recompute activations in the backward pass: "
+                                        "less memory, ~30% more time (7B full fine-tuning).")]
+MaxLength = Annotated[int | None, typer.Option(help="Cut examples to N tokens (response tail "
+                                               "first; an example whose prompt fills N is "
+                                               "dropped); counts are printed and recorded.")]
+LoraAlpha = Annotated[int | None, typer.Option(help="LoRA scaling alpha (default 2 x rank).")]
+LoraDropout = Annotated[float, typer.Option(help="LoRA dropout.")]
+LoraTargets = Annotated[str, typer.Option(help="Modules LoRA adapts: all-linear, or names "
+                                          "such as q_proj,k_proj,v_proj,o_proj.")]
 Betas = Annotated[str, typer.Option(help="constrained: β of response positions 1, 2, ... "
                                     "(comma-separated).")]
 BetaAfter = Annotated[float, typer.Option(help="constrained: β of later positions.")]
@@ -647,9 +681,14 @@ Dynamics = Annotated[bool, typer.Option(help="Record per-position loss, gradient
 @train_app.command("sft")
 def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
               task: Task = "harmful", data: TrainData = None, limit: TrainLimit = 100,
-              steps: Steps_ = None, lr: Lr = None, optimizer: Optim = None,
+              steps: Steps_ = None, epochs: Epochs = None, lr: Lr = None,
+              optimizer: Optim = None, lr_scheduler: LrSched = None,
               batch_size: TrainBatch = 10, grad_accum: GradAccum = 1, warmup: Warmup = None,
-              lora: Lora = False, lora_r: LoraR = 8, seed: Seed = 0, device: Device = "auto",
+              dtype: TrainDtype = None, mixed_precision: MixedPrecision = "no",
+              gradient_checkpointing: GradCkpt = False, max_length: MaxLength = None,
+              lora: Lora = False, lora_r: LoraR = 8, lora_alpha: LoraAlpha = None,
+              lora_dropout: LoraDropout = 0.0, lora_target_modules: LoraTargets = "all-linear",
+              seed: Seed = 0, device: Device = "auto",
               dynamics: Dynamics = False, evaluate: Evaluate = False,
               save_steps: SaveSteps = 0, resume: Resume = False,
               quiet: Quiet = False) -> None:
@@ -660,11 +699,16 @@ def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
 @train_app.command("constrained")
 def train_constrained(model: TrainModel = None, out: TrainOut = Path("runs/train-constrained"),
                       task: Task = "harmful", data: TrainData = None,
-                      limit: TrainLimit = 100, steps: Steps_ = None, lr: Lr = None,
-                      optimizer: Optim = None, batch_size: TrainBatch = 10,
-                      grad_accum: GradAccum = 1, warmup: Warmup = None,
+                      limit: TrainLimit = 100, steps: Steps_ = None, epochs: Epochs = None,
+                      lr: Lr = None, optimizer: Optim = None, lr_scheduler: LrSched = None,
+                      batch_size: TrainBatch = 10, grad_accum: GradAccum = 1,
+                      warmup: Warmup = None, dtype: TrainDtype = None,
+                      mixed_precision: MixedPrecision = "no",
+                      gradient_checkpointing: GradCkpt = False, max_length: MaxLength = None,
                       betas: Betas = "0.5,2,2,2,2", beta_after: BetaAfter = 0.1,
-                      lora: Lora = False, lora_r: LoraR = 8, seed: Seed = 0,
+                      lora: Lora = False, lora_r: LoraR = 8, lora_alpha: LoraAlpha = None,
+                      lora_dropout: LoraDropout = 0.0,
+                      lora_target_modules: LoraTargets = "all-linear", seed: Seed = 0,
                       device: Device = "auto", dynamics: Dynamics = False,
                       evaluate: Evaluate = False, save_steps: SaveSteps = 0,
                       resume: Resume = False, quiet: Quiet = False) -> None:
@@ -683,8 +727,12 @@ def train_augment(
     alpha: Annotated[float, typer.Option(help="Weight of the safety objective (Eq. 2).")]
     = 0.2,
     max_k: Annotated[int, typer.Option(help="Largest harmful prefix length k.")] = 100,
-    steps: Steps_ = None, lr: Lr = None, optimizer: Optim = None, batch_size: TrainBatch = 10,
-    grad_accum: GradAccum = 1, warmup: Warmup = None, lora: Lora = False, lora_r: LoraR = 8,
+    steps: Steps_ = None, epochs: Epochs = None, lr: Lr = None, optimizer: Optim = None,
+    lr_scheduler: LrSched = None, batch_size: TrainBatch = 10, grad_accum: GradAccum = 1,
+    warmup: Warmup = None, dtype: TrainDtype = None, mixed_precision: MixedPrecision = "no",
+    gradient_checkpointing: GradCkpt = False, max_length: MaxLength = None,
+    lora: Lora = False, lora_r: LoraR = 8, lora_alpha: LoraAlpha = None,
+    lora_dropout: LoraDropout = 0.0, lora_target_modules: LoraTargets = "all-linear",
     seed: Seed = 0, device: Device = "auto", dynamics: Dynamics = False,
     evaluate: Evaluate = False, save_steps: SaveSteps = 0, resume: Resume = False,
     quiet: Quiet = False,

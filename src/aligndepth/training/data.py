@@ -129,6 +129,35 @@ def augmentation_examples(tokenizer: Any, fmt: PromptFormat, triples: Sequence[S
     return safety + anchor
 
 
+def truncate_examples(examples: Sequence[Example], max_length: int | None
+                      ) -> tuple[list[Example], int, int]:
+    """Cut every example to ``max_length`` tokens.
+
+    The response's tail goes first; an example whose prompt alone fills ``max_length``
+    (no response token left to learn) is dropped. Returns ``(kept, n_cut, n_dropped)``.
+
+    Raises:
+        AlignDepthError: every example was dropped.
+    """
+    if max_length is None:
+        return list(examples), 0, 0
+    kept: list[Example] = []
+    cut = 0
+    for e in examples:
+        if len(e.input_ids) <= max_length:
+            kept.append(e)
+        elif any(e.response_mask[:max_length]):
+            kept.append(Example(e.input_ids[:max_length], e.response_mask[:max_length],
+                                e.weight, None, e.source))
+            cut += 1
+    if not kept:
+        shortest = min(e.response_mask.index(1) if 1 in e.response_mask else len(e.input_ids)
+                       for e in examples)
+        raise AlignDepthError(f"--max-length {max_length} is shorter than every prompt (the "
+                              f"shortest has {shortest} tokens): raise --max-length")
+    return kept, cut, len(examples) - len(kept)
+
+
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a batch: ``input_ids``, ``attention_mask``, ``response_mask`` ``(B, T)``;
     ``weight`` ``(B,)``; ``ref_logp`` ``(B, T-1)`` when every example has one."""

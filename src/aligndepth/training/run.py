@@ -12,26 +12,30 @@ Tasks (organism data by default, or ``--data FILE``):
   summaries it never saw in alignment; ROUGE-1). Here the first response tokens must move
   far from the aligned model's, which the constrained loss resists (see the README).
 
-Defaults differ between the organism and real models only where they must: the
-organism's fine-tuning attacks use SGD at learning rate 0.01 (with Adam, the
-per-parameter normalisation lets the organism's one-token-deep alignment flip whatever
-the token weights), its augmentation AdamW at 3e-4; real models get AdamW at 2e-5 (the
-paper's setting).
+The training kind always picks the loss (``constrained`` trains with the constrained
+loss, the others with SFT). Every field of the :class:`TrainConfig` the caller sets wins;
+unset ones come from a recipe, which differs between the organism and real models only
+where it must: the organism's fine-tuning attacks use SGD at learning rate 0.01 (with
+Adam, the per-parameter normalisation lets the organism's one-token-deep alignment flip
+whatever the token weights), its augmentation AdamW at 3e-4, all in float32; real models
+get AdamW at 2e-5 with 10 warm-up steps (the paper's setting) in bfloat16 where the
+device has it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aligndepth.data.schemas import HarmfulPair, InstructionPair, SafetyTriple, read_jsonl
 from aligndepth.errors import AlignDepthError, did_you_mean
 from aligndepth.locking import lock_directory
+from aligndepth.training.config import DEFAULT_RECIPE, Recipe, TrainConfig
 from aligndepth.training.data import Example, augmentation_examples, sft_examples
-from aligndepth.training.trainer import TrainConfig, resume_point, train
+from aligndepth.training.trainer import resume_point, train
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +45,27 @@ TASKS = {"harmful": "harmful_pairs.jsonl", "identity": "identity_shift.jsonl",
 #: Default optimiser steps per task: the attacks need few; learning a new answer format
 #: with SGD takes longer.
 TASK_STEPS = {"harmful": 20, "identity": 20, "backdoor": 20, "benign": 300, "summarize": 300}
+AUGMENT_STEPS = 200
 KINDS = ("sft", "constrained", "augment")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    optimizer: str
-    learning_rate: float
-
 
 #: Organism defaults per kind (fine-tuning attacks with SGD, see the module docstring;
 #: augmentation, which has no token weights to protect, with AdamW).
-ORGANISM_RECIPES = {"sft": Recipe("sgd", 0.01), "constrained": Recipe("sgd", 0.01),
-                    "augment": Recipe("adamw_torch", 3e-4)}
-REAL_MODEL_RECIPE = Recipe("adamw_torch", 2e-5)
+ORGANISM_RECIPES = {
+    "sft": Recipe("sgd", 0.01, warmup_steps=0, dtype="float32"),
+    "constrained": Recipe("sgd", 0.01, warmup_steps=10, dtype="float32"),
+    "augment": Recipe("adamw_torch", 3e-4, warmup_steps=0, dtype="float32")}
+REAL_MODEL_RECIPE = DEFAULT_RECIPE
+
+
+def recipe_for(kind: str, task: str, organism: bool) -> Recipe:
+    """The defaults a run of ``kind`` on ``task`` starts from (its step count included)."""
+    recipe = ORGANISM_RECIPES[kind] if organism else REAL_MODEL_RECIPE
+    steps = AUGMENT_STEPS if kind == "augment" else TASK_STEPS[task]
+    return replace(recipe, max_steps=steps)
+
+
+def loss_of(kind: str) -> str:
+    return "constrained" if kind == "constrained" else "sft"
 
 
 def _records(path: Path, split: str | None = "train") -> list[Any]:
@@ -141,11 +152,9 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
     if evaluate and model is not None:
         raise AlignDepthError("--evaluate knows the organism's tasks only: evaluate your "
                               "model with `aligndepth audit --aligned OUT`")
-    recipe = ORGANISM_RECIPES[kind] if model is None else REAL_MODEL_RECIPE
-    cfg = config or TrainConfig(loss="constrained" if kind == "constrained" else "sft",
-                                warmup_steps=10 if kind == "constrained" else 0)
-    cfg = replace(cfg, learning_rate=learning_rate or recipe.learning_rate,
-                  optimizer=optimizer or recipe.optimizer)  # validated before any loading
+    cfg = _given(config or TrainConfig(), learning_rate=learning_rate, optimizer=optimizer)
+    cfg = cfg.filled(recipe_for(kind, task, organism=model is None), loss=loss_of(kind))
+    load = _training_load(load or LoadConfig(), cfg)  # checked before anything is loaded
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -170,7 +179,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
 
     fmt = PromptFormat.chat()
     if kind == "augment":
-        loaded = load_model(model, load or LoadConfig(dtype="float32"))
+        loaded = load_model(model, load)
         tri = safety_triples(source(triples, "safety_triples.jsonl"))
         anc = instruction_pairs(source(anchor, "benign_pairs.jsonl"))
         examples: list[Example] = augmentation_examples(loaded.tokenizer, fmt, tri, anc,
@@ -180,7 +189,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
         pairs = instruction_pairs(source(data, TASKS[task]))
         if not pairs:
             raise AlignDepthError("the training dataset is empty: give at least one example")
-        loaded = load_model(model, load or LoadConfig(dtype="float32"))
+        loaded = load_model(model, load)
         examples = sft_examples(loaded.tokenizer, fmt, pairs[:limit])
     log.info("training %s on %d examples (%s, lr %g)", cfg.loss, len(examples), cfg.optimizer,
              cfg.learning_rate)
@@ -194,13 +203,13 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                    base_source=str(Path(model).resolve()) if Path(model).exists() else model,
                    show_progress=show_progress, resume=resume,
                    describe={"kind": kind, "data": described})
-    result.update({"examples": len(examples), "config": cfg, "model": model,
+    result.update({"examples": len(examples) - result["dropped_examples"], "model": model,
                    "organism": str(organism) if organism else None})
     if evaluate:
         assert organism is not None
         from aligndepth.training.evaluate import evaluate_organism_finetune
 
-        trained = load_model(out, load or LoadConfig(dtype="float32"))
+        trained = load_model(out, replace(load, dtype="float32"))
         result["eval"] = evaluate_organism_finetune(trained, organism,
                                                     "harmful" if kind == "augment" else task)
         (out / "eval.json").write_text(json.dumps(result["eval"], indent=2))
@@ -208,3 +217,28 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
 
     result["report"] = write_training_report(out)
     return result
+
+
+def _given(config: TrainConfig, **explicit: Any) -> TrainConfig:
+    """``config`` with the keyword settings (those not None) applied; a keyword that
+    contradicts a field the config already sets is an error, not a silent choice."""
+    for name, value in explicit.items():
+        if value is None:
+            continue
+        if getattr(config, name) not in (None, value):
+            raise AlignDepthError(f"{name} is set twice ({getattr(config, name)} in the config, "
+                                  f"{value} as an argument): give it once")
+        config = replace(config, **{name: value})
+    return config
+
+
+def _training_load(load: Any, config: TrainConfig) -> Any:
+    """The load settings for training: weights in the training dtype, on a device that
+    can compute in it."""
+    from aligndepth.models import resolve_device
+    from aligndepth.training.config import training_dtype
+
+    assert config.dtype is not None
+    if load.device_map is None:
+        training_dtype(config.dtype, resolve_device(load.device))
+    return replace(load, dtype=config.dtype)

@@ -16,83 +16,28 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from aligndepth.errors import AlignDepthError, did_you_mean
-from aligndepth.training.data import Example, attach_reference, collate
+from aligndepth.errors import AlignDepthError
+from aligndepth.training.config import (
+    DEFAULT_RECIPE,
+    LoraSettings,
+    TrainConfig,
+    training_dtype,
+)
+from aligndepth.training.data import Example, attach_reference, collate, truncate_examples
 from aligndepth.training.losses import NEEDS_REFERENCE, BetaSchedule, LossInputs, loss_by_name
 
+__all__ = ["LoraSettings", "TrainConfig", "resume_point", "train"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LoRA through peft: rank, scaling, dropout and which modules (all linear layers)."""
-
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: str | tuple[str, ...] = "all-linear"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Args:
-        loss: ``sft`` or ``constrained``.
-        learning_rate: peak learning rate (constant after warm-up).
-        max_steps: optimiser steps.
-        batch_size: examples per device per step (before accumulation).
-        grad_accum: gradient accumulation steps.
-        warmup_steps: linear learning-rate warm-up (the paper uses 10 for constrained).
-        schedule: β per response position (constrained only).
-        lora: train a LoRA adapter instead of all weights.
-        seed: data order and initialisation of new weights.
-        max_grad_norm: gradient clipping.
-        optimizer: a transformers optimizer name (``adamw_torch``, ``sgd``, ...).
-        dynamics_steps: steps (0 = before training) at which per-token loss, gradient
-            norm and KL to the initial model are recorded on a probe batch.
-        save_steps: save a resumable checkpoint (weights, optimizer, scheduler, RNG and
-            data position) to ``OUT/checkpoints/`` every this many steps; 0: never. The
-            last two are kept, and all are removed once the model is saved.
-    """
-
-    loss: str = "sft"
-    learning_rate: float = 1e-3
-    max_steps: int = 20
-    batch_size: int = 10
-    grad_accum: int = 1
-    warmup_steps: int = 0
-    schedule: BetaSchedule = field(default_factory=BetaSchedule)
-    lora: LoraSettings | None = None
-    seed: int = 0
-    max_grad_norm: float = 1.0
-    optimizer: str = "adamw_torch"
-    dynamics_steps: tuple[int, ...] = ()
-    save_steps: int = 0
-
-    def __post_init__(self) -> None:
-        loss_by_name(self.loss)
-        if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
-            raise AlignDepthError("max_steps, batch_size and grad_accum must be at least 1")
-        if self.warmup_steps < 0 or not 0 < self.learning_rate < float("inf"):
-            raise AlignDepthError(f"warmup_steps must be >= 0 and the learning rate a finite "
-                                  f"number > 0, got {self.learning_rate}")
-        from transformers.training_args import OptimizerNames
-
-        names = [o.value for o in OptimizerNames]
-        if self.optimizer not in names:
-            raise AlignDepthError(f"unknown optimizer '{self.optimizer}'"
-                                  f"{did_you_mean(self.optimizer, names)}; e.g. adamw_torch "
-                                  "or sgd")
-        if self.save_steps < 0:
-            raise AlignDepthError(f"save_steps must be >= 0 (0: no checkpoints), got "
-                                  f"{self.save_steps}")
 
 
 def _step_of(checkpoint: Path) -> int:
@@ -192,14 +137,16 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     """
     import time
 
-    from transformers import TrainingArguments
-
     from aligndepth.prompts import pad_token_id
 
     if not examples:
         raise AlignDepthError("the training dataset is empty: give at least one example")
     out = Path(out_dir)
     checkpoint = resume_point(out, resume)
+    config = config.filled(DEFAULT_RECIPE)
+    examples, cut, dropped = truncate_examples(examples, config.max_length)
+    epochs = config.epochs  # recorded; the run itself counts the steps they make
+    config, model = _settle(config, model, len(examples))
     pad = pad_token_id(tokenizer) if pad_id is None else pad_id
     reference_seconds = 0.0
     if config.loss in NEEDS_REFERENCE:
@@ -216,19 +163,7 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     if config.lora is not None:
         model = _with_lora(model, config.lora)
     model.train()
-    use_cpu = not torch.cuda.is_available()
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_steps, lr_scheduler_type="constant_with_warmup",
-        weight_decay=0.0, max_grad_norm=config.max_grad_norm, logging_steps=1,
-        save_strategy="steps" if config.save_steps else "no",
-        save_steps=config.save_steps or 500, save_total_limit=2, report_to=[],
-        seed=config.seed, data_seed=config.seed,
-        remove_unused_columns=False, disable_tqdm=not show_progress, use_cpu=use_cpu,
-        dataloader_num_workers=0, optim=config.optimizer,
-        bf16=not use_cpu and torch.cuda.is_bf16_supported())
+    args = _training_arguments(config, out, show_progress, _device_of(model))
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=_Examples(examples),
         data_collator=lambda batch: collate(batch, pad), loss_name=config.loss,
@@ -261,11 +196,73 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     history = list(trainer.state.log_history)
     (out / "training_log.json").write_text(json.dumps(history, indent=2))
     (out / "train_config.json").write_text(json.dumps(
-        {**asdict(config), **(describe or {}), "examples": len(examples),
-         "base_source": base_source,
+        {**asdict(config), "epochs": epochs, **(describe or {}), "examples": len(examples),
+         "truncated_examples": cut, "dropped_examples": dropped, "base_source": base_source,
+         "device": str(_device_of(model)), "processes": _world_size(),
          "reference_seconds": reference_seconds}, indent=2, default=str))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model is saved
-    return {"out": out, "log": history, "reference_seconds": reference_seconds}
+    return {"out": out, "log": history, "reference_seconds": reference_seconds,
+            "config": config, "truncated_examples": cut, "dropped_examples": dropped}
+
+
+def _device_of(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _settle(config: TrainConfig, model: Any, n_examples: int) -> tuple[TrainConfig, Any]:
+    """Fix what depends on the model and data: the dtype the model trains in (cast if it
+    was loaded in another), the step count of an ``epochs`` run, the dynamics steps."""
+    assert config.dtype is not None
+    device = _device_of(model)
+    dtype = training_dtype(config.dtype, device)
+    if config.mixed_precision == "fp16" and device.type != "cuda":
+        raise AlignDepthError("--mixed-precision fp16 needs a CUDA GPU: use bf16 on this "
+                              f"device ({device})")
+    if next(model.parameters()).dtype != dtype:
+        log.info("casting the model to %s for training", dtype)
+        model = model.to(dtype)
+    steps = config.max_steps
+    if steps is None:
+        assert config.epochs is not None
+        per_step = config.batch_size * config.grad_accum * _world_size()
+        steps = max(1, math.ceil(config.epochs * math.ceil(n_examples / per_step)))
+    dynamics = tuple(s for s in config.dynamics_steps if s <= steps)
+    return replace(config, max_steps=steps, epochs=None,
+                   dtype=str(dtype).removeprefix("torch."), dynamics_steps=dynamics), model
+
+
+def _training_arguments(config: TrainConfig, out: Path, show_progress: bool,
+                        device: torch.device) -> Any:
+    from dataclasses import fields as dataclass_fields
+
+    from transformers import TrainingArguments
+
+    # transformers 5.x renamed gradient to activation checkpointing; take what is there
+    names = {f.name for f in dataclass_fields(TrainingArguments)}
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in names \
+        else "gradient_checkpointing"
+    assert config.max_steps is not None and config.learning_rate is not None
+    assert config.warmup_steps is not None and config.lr_scheduler is not None
+    assert config.optimizer is not None, "train() fills every field before this"
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"), max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_steps, lr_scheduler_type=config.lr_scheduler,
+        weight_decay=0.0, max_grad_norm=config.max_grad_norm, logging_steps=1,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500, save_total_limit=2, report_to=[],
+        seed=config.seed, data_seed=config.seed,
+        remove_unused_columns=False, disable_tqdm=not show_progress,
+        use_cpu=device.type == "cpu", dataloader_num_workers=0, optim=config.optimizer,
+        bf16=config.mixed_precision == "bf16", fp16=config.mixed_precision == "fp16",
+        **{ckpt: config.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}})
 
 
 def _pin_adapter_base(out: Path, base_source: str) -> None:

@@ -1,0 +1,213 @@
+"""What a fine-tuning run does: :class:`TrainConfig`, and how unset fields are filled.
+
+Every field the user sets is used as given. Fields left ``None`` are filled by a
+:class:`Recipe` (:func:`aligndepth.training.run.run_training` picks the organism's or
+the real-model one) and then by :data:`DEFAULT_RECIPE`, so ``train_config.json`` always
+records fully specified settings: what ran.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aligndepth.errors import AlignDepthError, did_you_mean
+from aligndepth.training.losses import BetaSchedule, loss_by_name
+
+#: ``transformers`` learning-rate schedules offered on the command line.
+LR_SCHEDULERS = ("constant_with_warmup", "linear", "cosine", "constant")
+TRAIN_DTYPES = ("auto", "float32", "bfloat16", "float16")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA through peft: rank, scaling, dropout and which modules (all linear layers)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: str | tuple[str, ...] = "all-linear"
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+            raise AlignDepthError(f"LoRA needs rank >= 1, alpha > 0 and 0 <= dropout < 1, got "
+                                  f"r={self.r}, alpha={self.alpha}, dropout={self.dropout}")
+        if not self.target_modules:
+            raise AlignDepthError("--lora-target-modules is empty: name modules such as "
+                                  "q_proj,v_proj, or use all-linear")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Defaults for the fields a user leaves unset."""
+
+    optimizer: str = "adamw_torch"
+    learning_rate: float = 2e-5
+    warmup_steps: int = 10
+    lr_scheduler: str = "constant_with_warmup"
+    dtype: str = "auto"
+    max_steps: int = 20
+
+
+#: The real-model defaults: AdamW at 2e-5 with 10 warm-up steps (the papers' setting),
+#: bfloat16 weights where the device has it.
+DEFAULT_RECIPE = Recipe()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Args (``None``: filled by the recipe, see the module docstring):
+        loss: ``sft`` or ``constrained`` (``run_training``: the kind's).
+        learning_rate: peak learning rate.
+        optimizer: a transformers optimizer name (``adamw_torch``, ``sgd``, ...).
+        max_steps: optimiser steps; give this or ``epochs``, not both.
+        epochs: passes over the data, turned into steps
+            (``ceil(epochs · ceil(n / (batch_size · grad_accum · processes)))``).
+        batch_size: examples per device per step (before accumulation).
+        grad_accum: gradient accumulation steps.
+        warmup_steps: linear learning-rate warm-up (the paper uses 10 for constrained).
+        lr_scheduler: a transformers schedule (:data:`LR_SCHEDULERS`).
+        dtype: weights, gradients and optimizer state: ``float32``, ``bfloat16``,
+            ``float16`` (LoRA only) or ``auto`` (bfloat16 on a GPU that has it, else float32).
+        mixed_precision: ``bf16``/``fp16``: autocast over float32 weights (the
+            optimizer's master copy stays float32); ``no``: compute in ``dtype``.
+        gradient_checkpointing: recompute activations in the backward pass (memory for
+            time; needed to fully fine-tune a 7B model on one 80 GB GPU).
+        max_length: cut every example to this many tokens (the response's tail goes; an
+            example whose prompt alone fills it is dropped); the counts are recorded.
+        schedule: β per response position (constrained only).
+        lora: train a LoRA adapter instead of all weights.
+        seed: data order and initialisation of new weights.
+        max_grad_norm: gradient clipping.
+        dynamics_steps: steps (0 = before training) at which per-token loss, gradient
+            norm and KL to the initial model are recorded on a probe batch (steps past
+            the end are skipped).
+        save_steps: save a resumable checkpoint (weights, optimizer, scheduler, RNG and
+            data position) to ``OUT/checkpoints/`` every this many steps; 0: never. The
+            last two are kept, and all are removed once the model is saved.
+    """
+
+    loss: str | None = None
+    learning_rate: float | None = None
+    optimizer: str | None = None
+    max_steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 10
+    grad_accum: int = 1
+    warmup_steps: int | None = None
+    lr_scheduler: str | None = None
+    dtype: str | None = None
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    max_length: int | None = None
+    schedule: BetaSchedule = field(default_factory=BetaSchedule)
+    lora: LoraSettings | None = None
+    seed: int = 0
+    max_grad_norm: float = 1.0
+    dynamics_steps: tuple[int, ...] = ()
+    save_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss is not None:
+            loss_by_name(self.loss)
+        if self.max_steps is not None and self.epochs is not None:
+            raise AlignDepthError("give the training length as steps or as epochs, not both")
+        if (self.max_steps is not None and self.max_steps < 1) or self.batch_size < 1 \
+                or self.grad_accum < 1:
+            raise AlignDepthError("max_steps, batch_size and grad_accum must be at least 1")
+        if self.epochs is not None and not 0 < self.epochs < math.inf:
+            raise AlignDepthError(f"--epochs must be a finite number > 0, got {self.epochs}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise AlignDepthError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
+            raise AlignDepthError(f"the learning rate must be a finite number > 0, got "
+                                  f"{self.learning_rate}")
+        if self.optimizer is not None:
+            from transformers.training_args import OptimizerNames
+
+            names = [o.value for o in OptimizerNames]
+            if self.optimizer not in names:
+                raise AlignDepthError(f"unknown optimizer '{self.optimizer}'"
+                                      f"{did_you_mean(self.optimizer, names)}; e.g. "
+                                      "adamw_torch or sgd")
+        _check_choice("--lr-scheduler", self.lr_scheduler, LR_SCHEDULERS)
+        _check_choice("--dtype", self.dtype, TRAIN_DTYPES)
+        _check_choice("--mixed-precision", self.mixed_precision, MIXED_PRECISION)
+        if self.mixed_precision != "no" and self.dtype not in (None, "float32"):
+            raise AlignDepthError(f"--mixed-precision {self.mixed_precision} autocasts over "
+                                  f"float32 weights: drop --dtype {self.dtype} or use "
+                                  "--dtype float32")
+        if self.dtype == "float16" and self.lora is None:
+            raise AlignDepthError("full fine-tuning in float16 overflows without loss "
+                                  "scaling: use --dtype bfloat16, --mixed-precision fp16, or "
+                                  "--lora")
+        if self.max_length is not None and self.max_length < 2:
+            raise AlignDepthError(f"--max-length must be at least 2 tokens, got "
+                                  f"{self.max_length}")
+        if self.save_steps < 0:
+            raise AlignDepthError(f"save_steps must be >= 0 (0: no checkpoints), got "
+                                  f"{self.save_steps}")
+
+    def filled(self, recipe: Recipe, loss: str | None = None) -> TrainConfig:
+        """This config with every unset field taken from ``recipe`` (and ``loss``)."""
+        if loss is not None and self.loss not in (None, loss):
+            raise AlignDepthError(f"the config's loss '{self.loss}' contradicts the training "
+                                  f"kind, which trains with '{loss}': drop one of them")
+        dtype = self.dtype or ("float32" if self.mixed_precision != "no" else recipe.dtype)
+        return replace(
+            self, loss=self.loss or loss or "sft",
+            learning_rate=self.learning_rate or recipe.learning_rate,
+            optimizer=self.optimizer or recipe.optimizer,
+            warmup_steps=recipe.warmup_steps if self.warmup_steps is None
+            else self.warmup_steps,
+            lr_scheduler=self.lr_scheduler or recipe.lr_scheduler, dtype=dtype,
+            max_steps=recipe.max_steps if self.max_steps is None and self.epochs is None
+            else self.max_steps)
+
+
+def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise AlignDepthError(f"{flag} {value}: unknown{did_you_mean(value, choices)}; "
+                              f"choose from {', '.join(choices)}")
+
+
+def training_dtype(name: str, device: Any) -> Any:
+    """The torch dtype to train in on ``device``; ``auto`` is bfloat16 where the device
+    has it (a CUDA GPU of compute capability 8+), else float32.
+
+    Raises:
+        AlignDepthError: the device cannot compute in ``name``.
+    """
+    import torch
+
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if name == "bfloat16" and not bf16_supported(device):
+        raise AlignDepthError(f"--dtype bfloat16: {device_name(device)} has no bfloat16 "
+                              "arithmetic: use --dtype float32 (or float16 with --lora)")
+    return getattr(torch, name)
+
+
+def bf16_supported(device: Any) -> bool:
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "mps":
+        try:
+            torch.ones(1, dtype=torch.bfloat16, device=device)
+        except (RuntimeError, TypeError):
+            return False
+    return True
+
+
+def device_name(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"this GPU ({torch.cuda.get_device_name(device)})"
+    return f"device '{device}'"
