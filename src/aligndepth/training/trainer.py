@@ -247,6 +247,8 @@ def _training_arguments(config: TrainConfig, out: Path, show_progress: bool,
     names = {f.name for f in dataclass_fields(TrainingArguments)}
     ckpt = "activation_checkpointing" if "activation_checkpointing" in names \
         else "gradient_checkpointing"
+    checkpointing: dict[str, Any] = {ckpt: config.gradient_checkpointing,
+                                     f"{ckpt}_kwargs": {"use_reentrant": False}}
     assert config.max_steps is not None and config.learning_rate is not None
     assert config.warmup_steps is not None and config.lr_scheduler is not None
     assert config.optimizer is not None, "train() fills every field before this"
@@ -262,7 +264,7 @@ def _training_arguments(config: TrainConfig, out: Path, show_progress: bool,
         remove_unused_columns=False, disable_tqdm=not show_progress,
         use_cpu=device.type == "cpu", dataloader_num_workers=0, optim=config.optimizer,
         bf16=config.mixed_precision == "bf16", fp16=config.mixed_precision == "fp16",
-        **{ckpt: config.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}})
+        **checkpointing)
 
 
 def _pin_adapter_base(out: Path, base_source: str) -> None:
