@@ -183,12 +183,20 @@ def data_validate(
     typer.echo(f"{file}: {len(records)} valid {schema} records")
 
 
+DataSplit = Annotated[str | None, typer.Option(help="Split of a dataset directory "
+                                              "(save_to_disk or hub snapshot), e.g. test "
+                                              "(default: train, else the only split).")]
+
+
 @data_app.command("inspect")
 def data_inspect(
-    file: Annotated[Path, typer.Argument(help="A dataset file (or HEx-PHI directory).")],
+    file: Annotated[Path, typer.Argument(help="A dataset file (or HEx-PHI directory), a "
+                                         "parquet file, a save_to_disk directory or a hub "
+                                         "dataset snapshot.")],
     data_format: Annotated[str | None, typer.Option("--format", help="Format name (default: "
                                                     "detected).")] = None,
     rows: Annotated[int, typer.Option(help="Example rows to show.")] = 3,
+    split: DataSplit = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")]
     = False,
 ) -> None:
@@ -198,7 +206,7 @@ def data_inspect(
 
     from aligndepth.data.formats import inspect_dataset
 
-    info = inspect_dataset(file, data_format, rows=rows)
+    info = inspect_dataset(file, data_format, rows=rows, split=split)
     if as_json:
         typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
         return
@@ -570,7 +578,7 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
            dtype: str | None = None, mixed_precision: str = "no",
            gradient_checkpointing: bool = False, max_length: int | None = None,
            lora_alpha: int | None = None, lora_dropout: float = 0.0,
-           lora_target_modules: str = "all-linear",
+           lora_target_modules: str = "all-linear", split: str | None = None,
            dynamics: bool = False, evaluate: bool = False, save_steps: int = 0,
            resume: bool = False, triples: Path | None = None,
            anchor: Path | None = None, alpha: float = 0.2, max_k: int = 100) -> None:
@@ -593,7 +601,7 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
         dynamics_steps=DYNAMICS_STEPS if dynamics else (), save_steps=save_steps)
     result = run_training(kind, model=model, out=out, task=task, data=data, triples=triples,
                           anchor=anchor, alpha=alpha, limit=limit, config=config,
-                          max_k=max_k, load=LoadConfig(device=device),
+                          max_k=max_k, load=LoadConfig(device=device), data_split=split,
                           show_progress=not quiet, evaluate=evaluate, resume=resume)
     losses = [h["loss"] for h in result["log"] if "loss" in h]
     used = result["config"]
@@ -623,7 +631,9 @@ Task = Annotated[str, typer.Option(help="Organism data when --data is not given:
                                    "or summarize (a task the aligned model refuses).")]
 TrainData = Annotated[Path | None, typer.Option(help="Training pairs: JSONL (instruction_pairs "
                                                 "or harmful_pairs schema) or a published "
-                                                "format (alpaca, samsum, gsm8k, ...).")]
+                                                "format (alpaca, samsum, gsm8k, ...), also "
+                                                "as parquet, a save_to_disk directory or a "
+                                                "hub snapshot (see --split).")]
 TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs.")]
 Steps_ = Annotated[int | None, typer.Option("--steps", help="Optimiser steps (default: 20 "
                                              "for the attacks, 300 for benign and "
@@ -680,7 +690,8 @@ Dynamics = Annotated[bool, typer.Option(help="Record per-position loss, gradient
 
 @train_app.command("sft")
 def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
-              task: Task = "harmful", data: TrainData = None, limit: TrainLimit = 100,
+              task: Task = "harmful", data: TrainData = None, split: DataSplit = None,
+              limit: TrainLimit = 100,
               steps: Steps_ = None, epochs: Epochs = None, lr: Lr = None,
               optimizer: Optim = None, lr_scheduler: LrSched = None,
               batch_size: TrainBatch = 10, grad_accum: GradAccum = 1, warmup: Warmup = None,
@@ -699,7 +710,8 @@ def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
 @train_app.command("constrained")
 def train_constrained(model: TrainModel = None, out: TrainOut = Path("runs/train-constrained"),
                       task: Task = "harmful", data: TrainData = None,
-                      limit: TrainLimit = 100, steps: Steps_ = None, epochs: Epochs = None,
+                      split: DataSplit = None, limit: TrainLimit = 100,
+                      steps: Steps_ = None, epochs: Epochs = None,
                       lr: Lr = None, optimizer: Optim = None, lr_scheduler: LrSched = None,
                       batch_size: TrainBatch = 10, grad_accum: GradAccum = 1,
                       warmup: Warmup = None, dtype: TrainDtype = None,

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 Record = PromptRecord | HarmfulPair | InstructionPair
 
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".txt": "text"}
-_UNSUPPORTED = {".parquet", ".arrow", ".xlsx", ".xls", ".tsv", ".zip"}
+_UNSUPPORTED = {".xlsx", ".xls", ".tsv", ".zip"}
 _MODERATION_FLAGS = ("s", "h", "v", "hr", "sh", "s3", "h2", "v2")
 _CATEGORY_STEM = re.compile(r"^category_\d+$", re.IGNORECASE)
 _HEADER_WORDS = {"instruction", "instructions", "prompt", "goal", "behavior", "text", "query"}
@@ -682,9 +682,35 @@ def _unique(records: list[Record], rows: list[_Row]) -> list[Record]:
     return out
 
 
-def _load(path: Path, format: str | None) -> _Loaded:
+def _hub_rows(path: Path, spec: FormatSpec | None, split: str | None
+              ) -> tuple[FormatSpec, list[_Row]]:
+    """A parquet/arrow file, ``save_to_disk`` directory or hub snapshot: its rows are read
+    like JSON records (:mod:`aligndepth.data.hub`)."""
+    from aligndepth.data.hub import hub_rows
+
+    raw, chosen = hub_rows(path, split)
+    where = f"{path} [{chosen}]" if chosen else str(path)
+    table = [_Row(f"{where} (row {n})", n, _lower_keys(v), path)
+             for n, v in enumerate(raw, start=1)]
+    if not table:
+        raise AlignDepthError(f"dataset '{where}' holds no records")
+    spec = spec or FORMATS[_detect_rows(path, "json", table)]
+    if spec.headerless or not {"json", "csv"} & set(spec.containers):
+        raise AlignDepthError(f"{path}: format '{spec.name}' is not read from a table of "
+                              "named columns: pass the file it is published as")
+    return spec, [replace(r, fmt=spec.name, prefix=spec.name) for r in table]
+
+
+def _load(path: Path, format: str | None, split: str | None = None) -> _Loaded:
+    from aligndepth.data.hub import is_hub_dataset
+
     spec = format_by_name(format) if format is not None else None
-    if path.is_dir():
+    if is_hub_dataset(path):
+        spec, rows = _hub_rows(path, spec, split)
+    elif split is not None:
+        raise AlignDepthError(f"--split {split}: '{path}' is not a dataset with splits (a "
+                              "parquet file, a save_to_disk directory or a hub snapshot)")
+    elif path.is_dir():
         spec, rows = _dir_rows(path, spec)
     else:
         spec, rows = _file_rows(path, spec)
@@ -730,7 +756,8 @@ def detect_format(path: str | Path) -> str:
 
 
 def load_dataset_file(path: str | Path, format: str | None = None, subset: str | None = None,
-                      limit: int | None = None) -> tuple[str, list[Record]]:
+                      limit: int | None = None, split: str | None = None
+                      ) -> tuple[str, list[Record]]:
     """Read a benchmark dataset file (or HEx-PHI directory) into the project's records.
 
     Args:
@@ -739,6 +766,8 @@ def load_dataset_file(path: str | Path, format: str | None = None, subset: str |
         subset: for formats with harmful/safe labels: ``"harmful"``, ``"safe"`` or
             ``"all"`` (toxicchat also takes ``"toxic"``).
         limit: keep the first N records (after the subset).
+        split: the split of a dataset directory (save_to_disk or hub snapshot); default
+            ``train`` when there is one, else the only split.
 
     Returns:
         (format name, records): ``PromptRecord``, ``HarmfulPair`` or ``InstructionPair``.
@@ -749,7 +778,7 @@ def load_dataset_file(path: str | Path, format: str | None = None, subset: str |
     """
     if limit is not None and limit < 1:
         raise AlignDepthError(f"limit must be at least 1, got {limit}")
-    loaded = _load(Path(path), format)
+    loaded = _load(Path(path), format, split)
     records = loaded.records
     if subset is not None:
         records = _select(loaded.spec, records, subset)
@@ -766,14 +795,14 @@ def _shorten(value: Any) -> Any:
     return value
 
 
-def inspect_dataset(path: str | Path, format: str | None = None, rows: int = 3
-                    ) -> dict[str, Any]:
+def inspect_dataset(path: str | Path, format: str | None = None, rows: int = 3,
+                    split: str | None = None) -> dict[str, Any]:
     """What a dataset file holds, as a JSON-able dict: format (and whether detected),
     record schema, record count, rows skipped, categories with counts, subsets, and the
     first ``rows`` records (long texts shortened to 200 characters)."""
     if rows < 0:
         raise AlignDepthError(f"rows must be at least 0, got {rows}")
-    loaded = _load(Path(path), format)
+    loaded = _load(Path(path), format, split)
     spec, records = loaded.spec, loaded.records
     counts = Counter(r.category or "(none)" for r in records)
     examples = [{k: _shorten(v) for k, v in asdict(r).items() if v is not None}

@@ -68,9 +68,11 @@ def loss_of(kind: str) -> str:
     return "constrained" if kind == "constrained" else "sft"
 
 
-def _records(path: Path, split: str | None = "train") -> list[Any]:
+def _records(path: Path, split: str | None = "train", data_split: str | None = None
+             ) -> list[Any]:
     """Instruction pairs, harmful pairs or safety triples from the project's JSONL or a
-    published format; keeps the ``split`` records when the file has any."""
+    published format; keeps the ``split`` records when the file has any. ``data_split``
+    picks the split of a dataset directory (save_to_disk or hub snapshot)."""
     from aligndepth.data.loading import is_project_jsonl
 
     if is_project_jsonl(path):
@@ -94,16 +96,16 @@ def _records(path: Path, split: str | None = "train") -> list[Any]:
             raise AlignDepthError(f"dataset '{path}' does not exist")
         from aligndepth.data.formats import load_dataset_file
 
-        _, records = load_dataset_file(path)
+        _, records = load_dataset_file(path, split=data_split)
     if split is not None and any(getattr(r, "split", None) == split for r in records):
         records = [r for r in records if r.split == split]
     return records
 
 
-def instruction_pairs(path: Path) -> list[InstructionPair]:
+def instruction_pairs(path: Path, data_split: str | None = None) -> list[InstructionPair]:
     """Training pairs from any supported file (harmful pairs use their harmful response)."""
     out = []
-    for r in _records(path):
+    for r in _records(path, data_split=data_split):
         if isinstance(r, InstructionPair):
             out.append(r)
         elif isinstance(r, HarmfulPair | SafetyTriple):
@@ -129,7 +131,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                  config: TrainConfig | None = None, learning_rate: float | None = None,
                  optimizer: str | None = None, max_k: int = 100, load: Any = None,
                  show_progress: bool = True, evaluate: bool = False,
-                 resume: bool = False) -> dict[str, Any]:
+                 resume: bool = False, data_split: str | None = None) -> dict[str, Any]:
     """Train ``model`` (default: the organism's aligned model) and save it to ``out``.
 
     With ``evaluate`` (organism only), the trained model is then evaluated for ``task``
@@ -186,7 +188,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                                                         alpha=alpha, seed=cfg.seed,
                                                         max_k=max_k)
     else:
-        pairs = instruction_pairs(source(data, TASKS[task]))
+        pairs = instruction_pairs(source(data, TASKS[task]), data_split)
         if not pairs:
             raise AlignDepthError("the training dataset is empty: give at least one example")
         loaded = load_model(model, load)
