@@ -3,7 +3,9 @@ random models built in-process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,21 @@ def tiny_tokenizer(tiny_organism: Path):  # type: ignore[no-untyped-def]
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_organism / "aligned")
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread: with several, on a busy machine, each forward
+    pass of these models takes ~0.5 s instead of ~2 ms (OpenMP threads waiting on a core).
+    The caller's setting is restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def random_llama(vocab_size: int, seed: int = 0, hidden: int = 32):  # type: ignore[no-untyped-def]

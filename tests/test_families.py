@@ -13,6 +13,7 @@ import torch
 from jinja2.exceptions import TemplateError
 
 from aligndepth.models import LoadConfig, ModelPair, load_pair
+from tests.conftest import one_torch_thread
 from tests.families import (
     FAMILIES,
     LLAMA3_DEFAULT_SYSTEM,
@@ -64,12 +65,8 @@ PREFILL = {"role": "assistant", "content": "Sure, here is"}
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread: with several, on a busy machine, each forward
-    pass of these models takes ~0.5 s instead of ~2 ms (OpenMP threads waiting on a core)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

@@ -6,7 +6,6 @@ Mistral."""
 import json
 
 import pytest
-import torch
 
 from aligndepth.attacks.emulated import EDConfig
 from aligndepth.attacks.gcg_core import GCGConfig
@@ -18,6 +17,7 @@ from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import stop_rule
 from aligndepth.models import LoadConfig
 from aligndepth.prompts import PromptFormat
+from tests.conftest import one_torch_thread
 from tests.families import FAMILIES, build_family_pair, special_token_ids
 
 CPU = LoadConfig(device="cpu", dtype="float32")
@@ -59,10 +59,8 @@ def data_files(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.mark.parametrize("family,role", sorted(EXPECTED_STOPS))

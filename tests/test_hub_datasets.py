@@ -95,8 +95,7 @@ def test_data_inspect_and_bad_splits_on_the_command_line(capsys, tmp_path) -> No
 
 
 def test_train_reads_a_parquet_split(capsys, tmp_path) -> None:
-    import torch
-
+    from tests.conftest import one_torch_thread
     from tests.families import build_family_pair
 
     _, aligned = build_family_pair("llama3", tmp_path / "fam")
@@ -104,14 +103,10 @@ def test_train_reads_a_parquet_split(capsys, tmp_path) -> None:
     DatasetDict({"train": Dataset.from_dict(ALPACA),
                  "test": Dataset.from_dict({k: v[:2] for k, v in ALPACA.items()})}
                 ).save_to_disk(str(path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         code, out, err = run_cli(capsys, "train", "sft", "--model", str(aligned), "--data",
                                  str(path), "--split", "test", "--steps", "1",
                                  "--out", str(tmp_path / "out"), "--quiet")
-    finally:
-        torch.set_num_threads(threads)
     assert code == 0, err
     assert "on 2 examples" in out
     recorded = json.loads((tmp_path / "out" / "train_config.json").read_text())

@@ -10,6 +10,7 @@ from aligndepth.errors import AlignDepthError
 from aligndepth.training.config import Recipe, TrainConfig, training_dtype
 from aligndepth.training.data import Example, truncate_examples
 from aligndepth.training.run import ORGANISM_RECIPES, recipe_for, run_training
+from tests.conftest import one_torch_thread
 from tests.families import FAMILIES, build_family_pair
 from tests.test_cli import assert_user_error, run_cli
 
@@ -25,10 +26,8 @@ PAIRS = [
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,10 @@
 """Fine-tuning on the transformers ``Trainer``, with the project's losses plugged in.
 
 The loss is chosen by name (:data:`aligndepth.training.losses.LOSSES`); everything else
-is the standard stack, so accelerate (multi-GPU, FSDP or DeepSpeed through its config),
-gradient accumulation, checkpointing and LoRA (peft) need no code here. For the
+is the standard stack (gradient accumulation, activation checkpointing, resumable
+checkpoints, LoRA through peft). Training runs in one process on one device: under a
+multi-process launcher every rank would load its model onto the same device, so that is
+not supported yet (docs/training.md). For the
 ``constrained`` loss the initial model's per-token log-probs of the targets are computed
 once before training (:func:`~aligndepth.training.data.attach_reference`), so no second
 model is resident while training.
