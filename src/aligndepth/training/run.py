@@ -24,15 +24,18 @@ device has it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aligndepth.data.schemas import HarmfulPair, InstructionPair, SafetyTriple, read_jsonl
 from aligndepth.errors import AlignDepthError, did_you_mean
-from aligndepth.locking import lock_directory
+from aligndepth.locking import LOCK_NAME, lock_directory, release_directory
 from aligndepth.training.config import DEFAULT_RECIPE, Recipe, TrainConfig
 from aligndepth.training.data import Example, augmentation_examples, sft_examples
 from aligndepth.training.trainer import resume_point, train
@@ -157,68 +160,87 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
     cfg = _given(config or TrainConfig(), learning_rate=learning_rate, optimizer=optimizer)
     cfg = cfg.filled(recipe_for(kind, task, organism=model is None), loss=loss_of(kind))
     load = _training_load(load or LoadConfig(), cfg)  # checked before anything is loaded
+    with _output_directory(out):
+        resume_point(out, resume)  # again, now that no other writer can start
+        organism: Path | None = None
+        if model is None:
+            from aligndepth.organism.build import build_organism
+
+            organism = build_organism(show_progress=show_progress)
+            model = str(organism / "aligned")
+
+        def source(path: str | Path | None, default: str) -> Path:
+            if path is not None:
+                return Path(path)
+            if organism is None:
+                raise AlignDepthError("no training data given: pass --data FILE (and for augment "
+                                      "--triples and --anchor)")
+            return organism / "data" / default
+
+        fmt = PromptFormat.chat()
+        if kind == "augment":
+            loaded = load_model(model, load)
+            tri = safety_triples(source(triples, "safety_triples.jsonl"))
+            anc = instruction_pairs(source(anchor, "benign_pairs.jsonl"))
+            examples: list[Example] = augmentation_examples(loaded.tokenizer, fmt, tri, anc,
+                                                            alpha=alpha, seed=cfg.seed,
+                                                            max_k=max_k)
+        else:
+            pairs = instruction_pairs(source(data, TASKS[task]), data_split)
+            if not pairs:
+                raise AlignDepthError("the training dataset is empty: give at least one example")
+            loaded = load_model(model, load)
+            examples = sft_examples(loaded.tokenizer, fmt, pairs[:limit])
+        log.info("training %s on %d examples (%s, lr %g)", cfg.loss, len(examples), cfg.optimizer,
+                 cfg.learning_rate)
+        if kind == "augment":
+            described: dict[str, Any] = {"triples": str(source(triples, "safety_triples.jsonl")),
+                                         "anchor": str(source(anchor, "benign_pairs.jsonl")),
+                                         "alpha": alpha}
+        else:
+            described = {"task": task, "file": str(source(data, TASKS[task]))}
+        result = train(loaded.model, loaded.tokenizer, examples, cfg, out,
+                       base_source=str(Path(model).resolve()) if Path(model).exists() else model,
+                       show_progress=show_progress, resume=resume,
+                       describe={"kind": kind, "data": described})
+        result.update({"examples": len(examples) - result["dropped_examples"], "model": model,
+                       "organism": str(organism) if organism else None})
+        if evaluate:
+            assert organism is not None
+            from aligndepth.training.evaluate import evaluate_organism_finetune
+
+            trained = load_model(out, replace(load, dtype="float32"))
+            result["eval"] = evaluate_organism_finetune(trained, organism,
+                                                        "harmful" if kind == "augment" else task)
+            (out / "eval.json").write_text(json.dumps(result["eval"], indent=2))
+        from aligndepth.training.report import write_training_report
+
+        result["report"] = write_training_report(out)
+        return result
+
+
+@contextlib.contextmanager
+def _output_directory(out: Path) -> Iterator[None]:
+    """Create ``out`` and take its writer lock for this process's life.
+
+    When a user error stops training before anything but the lock was written there, a
+    directory this call created is removed again: bad input leaves nothing behind, and
+    the corrected command finds ``out`` as it was.
+    """
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AlignDepthError(f"cannot create the output directory '{out}' ({exc.strerror}): "
                               "choose a writable --out") from None
     lock_directory(out)  # one writer per output, for this process's life
-    resume_point(out, resume)  # again, now that no other writer can start
-    organism: Path | None = None
-    if model is None:
-        from aligndepth.organism.build import build_organism
-
-        organism = build_organism(show_progress=show_progress)
-        model = str(organism / "aligned")
-
-    def source(path: str | Path | None, default: str) -> Path:
-        if path is not None:
-            return Path(path)
-        if organism is None:
-            raise AlignDepthError("no training data given: pass --data FILE (and for augment "
-                                  "--triples and --anchor)")
-        return organism / "data" / default
-
-    fmt = PromptFormat.chat()
-    if kind == "augment":
-        loaded = load_model(model, load)
-        tri = safety_triples(source(triples, "safety_triples.jsonl"))
-        anc = instruction_pairs(source(anchor, "benign_pairs.jsonl"))
-        examples: list[Example] = augmentation_examples(loaded.tokenizer, fmt, tri, anc,
-                                                        alpha=alpha, seed=cfg.seed,
-                                                        max_k=max_k)
-    else:
-        pairs = instruction_pairs(source(data, TASKS[task]), data_split)
-        if not pairs:
-            raise AlignDepthError("the training dataset is empty: give at least one example")
-        loaded = load_model(model, load)
-        examples = sft_examples(loaded.tokenizer, fmt, pairs[:limit])
-    log.info("training %s on %d examples (%s, lr %g)", cfg.loss, len(examples), cfg.optimizer,
-             cfg.learning_rate)
-    if kind == "augment":
-        described: dict[str, Any] = {"triples": str(source(triples, "safety_triples.jsonl")),
-                                     "anchor": str(source(anchor, "benign_pairs.jsonl")),
-                                     "alpha": alpha}
-    else:
-        described = {"task": task, "file": str(source(data, TASKS[task]))}
-    result = train(loaded.model, loaded.tokenizer, examples, cfg, out,
-                   base_source=str(Path(model).resolve()) if Path(model).exists() else model,
-                   show_progress=show_progress, resume=resume,
-                   describe={"kind": kind, "data": described})
-    result.update({"examples": len(examples) - result["dropped_examples"], "model": model,
-                   "organism": str(organism) if organism else None})
-    if evaluate:
-        assert organism is not None
-        from aligndepth.training.evaluate import evaluate_organism_finetune
-
-        trained = load_model(out, replace(load, dtype="float32"))
-        result["eval"] = evaluate_organism_finetune(trained, organism,
-                                                    "harmful" if kind == "augment" else task)
-        (out / "eval.json").write_text(json.dumps(result["eval"], indent=2))
-    from aligndepth.training.report import write_training_report
-
-    result["report"] = write_training_report(out)
-    return result
+    try:
+        yield
+    except AlignDepthError:
+        if created and all(p.name == LOCK_NAME for p in out.iterdir()):
+            release_directory(out)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _given(config: TrainConfig, **explicit: Any) -> TrainConfig:

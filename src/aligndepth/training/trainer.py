@@ -62,7 +62,8 @@ def resume_point(out: str | Path, resume: bool) -> Path | None:
     found = sorted((root / "checkpoints").glob("checkpoint-*"), key=_step_of)
     if resume and found:
         return found[-1]
-    if resume and not found and not (root.exists() and any(root.iterdir())):
+    if resume and not found and not (root.exists()
+                                     and any(p.name != LOCK_NAME for p in root.iterdir())):
         raise AlignDepthError(f"nothing to resume in '{root}': it holds no interrupted run "
                               "(drop --resume to start training there)")
     if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
