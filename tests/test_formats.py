@@ -407,9 +407,12 @@ def test_names_subsets_and_detection_errors(tmp_path: Path) -> None:
     check_error("format 'alpaca' reads json files, csv files, not a text file", txt, "alpaca")
     check_error("format 'malicious_instruct' reads text files, not a csv file", path,
                 "malicious_instruct")
-    pq = tmp_path / "x.parquet"
+    xlsx = tmp_path / "x.xlsx"
+    xlsx.write_bytes(b"PK")
+    check_error("convert it to JSONL or CSV", xlsx)
+    pq = tmp_path / "x.parquet"  # read through the datasets library; a broken one is named
     pq.write_bytes(b"PAR1")
-    check_error("convert it to JSONL or CSV", pq)
+    check_error("could not read the dataset", pq)
     gz = tmp_path / "x.jsonl.gz"
     gz.write_bytes(b"not gzip")
     check_error("not a valid gzip file", gz)
