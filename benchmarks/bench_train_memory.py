@@ -26,22 +26,13 @@ import time
 from typing import Any
 
 import torch
+from bench_train import _reset_peak_rss, _rss_mib  # the same peak-memory reading
 
 from aligndepth.training.data import Example
 from aligndepth.training.trainer import TrainConfig, train
 
 SETTINGS = {"float32": ("float32", False), "bfloat16": ("bfloat16", False),
             "bfloat16 + ckpt": ("bfloat16", True), "float32 + ckpt": ("float32", True)}
-
-
-def _rss_mib(field: str) -> float | None:
-    try:
-        for line in open("/proc/self/status").read().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def _model(args: argparse.Namespace) -> Any:
@@ -119,7 +110,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated() / 2**20
     else:
-        open("/proc/self/clear_refs", "w").write("5")
+        _reset_peak_rss()
         before = _rss_mib("VmRSS") or 0.0
     with tempfile.TemporaryDirectory() as out:
         result = train(model, _TokenIdsOnly(), examples, config, f"{out}/model",
