@@ -83,6 +83,23 @@ def proportion(k: int, n: int) -> dict[str, Any]:
     return {"rate": k / n if n else None, "ci95": list(ci) if ci else None, "n": n}
 
 
+def mean_stats(values: Sequence[float], bounds: tuple[float, float] = (0.0, 1.0),
+               confidence: float = 0.95) -> dict[str, Any]:
+    """``{"mean", "ci95", "n"}`` of per-item scores (ROUGE, a win score): the normal
+    interval of the mean (mean ± z·s/√n, sample standard deviation), clipped to the
+    scores' ``bounds``; no interval below two items."""
+    n = len(values)
+    if n == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    mean = sum(values) / n
+    if n < 2:
+        return {"mean": mean, "ci95": None, "n": n}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) * sd / math.sqrt(n)
+    return {"mean": mean, "ci95": [max(bounds[0], mean - half), min(bounds[1], mean + half)],
+            "n": n}
+
+
 def rate_stats(outcomes: Iterable[str]) -> dict[str, Any]:
     """The rate dict (see the module docstring) of a collection of outcomes."""
     counts = dict.fromkeys(OUTCOMES, 0)
@@ -108,9 +125,9 @@ def complement(stats: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def value(stats: Any) -> float | None:
-    """The point estimate of a rate dict (a bare number is returned as is)."""
+    """The point estimate of a rate or mean dict (a bare number is returned as is)."""
     if isinstance(stats, Mapping):
-        stats = stats.get("rate")
+        stats = stats.get("rate", stats.get("mean"))
     if isinstance(stats, int | float) and not isinstance(stats, bool):
         return None if math.isnan(stats) else float(stats)
     return None

@@ -13,12 +13,12 @@ import random
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aligndepth.data.schemas import HarmfulPair, PromptRecord, read_jsonl
+from aligndepth.data.schemas import HarmfulPair, InstructionPair, PromptRecord, read_jsonl
 from aligndepth.errors import AlignDepthError
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R", PromptRecord, HarmfulPair)
+R = TypeVar("R", PromptRecord, HarmfulPair, InstructionPair)
 
 ORGANISM_FILES = {PromptRecord: "harmful_prompts.jsonl", HarmfulPair: "harmful_pairs.jsonl"}
 
@@ -39,12 +39,13 @@ def is_project_jsonl(path: Path) -> bool:
 
 
 def _from_format(schema: type[R], path: Path, data_format: str | None,
-                 subset: str | None) -> list[R]:
+                 subset: str | None, data_split: str | None = None) -> list[R]:
     """Records of a published dataset format, converted to ``schema``."""
     from aligndepth.data.formats import detect_format, format_by_name, load_dataset_file
 
     spec = format_by_name(data_format) if data_format else format_by_name(detect_format(path))
-    name, records = load_dataset_file(path, spec.name, subset if spec.subsets else None)
+    name, records = load_dataset_file(path, spec.name, subset if spec.subsets else None,
+                                      split=data_split)
     out: list[R] = []
     for r in records:
         if isinstance(r, schema):
@@ -55,6 +56,9 @@ def _from_format(schema: type[R], path: Path, data_format: str | None,
         elif schema is HarmfulPair:
             raise AlignDepthError(f"{path}: {name} has no harmful responses (missing field "
                                   "'harmful_response'): give harmful pairs")
+        elif schema is InstructionPair:
+            raise AlignDepthError(f"{path}: {name} holds {type(r).__name__} records, which "
+                                  "have no reference answers: give instruction/response pairs")
         else:
             raise AlignDepthError(f"{path}: {name} holds {type(r).__name__} records, not "
                                   "prompts: give a prompt dataset")
@@ -83,8 +87,8 @@ def resolve_data(schema: type[R], path: str | Path | None, organism: Path | None
                  split: str | None = "test", limit: int | None = None,
                  organism_file: str | None = None, data_format: str | None = None,
                  subset: str | None = None, *, sample: int | None = None,
-                 sample_seed: int = 0, provenance: dict[str, Any] | None = None
-                 ) -> tuple[list[R], Path]:
+                 sample_seed: int = 0, provenance: dict[str, Any] | None = None,
+                 data_split: str | None = None) -> tuple[list[R], Path]:
     """Records of ``schema`` from ``path``, or from the organism when ``path`` is None
     (its file for the schema, or ``organism_file`` in its ``data/`` directory).
 
@@ -94,6 +98,9 @@ def resolve_data(schema: type[R], path: str | Path | None, organism: Path | None
     after the split filter; the two are mutually exclusive. ``data_format`` names a
     published format (default: the project's JSONL, else detected); ``subset`` picks
     harmful or safe rows of formats that label both (ToxicChat, OpenAI moderation).
+
+    ``data_split`` picks the split of a dataset directory (``save_to_disk`` or a hub
+    snapshot; default ``train`` when there is one).
 
     ``provenance``, when given, is updated with what was selected: ``path``, ``n``, and
     ``sample``/``sample_seed`` when sampling (``limit`` when limiting), for run manifests.
@@ -115,7 +122,7 @@ def resolve_data(schema: type[R], path: str | Path | None, organism: Path | None
     else:
         if not path.exists():
             raise AlignDepthError(f"dataset '{path}' does not exist")
-        records = _from_format(schema, path, data_format, subset)
+        records = _from_format(schema, path, data_format, subset, data_split)
     if split is not None and any(r.split == split for r in records):
         records = [r for r in records if r.split == split]
     elif split is not None and path.parent.name == "data" and organism is not None \

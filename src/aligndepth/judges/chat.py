@@ -33,7 +33,6 @@ BASE_URL_ENV = "ALIGNDEPTH_JUDGE_BASE_URL"
 MODEL_ENV = "ALIGNDEPTH_JUDGE_MODEL"
 KEY_ENVS = ("ALIGNDEPTH_JUDGE_API_KEY", "OPENAI_API_KEY")
 
-_PLACEHOLDER = re.compile(r"\{(instruction|response)\}")
 
 
 def resolve_endpoint(judge: str, base_url: str | None, model: str | None) -> tuple[str, str]:
@@ -50,12 +49,21 @@ def resolve_endpoint(judge: str, base_url: str | None, model: str | None) -> tup
     return url, name
 
 
-def check_prompt(judge: str, template: str) -> str:
-    """``template`` if it has both placeholders, else an error naming the missing one."""
-    for field in ("{instruction}", "{response}"):
-        if field not in template:
-            raise AlignDepthError(f"the {judge} prompt has no '{field}' placeholder: add it")
+def check_prompt(judge: str, template: str,
+                 fields: tuple[str, ...] = ("instruction", "response")) -> str:
+    """``template`` if it has every ``{field}`` placeholder, else an error naming the
+    missing one."""
+    for field in fields:
+        if "{" + field + "}" not in template:
+            raise AlignDepthError(f"the {judge} prompt has no '{{{field}}}' placeholder: add it")
     return template
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """``template`` with each ``{name}`` of ``values`` replaced, in one pass (a value that
+    itself contains a placeholder is left as it is)."""
+    pattern = re.compile(r"\{(" + "|".join(map(re.escape, values)) + r")\}")
+    return pattern.sub(lambda m: values[m.group(1)], template)
 
 
 def shown(text: Any, limit: int = 200) -> str:
@@ -81,6 +89,8 @@ class ChatJudge(ApiJudge):
     key_envs = KEY_ENVS
     #: The prompt template used when no ``prompt`` option is given.
     default_prompt = "{instruction}\n{response}"
+    #: The placeholders every template of this judge must hold.
+    fields: tuple[str, ...] = ("instruction", "response")
 
     def __init__(self, base_url: str | None = None, model: str | None = None,
                  api_key: str | None = None, *, temperature: float | None = 0.0,
@@ -93,7 +103,8 @@ class ChatJudge(ApiJudge):
             raise AlignDepthError(f"the {self.name} judge's max_tokens must be at least 1 "
                                   f"(or None to omit it), got {max_tokens}")
         self.prompt = check_prompt(self.name,
-                                   prompt if prompt is not None else self.default_prompt)
+                                   prompt if prompt is not None else self.default_prompt,
+                                   self.fields)
         self.temperature = temperature
         self.max_tokens = int(max_tokens) if max_tokens is not None else None
         super().__init__(base_url=url, model=name, api_key=api_key, timeout=timeout,
@@ -103,8 +114,7 @@ class ChatJudge(ApiJudge):
 
     def render(self, instruction: str, response: str) -> str:
         """The judge's prompt for one pair (placeholders filled in one pass)."""
-        values = {"instruction": instruction, "response": response}
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.prompt)
+        return fill(self.prompt, {"instruction": instruction, "response": response})
 
     def answer_identity(self) -> dict[str, Any]:
         return {**super().answer_identity(),

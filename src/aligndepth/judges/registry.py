@@ -93,3 +93,11 @@ def make_judge(name: str, organism: Path | None = None, **options: Any) -> Judge
         raise AlignDepthError(f"unknown judge '{name}'{did_you_mean(name, JUDGES)}; "
                               f"available: {', '.join(sorted(JUDGES))}")
     return JUDGES[name](organism, **options)
+
+
+def make_pairwise_judge(**options: Any) -> Any:
+    """The preference judge of pairwise evaluations (``evaluate --task alpaca``); it is not
+    a harm judge, so it is not among :data:`JUDGES`."""
+    from aligndepth.judges.pairwise import PairwiseJudge
+
+    return _checked("pairwise", PairwiseJudge, options)

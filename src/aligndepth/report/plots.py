@@ -114,6 +114,21 @@ def plot_rates_by_run(rates: dict[str, dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_metrics(metrics: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Horizontal bars with 95% intervals, one per metric (rate or mean dicts in [0, 1])."""
+    names = list(metrics)
+    fig = Figure(figsize=(7, 0.45 * len(names) + 1.4))
+    ax = fig.add_subplot()
+    xs, err = _points([metrics[n] for n in names])
+    ax.barh(range(len(names)), xs, xerr=err, capsize=3, color="tab:blue")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("value (bars: 95% interval)")
+    ax.set_title("Evaluation")
+    return _save(fig, path)
+
+
 def plot_refusal_prefix(summary: dict[str, Any], path: Path) -> Path:
     rates = summary["harmful_rate_by_condition"]
     labels = [c if c in ("aligned", "base") else

@@ -757,18 +757,29 @@ def train_augment(
 
 @app.command("report")
 def report_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (or a training output).")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (an audit, an experiment or "
+                                            "an evaluation), or a training output.")],
     judge: Annotated[str | None, typer.Option(help="Use the verdicts of a judge given to "
                                               "`aligndepth judge` (report in "
                                               "RUN/judged/<judge>/).")] = None,
 ) -> None:
     """Re-render summary.json, report.md and report.html from a run's records (or a
     training output's report from its logs)."""
+    from aligndepth.evaluation.report import is_evaluation_run, render_evaluation
     from aligndepth.report.render import render_report, report_dir
     from aligndepth.training.report import is_training_dir, write_training_report
 
     if is_training_dir(run_dir) and judge is None:
         typer.echo(f"report: {write_training_report(run_dir)}")
+        return
+    if is_evaluation_run(run_dir):
+        if judge is not None:
+            raise AlignDepthError("--judge re-renders experiment runs; to judge an evaluation "
+                                  "again, rerun `aligndepth evaluate` with --judge into a new "
+                                  "--out")
+        from aligndepth.cli.evaluate import print_evaluation
+
+        print_evaluation(render_evaluation(run_dir), run_dir)
         return
     _print_summary(render_report(run_dir, judge), report_dir(run_dir, judge))
 
@@ -899,6 +910,11 @@ def _scoped_judge_options(items: list[str] | None, judges: list[str]
     return out
 
 
+# Commands in their own modules register on ``app`` when imported; they import the option
+# types above, so they are imported here, after those exist.
+from aligndepth.cli import evaluate as _evaluate  # noqa: E402,F401
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     try:
@@ -922,7 +938,3 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-
-
-if __name__ == "__main__":
-    main()
