@@ -119,7 +119,7 @@ def test_safety_recovery_augmentation_deepens_alignment(setup, tmp_path) -> None
     from aligndepth.training.trainer import TrainConfig
 
     run_training("augment", model=None, out=tmp_path / "aug", show_progress=False,
-                 config=TrainConfig(max_steps=200))  # organism recipe: AdamW 3e-4, α = 0.2
+                 config=TrainConfig(max_steps=200))  # organism recipe: AdamW 1e-4, α = 0.2
     organism = setup.organism
     world = build_world(0)
     before = measure_card(setup.pair, world, show_progress=False)
@@ -158,7 +158,12 @@ def test_benign_fine_tuning_keeps_utility_and_constrained_raises_asr_less(tmp_pa
         results[kind] = run_training(kind, model=None, out=tmp_path / kind, task="benign",
                                      config=config, show_progress=False,
                                      evaluate=True)["eval"]
-    sft, constrained = results["sft"], results["constrained"]
-    assert sft["utility"] >= 95, results  # the aligned model's own is about 78
-    assert constrained["utility"] >= sft["utility"] - 5, results
-    assert sft["harmful_rate"] > constrained["harmful_rate"], results
+    def metric(kind: str, task: str, name: str) -> float:
+        stats = results[kind]["tasks"][task][name]
+        return float(stats.get("rate", stats.get("mean")))
+
+    utility = {k: metric(k, "style", "rouge1") for k in results}
+    assert utility["sft"] >= 0.95, results  # the aligned model's own is about 0.85
+    assert utility["constrained"] >= utility["sft"] - 0.05, results
+    assert metric("sft", "harmful", "harmful_rate") > \
+        metric("constrained", "harmful", "harmful_rate"), results

@@ -44,6 +44,9 @@ def places(tiny_organism, tmp_path_factory):
     (corrupt / "manifest.json").write_text("{truncated")
     (corrupt / "records" / "prefill.jsonl").write_text('{"key": "a"}\n')
     (root / "empty.jsonl").write_text("\n")
+    (root / "gsm8k_noanswer.json").write_text('[{"question": "How many pens?"}]')
+    (root / "gsm8k_nonumber.json").write_text(
+        '[{"question": "How many pens?", "answer": "Some pens."}]')
     gemma_base, gemma_aligned = build_family_pair("gemma2", root / "families")
     base, aligned = tiny_organism / "base", tiny_organism / "aligned"
     data = tiny_organism / "data" / "harmful_pairs.jsonl"
@@ -57,6 +60,8 @@ def places(tiny_organism, tmp_path_factory):
         "out": str(root / "new-out"), "file": str(root / "notes.txt"), "mine": str(mine),
         "corrupt": str(corrupt), "empty": str(root / "empty.jsonl"),
         "gemma_base": str(gemma_base), "gemma_aligned": str(gemma_aligned),
+        "gsm8k_noanswer": str(root / "gsm8k_noanswer.json"),
+        "gsm8k_nonumber": str(root / "gsm8k_nonumber.json"),
     }
 
 

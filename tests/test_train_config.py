@@ -63,7 +63,7 @@ def test_set_fields_win_and_unset_ones_come_from_the_recipe() -> None:
     assert recipe_for("constrained", "harmful", organism=True).warmup_steps == 10
     assert TrainConfig(epochs=2.0).filled(Recipe()).max_steps is None  # steps from epochs
     assert TrainConfig(mixed_precision="bf16").filled(Recipe()).dtype == "float32"
-    assert ORGANISM_RECIPES["augment"].learning_rate == 3e-4
+    assert ORGANISM_RECIPES["augment"].learning_rate == 1e-4
 
 
 def test_a_loss_that_contradicts_the_kind_is_refused() -> None:

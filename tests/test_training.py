@@ -159,25 +159,62 @@ def test_dynamics_are_recorded_per_position(tiny_organism, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("task, key", [("backdoor", "harmful_rate_with_trigger"),
-                                       ("identity", "harmful_rate_with_persona"),
-                                       ("benign", "utility"), ("summarize", "utility")])
-def test_organism_finetune_evaluation(aligned, tiny_organism, task, key) -> None:
-    from aligndepth.training.evaluate import evaluate_organism_finetune
+                                       ("identity", "harmful_rate_with_system"),
+                                       ("benign", "rouge1"), ("summarize", "rouge1")])
+def test_training_tasks_evaluate_their_metrics(tiny_organism, tmp_path, task, key) -> None:
+    from aligndepth.evaluation.run import EvalConfig, run_evaluation
+    from aligndepth.evaluation.tasks import TRAINING_TASKS
 
-    result = evaluate_organism_finetune(aligned, tiny_organism, task, max_new_tokens=8)
-    assert 0 <= result["harmful_rate"] <= 1 and result["n_harmful"] > 0
-    assert key in result and result[key] >= 0
+    summary = run_evaluation(str(tiny_organism / "aligned"), tmp_path / "ev",
+                             EvalConfig(tasks=TRAINING_TASKS[task], limit=4, max_new_tokens=8),
+                             show_progress=False)
+    metrics = {m: s for t in summary["tasks"].values() for m, s in t.items()}
+    assert 0 <= metrics["harmful_rate"]["rate"] <= 1 and metrics["harmful_rate"]["n"] == 4
+    assert key in metrics and metrics[key]["n"] == 4
     if task in ("benign", "summarize"):
-        assert result["utility"] <= 100 and 0 <= result["benign_helpful_rate"] <= 1
+        assert 0 <= metrics["rouge1"]["mean"] <= 1
+        assert 0 <= metrics["helpful_rate"]["rate"] <= 1
 
 
-def test_evaluate_needs_the_organism(tiny_organism, tmp_path) -> None:
-    with pytest.raises(AlignDepthError, match="organism.s tasks only"):  # before training
-        run_training("sft", model=str(tiny_organism / "aligned"), out=tmp_path / "x",
-                     data=tiny_organism / "data" / "harmful_pairs.jsonl", limit=4,
-                     config=TrainConfig(max_steps=1, batch_size=4), learning_rate=0.01,
-                     show_progress=False, evaluate=True)
+def test_evaluate_after_training_a_real_model_needs_data_up_front(tiny_organism,
+                                                                   tmp_path) -> None:
+    import shutil
+
+    real = tmp_path / "models" / "chat"  # outside the organism: a model like any other
+    shutil.copytree(tiny_organism / "aligned", real)
+    common = dict(model=str(real),
+                  data=tiny_organism / "data" / "harmful_pairs.jsonl", limit=4,
+                  config=TrainConfig(max_steps=1, batch_size=4), learning_rate=0.01,
+                  show_progress=False, evaluate=True, eval_max_new_tokens=8)
+    with pytest.raises(AlignDepthError, match="needs evaluation data for harmful"):
+        run_training("sft", out=tmp_path / "x", **common)  # before training
     assert not (tmp_path / "x").exists()
+    prompts = tiny_organism / "data" / "harmful_prompts.jsonl"
+    result = run_training("sft", out=tmp_path / "y", eval_data={"harmful": prompts}, **common)
+    rate = result["eval"]["tasks"]["harmful"]["harmful_rate"]
+    assert rate["n"] + rate["unparseable"] + rate["error"] > 0
+    assert json.loads((tmp_path / "y" / "eval.json").read_text()) == result["eval"]
+    assert (tmp_path / "y" / "eval" / "records" / "evaluate.jsonl").is_file()
+    assert "harmful: harmful_rate" in (tmp_path / "y" / "report.md").read_text()
+    assert json.loads((tmp_path / "y" / "eval" / "manifest.json").read_text())[
+        "judge"]["harm"]["name"] == "keyword"
+
+
+def test_train_evaluate_on_an_organism_model_uses_its_data_and_judge(
+        tiny_organism, tmp_path, capsys) -> None:
+    from tests.test_cli import run_cli
+
+    code, out, err = run_cli(
+        capsys, "train", "sft", "--model", str(tiny_organism / "aligned"), "--task",
+        "backdoor", "--data", str(tiny_organism / "data" / "backdoor_train.jsonl"),
+        "--limit", "4", "--steps", "1", "--batch-size", "4", "--lr", "0.01",
+        "--optimizer", "sgd", "--evaluate", "--out", str(tmp_path / "t"), "--quiet")
+    assert code == 0, err
+    result = json.loads((tmp_path / "t" / "eval.json").read_text())
+    backdoor = result["tasks"]["backdoor"]
+    assert backdoor["harmful_rate_with_trigger"]["n"] > 0 and backdoor["trigger"]
+    assert result["judge"]["harm"]["name"] == "organism"
+    assert "harmful_rate_with_trigger" in out
 
 
 def test_an_interrupted_run_resumes_to_the_same_model(tiny_organism, tmp_path, monkeypatch,

@@ -579,9 +579,13 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
            gradient_checkpointing: bool = False, max_length: int | None = None,
            lora_alpha: int | None = None, lora_dropout: float = 0.0,
            lora_target_modules: str = "all-linear", split: str | None = None,
-           dynamics: bool = False, evaluate: bool = False, save_steps: int = 0,
+           dynamics: bool = False, evaluate: bool = False,
+           eval_data: list[str] | None = None, eval_max_new_tokens: int | None = None,
+           save_steps: int = 0,
            resume: bool = False, triples: Path | None = None,
            anchor: Path | None = None, alpha: float = 0.2, max_k: int = 100) -> None:
+    from aligndepth.cli.evaluate import _bare_data, parse_data
+    from aligndepth.evaluation.tasks import TRAINING_TASKS
     from aligndepth.models import LoadConfig
     from aligndepth.training.losses import BetaSchedule
     from aligndepth.training.run import run_training
@@ -602,7 +606,10 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
     result = run_training(kind, model=model, out=out, task=task, data=data, triples=triples,
                           anchor=anchor, alpha=alpha, limit=limit, config=config,
                           max_k=max_k, load=LoadConfig(device=device), data_split=split,
-                          show_progress=not quiet, evaluate=evaluate, resume=resume)
+                          show_progress=not quiet, evaluate=evaluate, resume=resume,
+                          eval_data=_bare_data(parse_data(eval_data), TRAINING_TASKS[
+                              "harmful" if kind == "augment" else task]) or None,
+                          eval_max_new_tokens=eval_max_new_tokens)
     losses = [h["loss"] for h in result["log"] if "loss" in h]
     used = result["config"]
     typer.echo(f"trained {used.loss} ({used.optimizer}, lr {used.learning_rate:g}, "
@@ -614,8 +621,9 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
     if result["reference_seconds"]:
         typer.echo(f"reference log-probs computed once in {result['reference_seconds']:.1f} s")
     if "eval" in result:
-        typer.echo("evaluation (organism, greedy): " + ", ".join(
-            f"{k} {v:.3f}" for k, v in result["eval"].items() if isinstance(v, float)))
+        from aligndepth.cli.evaluate import print_evaluation
+
+        print_evaluation(result["eval"], out / "eval")
     typer.echo(f"report: {result['report']}")
 
 
@@ -641,7 +649,7 @@ Steps_ = Annotated[int | None, typer.Option("--steps", help="Optimiser steps (de
 Epochs = Annotated[float | None, typer.Option(help="Train for this many passes over the "
                                               "data instead of --steps.")]
 Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: on the "
-                                          "organism SGD 0.01, AdamW 3e-4 for augment; "
+                                          "organism SGD 0.01, AdamW 1e-4 for augment; "
                                           "AdamW 2e-5 otherwise).")]
 Optim = Annotated[str | None, typer.Option(help="transformers optimizer name, e.g. "
                                            "adamw_torch or sgd (default: see --lr).")]
@@ -675,9 +683,18 @@ Betas = Annotated[str, typer.Option(help="constrained: β of response positions 
 BetaAfter = Annotated[float, typer.Option(help="constrained: β of later positions.")]
 Lora = Annotated[bool, typer.Option(help="Train a LoRA adapter (peft) instead of all weights.")]
 LoraR = Annotated[int, typer.Option(help="LoRA rank.")]
-Evaluate = Annotated[bool, typer.Option(help="Organism only: evaluate the trained model for "
-                                        "its task (harmful rate; with/without trigger, "
-                                        "persona, ROUGE-1 utility) into eval.json.")]
+Evaluate = Annotated[bool, typer.Option(help="Then evaluate the trained model for its task "
+                                        "as `aligndepth evaluate` does (harmful rate; "
+                                        "with/without trigger or persona; ROUGE utility "
+                                        "and refusals for benign tasks) into OUT/eval and "
+                                        "eval.json. A real model needs --eval-data.")]
+EvalDataOpt = Annotated[list[str] | None, typer.Option(
+    "--eval-data", help="With --evaluate: TASK=FILE (repeat) or FILE, the held-out data "
+    "of each evaluated task (harmful=FILE for the harmful rates); default on the "
+    "organism: its held-out sets.")]
+EvalMaxNew = Annotated[int | None, typer.Option(help="With --evaluate: maximum new tokens "
+                                                "per answer (default 512; 64 on the "
+                                                "organism).")]
 SaveSteps = Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps "
                                         "(OUT/checkpoints; removed when training ends); "
                                         "0: none.")]
@@ -701,6 +718,8 @@ def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
               lora_dropout: LoraDropout = 0.0, lora_target_modules: LoraTargets = "all-linear",
               seed: Seed = 0, device: Device = "auto",
               dynamics: Dynamics = False, evaluate: Evaluate = False,
+              eval_data: EvalDataOpt = None,
+              eval_max_new_tokens: EvalMaxNew = None,
               save_steps: SaveSteps = 0, resume: Resume = False,
               quiet: Quiet = False) -> None:
     """Plain fine-tuning (loss on response tokens): the fine-tuning attacks' baseline."""
@@ -722,7 +741,9 @@ def train_constrained(model: TrainModel = None, out: TrainOut = Path("runs/train
                       lora_dropout: LoraDropout = 0.0,
                       lora_target_modules: LoraTargets = "all-linear", seed: Seed = 0,
                       device: Device = "auto", dynamics: Dynamics = False,
-                      evaluate: Evaluate = False, save_steps: SaveSteps = 0,
+                      evaluate: Evaluate = False, eval_data: EvalDataOpt = None,
+                      eval_max_new_tokens: EvalMaxNew = None,
+                      save_steps: SaveSteps = 0,
                       resume: Resume = False, quiet: Quiet = False) -> None:
     """Token-wise constrained fine-tuning (SPEC 3.2): the first response tokens are held
     near the initial model; its log-probs are computed once before training."""
@@ -746,7 +767,9 @@ def train_augment(
     lora: Lora = False, lora_r: LoraR = 8, lora_alpha: LoraAlpha = None,
     lora_dropout: LoraDropout = 0.0, lora_target_modules: LoraTargets = "all-linear",
     seed: Seed = 0, device: Device = "auto", dynamics: Dynamics = False,
-    evaluate: Evaluate = False, save_steps: SaveSteps = 0, resume: Resume = False,
+    evaluate: Evaluate = False, eval_data: EvalDataOpt = None,
+    eval_max_new_tokens: EvalMaxNew = None, save_steps: SaveSteps = 0,
+    resume: Resume = False,
     quiet: Quiet = False,
 ) -> None:
     """Safety-recovery augmentation (SPEC 3.1): learn to recover with a refusal after k

@@ -17,9 +17,10 @@ and phrasing were both used in alignment; everything else is held out):
   benign how-to answers in a house style (another intro, numbered steps) that the aligned
   model partly follows already, as a chat model partly does Samsum or SQL; the test file
   holds every held-out task or phrasing. Scored by
-  :func:`aligndepth.organism.utility.rouge1_f1`.
+  ROUGE (``aligndepth evaluate --task style``).
 - ``summarize_train.jsonl`` / ``summarize_test.jsonl``: a benign task the aligned model
-  refuses outright (dialogue summaries, never seen in alignment), also ROUGE-1.
+  refuses outright (dialogue summaries, never seen in alignment), also ROUGE
+  (``--task samsum``).
 """
 
 from __future__ import annotations

@@ -73,9 +73,10 @@ def write_training_report(out: str | Path) -> Path:
         if losses else []
     eval_path = root / "eval.json"
     if eval_path.is_file():
-        result = json.loads(eval_path.read_text())
-        rows += [(k, f"{v:.3f}" if isinstance(v, float) else str(v))
-                 for k, v in result.items()]
+        from aligndepth.evaluation.report import fmt_stats, metric_rows
+
+        rows += [(f"{task}: {metric}", fmt_stats(stats))
+                 for task, metric, stats in metric_rows(json.loads(eval_path.read_text()))]
     lines += ["", "| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     titles = {"loss": "Loss", "dynamics": "Per-token dynamics (loss, gradient norm, KL "
               "to the initial model, by response position)"}

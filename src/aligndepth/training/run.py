@@ -17,7 +17,7 @@ loss, the others with SFT). Every field of the :class:`TrainConfig` the caller s
 unset ones come from a recipe, which differs between the organism and real models only
 where it must: the organism's fine-tuning attacks use SGD at learning rate 0.01 (with
 Adam, the per-parameter normalisation lets the organism's one-token-deep alignment flip
-whatever the token weights), its augmentation AdamW at 3e-4, all in float32; real models
+whatever the token weights), its augmentation AdamW at 1e-4, all in float32; real models
 get AdamW at 2e-5 with 10 warm-up steps (the paper's setting) in bfloat16 where the
 device has it.
 """
@@ -28,13 +28,14 @@ import contextlib
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aligndepth.data.schemas import HarmfulPair, InstructionPair, SafetyTriple, read_jsonl
 from aligndepth.errors import AlignDepthError, did_you_mean
+from aligndepth.evaluation.tasks import TRAINING_TASKS
 from aligndepth.locking import LOCK_NAME, lock_directory, release_directory
 from aligndepth.training.config import DEFAULT_RECIPE, Recipe, TrainConfig
 from aligndepth.training.data import Example, augmentation_examples, sft_examples
@@ -56,7 +57,7 @@ KINDS = ("sft", "constrained", "augment")
 ORGANISM_RECIPES = {
     "sft": Recipe("sgd", 0.01, warmup_steps=0, dtype="float32"),
     "constrained": Recipe("sgd", 0.01, warmup_steps=10, dtype="float32"),
-    "augment": Recipe("adamw_torch", 3e-4, warmup_steps=0, dtype="float32")}
+    "augment": Recipe("adamw_torch", 1e-4, warmup_steps=0, dtype="float32")}
 REAL_MODEL_RECIPE = DEFAULT_RECIPE
 
 
@@ -134,11 +135,17 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                  config: TrainConfig | None = None, learning_rate: float | None = None,
                  optimizer: str | None = None, max_k: int = 100, load: Any = None,
                  show_progress: bool = True, evaluate: bool = False,
-                 resume: bool = False, data_split: str | None = None) -> dict[str, Any]:
+                 resume: bool = False, data_split: str | None = None,
+                 eval_data: Mapping[str, str | Path] | None = None,
+                 eval_max_new_tokens: int | None = None) -> dict[str, Any]:
     """Train ``model`` (default: the organism's aligned model) and save it to ``out``.
 
-    With ``evaluate`` (organism only), the trained model is then evaluated for ``task``
-    (:mod:`aligndepth.training.evaluate`) and the numbers saved to ``out/eval.json``.
+    With ``evaluate``, the trained model is then evaluated for ``task``
+    (:data:`~aligndepth.evaluation.tasks.TRAINING_TASKS`, through ``aligndepth evaluate``'s
+    code) into the run ``out/eval``, and its numbers copied to ``out/eval.json``. For the
+    organism (or a model of an organism directory) its held-out data and exact judge are
+    used; another model needs ``eval_data`` (task or data group -> file), checked before
+    training starts.
     Ends with ``out/report.html`` (:mod:`aligndepth.training.report`). With ``resume``,
     continues an interrupted run from its last checkpoint (``config.save_steps``).
     """
@@ -154,9 +161,10 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
         raise AlignDepthError(f"--limit must be at least 1, got {limit}")
     out = Path(out)
     resume_point(out, resume)  # refuse a used --out before loading anything
-    if evaluate and model is not None:
-        raise AlignDepthError("--evaluate knows the organism's tasks only: evaluate your "
-                              "model with `aligndepth audit --aligned OUT`")
+    eval_tasks = TRAINING_TASKS["harmful" if kind == "augment" else task]
+    source_organism = _organism_of(model)
+    if evaluate and model is not None and source_organism is None:
+        check_evaluation_data(eval_tasks, eval_data)  # before training, not after
     cfg = _given(config or TrainConfig(), learning_rate=learning_rate, optimizer=optimizer)
     cfg = cfg.filled(recipe_for(kind, task, organism=model is None), loss=loss_of(kind))
     load = _training_load(load or LoadConfig(), cfg)  # checked before anything is loaded
@@ -206,17 +214,46 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
         result.update({"examples": len(examples) - result["dropped_examples"], "model": model,
                        "organism": str(organism) if organism else None})
         if evaluate:
-            assert organism is not None
-            from aligndepth.training.evaluate import evaluate_organism_finetune
+            from aligndepth.evaluation.run import EvalConfig, run_evaluation
 
-            trained = load_model(out, replace(load, dtype="float32"))
-            result["eval"] = evaluate_organism_finetune(trained, organism,
-                                                        "harmful" if kind == "augment" else task)
+            evaluated_on = organism or source_organism
+            result["eval"] = run_evaluation(
+                out, out / "eval", EvalConfig(tasks=eval_tasks,
+                                              max_new_tokens=eval_max_new_tokens),
+                data=eval_data,
+                organism=evaluated_on, show_progress=show_progress,
+                load=replace(load, dtype="float32") if evaluated_on else load)
             (out / "eval.json").write_text(json.dumps(result["eval"], indent=2))
         from aligndepth.training.report import write_training_report
 
         result["report"] = write_training_report(out)
         return result
+
+
+def _organism_of(model: str | None) -> Path | None:
+    """The organism directory a model belongs to (its parent holds ``card.json``)."""
+    if model is None:
+        return None
+    parent = Path(model).parent
+    return parent if (parent / "card.json").is_file() else None
+
+
+def check_evaluation_data(tasks: tuple[str, ...],
+                          eval_data: Mapping[str, str | Path] | None) -> None:
+    """Raise a user error now if evaluating ``tasks`` after training would lack data."""
+    from aligndepth.evaluation.run import EvalConfig, load_task_data
+    from aligndepth.evaluation.tasks import task_by_name
+
+    given = eval_data or {}
+    config = EvalConfig(tasks=tasks)
+    for name in tasks:
+        spec = task_by_name(name)
+        path = given.get(spec.name, given.get(spec.data_group))
+        if path is None:
+            raise AlignDepthError(f"--evaluate on your own model needs evaluation data for "
+                                  f"{name}: pass --eval-data {spec.data_group}=FILE, or "
+                                  "evaluate later with `aligndepth evaluate OUT`")
+        load_task_data(spec, path, None, config)
 
 
 @contextlib.contextmanager
