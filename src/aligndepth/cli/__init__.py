@@ -610,6 +610,8 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
                           eval_data=_bare_data(parse_data(eval_data), TRAINING_TASKS[
                               "harmful" if kind == "augment" else task]) or None,
                           eval_max_new_tokens=eval_max_new_tokens)
+    if "report" not in result:
+        return  # another rank of a multi-process run: the main process reports
     losses = [h["loss"] for h in result["log"] if "loss" in h]
     used = result["config"]
     typer.echo(f"trained {used.loss} ({used.optimizer}, lr {used.learning_rate:g}, "

@@ -183,15 +183,23 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]
 
 @torch.no_grad()
 def attach_reference(model: Any, examples: Sequence[Example], pad_id: int,
-                     batch_size: int = 16, show_progress: bool = False) -> None:
-    """Store the (aligned) model's log-prob of every target token in each example."""
+                     batch_size: int = 16, show_progress: bool = False,
+                     shard: tuple[int, int] = (0, 1)) -> None:
+    """Store the (aligned) model's log-prob of every target token in each example.
+
+    With ``shard = (rank, world)`` (several processes training together), this process
+    computes every ``world``-th example from ``rank`` and the shares are gathered, so each
+    process ends with every example's log-probs.
+    """
     from aligndepth.training.losses import token_logprobs
 
+    rank, world = shard
+    mine = list(range(rank, len(examples), world))
     device = next(model.parameters()).device
-    n_batches = (len(examples) + batch_size - 1) // batch_size
+    n_batches = (len(mine) + batch_size - 1) // batch_size
     with progress_bar("reference log-probs", n_batches, show_progress) as advance:
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
+        for start in range(0, len(mine), batch_size):
+            chunk = [examples[i] for i in mine[start:start + batch_size]]
             batch = collate(chunk, pad_id)
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits
@@ -201,3 +209,9 @@ def attach_reference(model: Any, examples: Sequence[Example], pad_id: int,
                 n = len(e.input_ids) - 1
                 e.ref_logp = (lp[i, :n] * mask[i, :n]).tolist()
             advance()
+    if world > 1:
+        shares: list[Any] = [None] * world
+        torch.distributed.all_gather_object(shares, {i: examples[i].ref_logp for i in mine})
+        for share in shares:
+            for i, ref in share.items():
+                examples[i].ref_logp = ref

@@ -39,7 +39,7 @@ from aligndepth.evaluation.tasks import TRAINING_TASKS
 from aligndepth.locking import LOCK_NAME, lock_directory, release_directory
 from aligndepth.training.config import DEFAULT_RECIPE, Recipe, TrainConfig
 from aligndepth.training.data import Example, augmentation_examples, sft_examples
-from aligndepth.training.trainer import resume_point, train
+from aligndepth.training.trainer import is_main_process, resume_point, train, world_size
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,8 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                        describe={"kind": kind, "data": described})
         result.update({"examples": len(examples) - result["dropped_examples"], "model": model,
                        "organism": str(organism) if organism else None})
+        if not is_main_process():
+            return result  # the main process evaluates and reports
         if evaluate:
             from aligndepth.evaluation.run import EvalConfig, run_evaluation
 
@@ -264,6 +266,9 @@ def _output_directory(out: Path) -> Iterator[None]:
     directory this call created is removed again: bad input leaves nothing behind, and
     the corrected command finds ``out`` as it was.
     """
+    if not is_main_process():  # under accelerate launch, rank 0 owns the directory
+        yield
+        return
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -300,6 +305,13 @@ def _training_load(load: Any, config: TrainConfig) -> Any:
     from aligndepth.training.config import training_dtype
 
     assert config.dtype is not None
+    if world_size() > 1:
+        if load.device_map is not None:
+            raise AlignDepthError("--device-map splits one model across GPUs; under "
+                                  "accelerate launch each process trains its own copy: drop "
+                                  "--device-map (or use FSDP/DeepSpeed, docs/training.md)")
+        # loaded on the CPU; the Trainer places each rank's copy on that rank's device
+        return replace(load, dtype=config.dtype, device="cpu")
     if load.device_map is None:
         training_dtype(config.dtype, resolve_device(load.device))
     return replace(load, dtype=config.dtype)

@@ -2,12 +2,13 @@
 
 The loss is chosen by name (:data:`aligndepth.training.losses.LOSSES`); everything else
 is the standard stack (gradient accumulation, activation checkpointing, resumable
-checkpoints, LoRA through peft). Training runs in one process on one device: under a
-multi-process launcher every rank would load its model onto the same device, so that is
-not supported yet (docs/training.md). For the
+checkpoints, LoRA through peft). Under ``accelerate launch`` (several processes, DDP;
+docs/training.md) the code is the same: the model is loaded on the CPU and placed by the
+Trainer on each rank's device, the batch is per device, and only the main process saves
+(``trainer.save_model``), writes the logs and removes the checkpoints. For the
 ``constrained`` loss the initial model's per-token log-probs of the targets are computed
-once before training (:func:`~aligndepth.training.data.attach_reference`), so no second
-model is resident while training.
+once before training (:func:`~aligndepth.training.data.attach_reference`; each rank a
+share, then gathered), so no second model is resident while training.
 
 The result is a standard Hugging Face model directory (or a LoRA adapter directory whose
 ``adapter_config.json`` names the base) with the tokenizer, plus ``training_log.json``
@@ -149,14 +150,22 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     config = config.filled(DEFAULT_RECIPE)
     examples, cut, dropped = truncate_examples(examples, config.max_length)
     epochs = config.epochs  # recorded; the run itself counts the steps they make
-    config, model = _settle(config, model, len(examples))
+    device = training_device(model)
+    config, model = _settle(config, model, len(examples), device)
+    if config.dynamics_steps and world_size() > 1:
+        raise AlignDepthError("--dynamics measures in one process: drop it, or train without "
+                              "accelerate launch")
     pad = pad_token_id(tokenizer) if pad_id is None else pad_id
+    args = _training_arguments(config, out, show_progress, device)  # sets up the ranks
     reference_seconds = 0.0
     if config.loss in NEEDS_REFERENCE:
         t0 = time.perf_counter()
         model.eval()
+        if _device_of(model) != args.device:
+            model = model.to(args.device)  # this rank's own device, where it will train
         attach_reference(model, examples, pad, batch_size=config.batch_size,
-                         show_progress=show_progress)
+                         show_progress=show_progress and is_main_process(),
+                         shard=(process_index(), world_size()))
         reference_seconds = time.perf_counter() - t0
     tracker = None
     if config.dynamics_steps:
@@ -166,7 +175,6 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     if config.lora is not None:
         model = _with_lora(model, config.lora)
     model.train()
-    args = _training_arguments(config, out, show_progress, _device_of(model))
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=_Examples(examples),
         data_collator=lambda batch: collate(batch, pad), loss_name=config.loss,
@@ -182,8 +190,14 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    trainer.save_model(str(out))  # the main process writes; every rank takes part
+    trainer.accelerator.wait_for_everyone()
+    history = list(trainer.state.log_history)
+    result = {"out": out, "log": history, "reference_seconds": reference_seconds,
+              "config": config, "truncated_examples": cut, "dropped_examples": dropped}
+    if not trainer.is_world_process_zero():
+        return result
+    (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; train_config.json says it
     tokenizer.save_pretrained(out)
     source_generation = Path(base_source) / "generation_config.json" if base_source else None
     if config.lora is None and source_generation is not None and source_generation.is_file():
@@ -196,33 +210,57 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
 
         tracker.save(out / "dynamics.json")
         plot_dynamics(tracker.records, out / "dynamics.png")
-    history = list(trainer.state.log_history)
     (out / "training_log.json").write_text(json.dumps(history, indent=2))
     (out / "train_config.json").write_text(json.dumps(
         {**asdict(config), "epochs": epochs, **(describe or {}), "examples": len(examples),
          "truncated_examples": cut, "dropped_examples": dropped, "base_source": base_source,
-         "device": str(_device_of(model)), "processes": _world_size(),
+         "device": str(args.device), "processes": world_size(),
          "reference_seconds": reference_seconds}, indent=2, default=str))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model is saved
-    return {"out": out, "log": history, "reference_seconds": reference_seconds,
-            "config": config, "truncated_examples": cut, "dropped_examples": dropped}
+    return result
 
 
 def _device_of(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
-def _world_size() -> int:
+def world_size() -> int:
+    """Processes training together (``accelerate launch``, ``torchrun``); 1 alone."""
     import os
 
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _settle(config: TrainConfig, model: Any, n_examples: int) -> tuple[TrainConfig, Any]:
-    """Fix what depends on the model and data: the dtype the model trains in (cast if it
-    was loaded in another), the step count of an ``epochs`` run, the dynamics steps."""
+def process_index() -> int:
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Whether this process writes files (rank 0, or the only process)."""
+    return process_index() == 0
+
+
+def training_device(model: Any) -> torch.device:
+    """Where this process trains: the model's device alone; under a multi-process launch
+    this rank's GPU (``LOCAL_RANK``), or the CPU for ``accelerate launch --cpu``."""
+    import os
+
+    if world_size() == 1:
+        return _device_of(model)
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if torch.cuda.is_available() and not use_cpu:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def _settle(config: TrainConfig, model: Any, n_examples: int,
+            device: torch.device) -> tuple[TrainConfig, Any]:
+    """Fix what depends on the model, device and data: the dtype the model trains in (cast
+    if it was loaded in another), the step count of an ``epochs`` run, the dynamics
+    steps."""
     assert config.dtype is not None
-    device = _device_of(model)
     dtype = training_dtype(config.dtype, device)
     if config.mixed_precision == "fp16" and device.type != "cuda":
         raise AlignDepthError("--mixed-precision fp16 needs a CUDA GPU: use bf16 on this "
@@ -233,7 +271,7 @@ def _settle(config: TrainConfig, model: Any, n_examples: int) -> tuple[TrainConf
     steps = config.max_steps
     if steps is None:
         assert config.epochs is not None
-        per_step = config.batch_size * config.grad_accum * _world_size()
+        per_step = config.batch_size * config.grad_accum * world_size()
         steps = max(1, math.ceil(config.epochs * math.ceil(n_examples / per_step)))
     dynamics = tuple(s for s in config.dynamics_steps if s <= steps)
     return replace(config, max_steps=steps, epochs=None,
@@ -266,6 +304,7 @@ def _training_arguments(config: TrainConfig, out: Path, show_progress: bool,
         seed=config.seed, data_seed=config.seed,
         remove_unused_columns=False, disable_tqdm=not show_progress,
         use_cpu=device.type == "cpu", dataloader_num_workers=0, optim=config.optimizer,
+        ddp_find_unused_parameters=False,
         bf16=config.mixed_precision == "bf16", fp16=config.mixed_precision == "fp16",
         **checkpointing)
 
