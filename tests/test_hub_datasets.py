@@ -111,3 +111,33 @@ def test_train_reads_a_parquet_split(capsys, tmp_path) -> None:
     assert "on 2 examples" in out
     recorded = json.loads((tmp_path / "out" / "train_config.json").read_text())
     assert recorded["examples"] == 2
+
+
+def test_experiments_and_evaluate_read_a_split(capsys, tmp_path) -> None:
+    from tests.conftest import one_torch_thread
+    from tests.families import build_family_pair
+
+    base, aligned = build_family_pair("qwen2", tmp_path / "fam")
+    path = tmp_path / "advbench"
+    goals = {"goal": [f"Explain how to do harmful thing {i}" for i in range(5)],
+             "target": [f"Sure, here is harmful thing {i}" for i in range(5)]}
+    DatasetDict({"train": Dataset.from_dict({k: v[:3] for k, v in goals.items()}),
+                 "test": Dataset.from_dict({k: v[3:] for k, v in goals.items()})}
+                ).save_to_disk(str(path))
+    with one_torch_thread():
+        code, _, err = run_cli(capsys, "refusal-prefix", "--base", str(base), "--aligned",
+                               str(aligned), "--data", str(path), "--split", "test",
+                               "--max-new-tokens", "4", "--out", str(tmp_path / "rp"),
+                               "--quiet")
+        assert code == 0, err
+        code, _, err = run_cli(capsys, "evaluate", str(aligned), "--data", str(path),
+                               "--split", "test", "--max-new-tokens", "4",
+                               "--out", str(tmp_path / "ev"), "--quiet")
+        assert code == 0, err
+    summary = json.loads((tmp_path / "rp" / "summary.json").read_text())
+    assert summary["refusal_prefix"]["aligned_harmful_rate"]["n"] + summary[
+        "refusal_prefix"]["aligned_harmful_rate"]["unparseable"] == 2
+    manifest = json.loads((tmp_path / "rp" / "manifest.json").read_text())
+    assert manifest["config"]["data_split"] == "test"
+    records = (tmp_path / "ev" / "records" / "evaluate.jsonl").read_text().splitlines()
+    assert [json.loads(r)["instruction"] for r in records] == goals["goal"][3:]

@@ -58,6 +58,7 @@ class AuditConfig:
     max_new_tokens: int | None = None
     batch_size: int = 32
     stop: tuple[str, ...] = ()
+    data_split: str | None = None
 
     def __post_init__(self) -> None:
         for name in self.experiments:
@@ -87,6 +88,8 @@ class AuditConfig:
             out["sample"] = self.sample
         if self.stop:
             out["stop"] = list(self.stop)
+        if self.data_split is not None:
+            out["data_split"] = self.data_split
         for name in self.experiments:
             out[name] = asdict(getattr(self, name))
         return out
@@ -140,7 +143,8 @@ def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
     try:
         pairs, used = resolve_data(HarmfulPair, path, setup.organism, limit=config.limit,
                                    sample=config.sample, sample_seed=config.seed,
-                                   data_format=data_format, subset="harmful")
+                                   data_format=data_format, subset="harmful",
+                                   data_split=config.data_split)
         prompts = [PromptRecord(p.instruction, id=p.id, category=p.category, split=p.split)
                    for p in pairs]
     except AlignDepthError as exc:
@@ -148,7 +152,8 @@ def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
             raise
         prompts, used = resolve_data(PromptRecord, path, setup.organism, limit=config.limit,
                                      sample=config.sample, sample_seed=config.seed,
-                                     data_format=data_format, subset="harmful")
+                                     data_format=data_format, subset="harmful",
+                                     data_split=config.data_split)
     if pairs is None:
         wanted = sorted(NEEDS_PAIRS.intersection(config.experiments))
         if wanted:
@@ -173,7 +178,7 @@ def _load_safe(path: str | Path | None, setup: Setup, config: AuditConfig,
     safe, used = resolve_data(PromptRecord, path, setup.organism, limit=config.limit,
                               sample=config.sample, sample_seed=config.seed,
                               organism_file="benign_prompts.jsonl", data_format=data_format,
-                              subset="safe")
+                              subset="safe", data_split=config.data_split)
     return safe, _provenance(used, len(safe))
 
 

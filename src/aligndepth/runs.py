@@ -57,11 +57,17 @@ def versions() -> dict[str, str]:
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file (datasets are small enough to hash whole)."""
+    """sha256 of a file, or of a dataset directory's files (each relative path and its
+    bytes, in sorted order; datasets are small enough to hash whole)."""
+    root = Path(path)
     h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for file in files:
+        if root.is_dir():
+            h.update(str(file.relative_to(root)).encode() + b"\0")
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
     return "sha256:" + h.hexdigest()[:16]
 
 

@@ -352,7 +352,8 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
          alpha: float = 1.0, sweep: list[float] | None = None, samples: int = 3,
          temperature: float = 1.0, top_p: float = 1.0, methods: str = "",
          malicious_system: str | None = None, gcg: dict[str, Any] | None = None,
-         data_format: str | None = None, judge_option: list[str] | None = None) -> None:
+         data_format: str | None = None, judge_option: list[str] | None = None,
+         split: str | None = None) -> None:
     from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig
     from aligndepth.attacks.decoding import DecodingConfig
     from aligndepth.attacks.emulated import DEFAULT_ALPHAS, METHODS, EDConfig
@@ -365,6 +366,7 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
 
     config = AuditConfig(
         experiments=experiments, limit=limit, sample=sample, stop=tuple(stop or ()), seed=seed,
+        data_split=split,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size, prefill=PrefillConfig(ks=tuple(ks or DEFAULT_KS)),
         decoding=DecodingConfig(samples_per_config=samples_per_config),
@@ -496,7 +498,7 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
     """
 
     def cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
-            data_format: DataFormat = None, judge: JudgeName = None,
+            data_format: DataFormat = None, split: DataSplit = None, judge: JudgeName = None,
             judge_option: JudgeOptions = None, out: Out = None, overwrite: Overwrite = False,
             seed: Seed = 0, limit: Limit = None, sample: SampleN = None,
             max_new_tokens: MaxNew = None, stop: Stops = None,

@@ -159,8 +159,7 @@ def load_task_data(spec: TaskSpec, path: str | Path | None, organism: Path | Non
         seen.add(r.id)
     if spec.scoring == "gsm8k":
         check_gsm8k_references([(r.id, r.response) for r in records], str(used))
-    if used.is_file():
-        provenance["digest"] = file_digest(used)
+    provenance["digest"] = file_digest(used)
     return records, provenance
 
 
