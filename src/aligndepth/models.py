@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import logging
 import re
 from dataclasses import dataclass, field
@@ -122,6 +123,29 @@ class ModelPair:
             "base_format": self.base_format.describe(),
             "aligned_format": self.aligned_format.describe(),
         }
+
+
+_CACHE_KEYWORDS: dict[type, str] = {}
+
+
+def _cache_keyword(cls: type) -> str:
+    if cls not in _CACHE_KEYWORDS:
+        params = inspect.signature(getattr(cls, "forward")).parameters  # noqa: B009
+        _CACHE_KEYWORDS[cls] = "cache" if "cache" in params else "past_key_values"
+    return _CACHE_KEYWORDS[cls]
+
+
+def with_cache(model: Any, cache: Any) -> dict[str, Any]:
+    """The keyword argument that hands a KV cache to ``model``'s forward: ``cache`` in the
+    transformers versions that renamed it, ``past_key_values`` before."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return {_cache_keyword(type(inner)): cache}
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward pass returned (``cache``, or ``past_key_values`` before)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def input_device(model: Any) -> Any:

@@ -37,6 +37,7 @@ import torch
 from aligndepth.attacks import gcg_candidates
 from aligndepth.attacks.gcg_candidates import allowed_token_mask, embedding_scale
 from aligndepth.errors import AlignDepthError
+from aligndepth.models import output_cache, with_cache
 from aligndepth.prompts import PromptFormat
 
 log = logging.getLogger(__name__)
@@ -228,8 +229,9 @@ class GCGAttack:
         t = torch.tensor
         before_t = t([before], device=self.device)
         with torch.no_grad():
-            cache = self.model(input_ids=before_t, past_key_values=DynamicCache(),
-                               use_cache=True).past_key_values
+            cache = output_cache(self.model(input_ids=before_t,
+                                            **with_cache(self.model, DynamicCache()),
+                                            use_cache=True))
         return (before_t, t(after, device=self.device), t(target_ids, device=self.device),
                 cache)
 
@@ -257,7 +259,8 @@ class GCGAttack:
                      cache: Any) -> torch.Tensor:
         """0-d mean target loss for a (relaxed) one-hot suffix ``(L, vocab)``."""
         embeds = self.gradient_embeds(one_hot, after, target)
-        logits = self.model(inputs_embeds=embeds, past_key_values=self._prefix(cache, 1),
+        logits = self.model(inputs_embeds=embeds,
+                            **with_cache(self.model, self._prefix(cache, 1)),
                             use_cache=True).logits
         start = len(one_hot) + len(after) - 1
         return _target_loss(logits[:, start:start + len(target)], target)[0]
@@ -316,7 +319,7 @@ class GCGAttack:
             chunk = candidates[i:i + batch]
             b = len(chunk)
             ids = torch.cat([chunk, after.expand(b, -1), target.expand(b, -1)], dim=1)
-            logits = self.model(input_ids=ids, past_key_values=self._prefix(cache, b),
+            logits = self.model(input_ids=ids, **with_cache(self.model, self._prefix(cache, b)),
                                 use_cache=True).logits[:, start:start + len(target)]
             losses.append(_target_loss(logits, target))
             hits.append((logits.argmax(-1) == target).all(-1))

@@ -30,7 +30,7 @@ import torch
 from aligndepth.engine.sampling import GREEDY, SamplingParams, params_tensors, pick_tokens
 from aligndepth.engine.stopping import EOS, LENGTH, STOP_STRING, Completion, StopRule, StopStrings
 from aligndepth.errors import AlignDepthError
-from aligndepth.models import input_device
+from aligndepth.models import input_device, output_cache, with_cache
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import left_pad
 
@@ -92,9 +92,9 @@ class _Stream:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         res = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=DynamicCache(config=self.model.config), use_cache=True,
-                         logits_to_keep=1)
-        self.cache = res.past_key_values
+                         **with_cache(self.model, DynamicCache(config=self.model.config)),
+                         use_cache=True, logits_to_keep=1)
+        self.cache = output_cache(res)
         where = {p: j for j, p in enumerate(unique)}
         rows = torch.tensor([where[p] for p in prompt_index])  # on the CPU: cache layers of
         if unique != list(prompt_index):  # a model spread over devices live on several
@@ -108,9 +108,9 @@ class _Stream:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         self.positions = self.positions + 1
         res = self.model(input_ids=token.to(self.device)[:, None], attention_mask=self.mask,
-                         position_ids=self.positions[:, None], past_key_values=self.cache,
-                         use_cache=True)
-        self.cache = res.past_key_values
+                         position_ids=self.positions[:, None],
+                         **with_cache(self.model, self.cache), use_cache=True)
+        self.cache = output_cache(res)
         return res.logits[:, -1]
 
     def keep(self, index: torch.Tensor) -> None:
