@@ -27,6 +27,7 @@ from aligndepth.experiment import (
     ORGANISM_MAX_NEW_TOKENS,
     REAL_MAX_NEW_TOKENS,
     Setup,
+    check_run_settings,
     provenance,
 )
 from aligndepth.judges.registry import make_judge
@@ -68,17 +69,8 @@ class AuditConfig:
                                       f"{', '.join(EXPERIMENTS)}")
         if not self.experiments:
             raise AlignDepthError("choose at least one experiment")
-        if (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.batch_size < 1:
-            raise AlignDepthError("max_new_tokens and batch_size must be at least 1")
-        if self.limit is not None and self.sample is not None:
-            raise AlignDepthError("--limit (the first N prompts) and --sample (a random N) "
-                                  "exclude each other: give one")
-        for n, name in ((self.limit, "limit"), (self.sample, "sample")):
-            if n is not None and n < 1:
-                raise AlignDepthError(f"--{name} must be at least 1, got {n}")
-        for s in self.stop:
-            if not s:
-                raise AlignDepthError("a stop string is empty: give --stop some text")
+        check_run_settings(self.limit, self.sample, self.batch_size, self.max_new_tokens,
+                           self.stop)
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that shapes results (recorded, compared on resume)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aligndepth.engine import Completion, SamplingParams, StopRule, generate, model_stop_ids
+from aligndepth.errors import AlignDepthError
 from aligndepth.judges.base import Judge, Verdict
 from aligndepth.models import LoadedModel, ModelPair
 from aligndepth.prompts import PromptFormat, pad_token_id
@@ -46,6 +47,21 @@ class Setup:
         if target == "aligned":
             return self.pair.aligned, self.pair.aligned_format
         return self.pair.base, self.pair.base_format
+
+
+def check_run_settings(limit: int | None, sample: int | None, batch_size: int,
+                       max_new_tokens: int | None, stop: Sequence[str]) -> None:
+    """The settings every generating run shares: a user error for each bad one."""
+    if (max_new_tokens is not None and max_new_tokens < 1) or batch_size < 1:
+        raise AlignDepthError("max_new_tokens and batch_size must be at least 1")
+    if limit is not None and sample is not None:
+        raise AlignDepthError("--limit (the first N prompts) and --sample (a random N) "
+                              "exclude each other: give one")
+    for n, name in ((limit, "limit"), (sample, "sample")):
+        if n is not None and n < 1:
+            raise AlignDepthError(f"--{name} must be at least 1, got {n}")
+    if any(not s for s in stop):
+        raise AlignDepthError("a stop string is empty: give --stop some text")
 
 
 def stop_rule(model: LoadedModel, fmt: PromptFormat, extra: Sequence[str] = ()) -> StopRule:

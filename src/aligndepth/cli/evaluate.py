@@ -108,7 +108,7 @@ def evaluate_cmd(model: EvalModel = None, task: Tasks = None, data: EvalData = N
     tasks = tuple(task or ("harmful",))
     config = EvalConfig(tasks=tasks, trigger=trigger, system=system, limit=limit,
                         sample=sample, seed=seed, max_new_tokens=max_new_tokens,
-                        batch_size=batch_size, stop=tuple(stop or ()), split=split)
+                        batch_size=batch_size, stop=tuple(stop or ()), data_split=split)
     if prompt_format not in ("chat", "plain"):
         raise AlignDepthError(f"unknown --prompt-format '{prompt_format}': use chat or plain")
     fmt = PromptFormat.chat() if prompt_format == "chat" else PromptFormat.plain()

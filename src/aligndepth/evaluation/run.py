@@ -27,7 +27,12 @@ from aligndepth.evaluation.scoring import (
     sql_exact_match,
 )
 from aligndepth.evaluation.tasks import NAME, TaskSpec, task_by_name
-from aligndepth.experiment import ORGANISM_MAX_NEW_TOKENS, REAL_MAX_NEW_TOKENS, stop_rule
+from aligndepth.experiment import (
+    ORGANISM_MAX_NEW_TOKENS,
+    REAL_MAX_NEW_TOKENS,
+    check_run_settings,
+    stop_rule,
+)
 from aligndepth.judges.base import Judge
 from aligndepth.models import LoadConfig, LoadedModel, load_model
 from aligndepth.progress import progress_bar
@@ -52,7 +57,7 @@ class EvalConfig:
         max_new_tokens: per answer (default 512 on a real model, 64 on the organism).
         batch_size: prompts per batch.
         stop: extra stop strings.
-        split: the split of dataset directories (``save_to_disk`` or hub snapshots).
+        data_split: the split of dataset directories (``save_to_disk`` or hub snapshots).
     """
 
     tasks: tuple[str, ...] = ("harmful",)
@@ -64,7 +69,7 @@ class EvalConfig:
     max_new_tokens: int | None = None
     batch_size: int = 32
     stop: tuple[str, ...] = ()
-    split: str | None = None
+    data_split: str | None = None
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -80,16 +85,8 @@ class EvalConfig:
                                       f"{task}, or drop {option}")
             if value is not None and not value.strip():
                 raise AlignDepthError(f"{option} is empty: give it some text")
-        if self.limit is not None and self.sample is not None:
-            raise AlignDepthError("--limit (the first N) and --sample (a random N) exclude "
-                                  "each other: give one")
-        for n, name in ((self.limit, "limit"), (self.sample, "sample")):
-            if n is not None and n < 1:
-                raise AlignDepthError(f"--{name} must be at least 1, got {n}")
-        if self.batch_size < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1):
-            raise AlignDepthError("--batch-size and --max-new-tokens must be at least 1")
-        if any(not s for s in self.stop):
-            raise AlignDepthError("a stop string is empty: give --stop some text")
+        check_run_settings(self.limit, self.sample, self.batch_size, self.max_new_tokens,
+                           self.stop)
 
     def specs(self) -> list[TaskSpec]:
         return [task_by_name(t) for t in self.tasks]
@@ -149,7 +146,7 @@ def load_task_data(spec: TaskSpec, path: str | Path | None, organism: Path | Non
         spec.schema, given, organism, split="test", limit=config.limit,
         sample=config.sample, sample_seed=config.seed, organism_file=spec.organism_file,
         data_format=data_format, subset="safe" if spec.scoring == "benign" else "harmful",
-        provenance=provenance, data_split=config.split)
+        provenance=provenance, data_split=config.data_split)
     records, used = found
     seen: set[str] = set()
     for r in records:
