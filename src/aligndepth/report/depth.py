@@ -135,5 +135,6 @@ def quoted_lines() -> list[str]:
         if "prefill_depth" in q:
             facts.append(f"so prefill depth {q['prefill_depth']}")
         facts += [q[key] for key in ("kl", "refusal_prefix") if key in q]
-        lines.append(f"- {model} (quoted from {q['source']}): " + "; ".join(facts))
+        source = q["source"].removesuffix(" (quoted)")
+        lines.append(f"- {model} (quoted from {source}): " + "; ".join(facts))
     return lines
