@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from aligndepth.organism.build import CACHE_ENV, build_organism, cache_root
+from aligndepth.organism.build import build_organism
 from aligndepth.organism.config import OrganismConfig
+from aligndepth.paths import CACHE_ENV, cache_root
 
 #: Set (as ``make test-slow`` does) to let the tests use, and fill, the user's cache of
 #: built organisms: a build is keyed by its recipe, so a finished one is the same model the

@@ -14,10 +14,10 @@ import pytest
 from aligndepth.errors import AlignDepthError
 from aligndepth.judges import make_judge
 from aligndepth.judges.api import FAILED_PREFIX, MalformedAnswer, public_url
-from aligndepth.judges.cache import JsonlCache, cache_key
 from aligndepth.judges.moderation import ModerationJudge
-from aligndepth.judges.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from aligndepth.judges.rubric import DEFAULT_PROMPT, RubricJudge, parse_rubric
+from aligndepth.remote.cache import JsonlCache, cache_key
+from aligndepth.remote.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from tests.fake_openai import FakeOpenAI
 
 KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"

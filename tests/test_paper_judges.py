@@ -23,7 +23,6 @@ from aligndepth.errors import AlignDepthError
 from aligndepth.judges import make_judge
 from aligndepth.judges.api import FAILED_PREFIX
 from aligndepth.judges.base import LABELS, Verdict
-from aligndepth.judges.cache import JsonlCache, cache_key
 from aligndepth.judges.gpt4_rubric import QI_POLICY, QI_PROMPT, GptRubricJudge
 from aligndepth.judges.harmbench import HarmBenchJudge, parse_harmbench_output
 from aligndepth.judges.rubric import DEFAULT_PROMPT
@@ -32,6 +31,7 @@ from aligndepth.judges.strongreject import (
     StrongRejectJudge,
     parse_strongreject,
 )
+from aligndepth.remote.cache import JsonlCache, cache_key
 from tests.fake_openai import FakeOpenAI
 from tests.wired import wired_classifier
 

@@ -8,7 +8,7 @@ answer becomes a :class:`Verdict` (:meth:`ApiJudge.to_verdict`).
 Behaviour, in order, for a batch:
 
 1. Every pair gets a cache key (sha256 of the judge's answer identity, the instruction
-   and the response; see :mod:`aligndepth.judges.cache`). Cached answers cost nothing;
+   and the response; see :mod:`aligndepth.remote.cache`). Cached answers cost nothing;
    duplicate pairs in a batch are requested once.
 2. The rest run in a pool of ``max_concurrency`` threads. The ``openai`` client is built
    with ``max_retries=0``; this module retries on its own (HTTP 408/409/429/5xx,
@@ -40,66 +40,34 @@ is handed to the client and used to scrub error text; it is never part of
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from aligndepth.errors import AlignDepthError
 from aligndepth.judges.base import Verdict
-from aligndepth.judges.cache import JsonlCache, cache_key, default_cache_dir
-from aligndepth.judges.retry import RetriesExhausted, RetryPolicy, call_with_retries
+from aligndepth.remote.cache import JsonlCache, cache_key, default_cache_dir
+from aligndepth.remote.endpoint import (
+    EndpointClient,
+    MalformedAnswer,
+    from_env,
+    openai_module,
+    public_url,
+)
+from aligndepth.remote.retry import RetriesExhausted
+
+__all__ = ["FAILED_PREFIX", "ON_ERROR", "ApiJudge", "MalformedAnswer", "from_env",
+           "public_url"]
 
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "record")
-#: HTTP statuses worth another try (besides every 5xx).
-RETRY_STATUSES = frozenset({408, 409, 429})
 #: Failure reasons start with this, so records show which verdicts are gaps.
 FAILED_PREFIX = "judge request failed: "
 
 
-class MalformedAnswer(Exception):
-    """The endpoint answered, but not with the body we expected (retried)."""
-
-
-class _Abandoned(Exception):
-    """The batch failed elsewhere; this pair is not attempted again."""
-
-
-def from_env(value: str | None, names: Sequence[str]) -> str | None:
-    """``value`` if given, else the first non-empty environment variable of ``names``."""
-    if value:
-        return value
-    for name in names:
-        found = os.environ.get(name, "").strip()
-        if found:
-            return found
-    return None
-
-
-def public_url(url: str) -> str:
-    """``url`` without user info, query or fragment (safe to record and print)."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-
-
-def _openai() -> Any:
-    try:
-        import openai
-    except ImportError as exc:
-        raise AlignDepthError("API judges need the openai package: pip install "
-                              "'aligndepth[api]'") from exc
-    return openai
-
-
-class ApiJudge:
+class ApiJudge(EndpointClient):
     """Base class: a judge answered by an OpenAI-compatible endpoint.
 
     Args:
@@ -129,30 +97,17 @@ class ApiJudge:
             hint = " (it was renamed 'record')" if on_error == "unparseable" else ""
             raise AlignDepthError(f"on_error must be one of {', '.join(ON_ERROR)}, "
                                   f"got '{on_error}'{hint}")
-        if max_concurrency < 1:
-            raise AlignDepthError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        if timeout <= 0:
-            raise AlignDepthError(f"timeout must be positive seconds, got {timeout}")
-        if not urlsplit(base_url).scheme.startswith("http"):
-            raise AlignDepthError(f"the {self.name} judge's base URL '{public_url(base_url)}' "
-                                  "is not an http(s) URL: give one such as https://host/v1")
         key = from_env(api_key, self.key_envs)
         if not key:
             raise AlignDepthError(
                 f"the '{self.name}' judge needs an API key: set "
                 f"{' or '.join(self.key_envs)} (any non-empty string for a server without "
                 "keys), or pass api_key=")
-        self.base_url = base_url.rstrip("/")
-        self.endpoint = public_url(base_url)
+        super().__init__(f"the {self.name} judge", base_url, key, timeout=timeout,
+                         max_retries=max_retries, backoff_base=backoff_base,
+                         backoff_max=backoff_max, max_concurrency=max_concurrency)
         self.model = model
-        self.timeout = float(timeout)
-        self.max_concurrency = int(max_concurrency)
         self.on_error = on_error
-        self.policy = RetryPolicy(max_retries=max_retries, backoff_base=backoff_base,
-                                  backoff_max=backoff_max)
-        self._secret = key
-        self._client = _openai().OpenAI(api_key=key, base_url=self.base_url, max_retries=0,
-                                        timeout=self.timeout)
         self._cache: JsonlCache | None = None
         if cache:
             root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -190,81 +145,27 @@ class ApiJudge:
     def cache_path(self) -> Path | None:
         return self._cache.path if self._cache is not None else None
 
-    def scrub(self, text: str) -> str:
-        """``text`` with the API key masked, on one line, at most 300 characters."""
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        text = " ".join(text.split())
-        return text[:297] + "..." if len(text) > 300 else text
-
-    def _describe_error(self, exc: BaseException) -> str:
-        status = getattr(exc, "status_code", None)
-        head = type(exc).__name__ + (f" (HTTP {status})" if status is not None else "")
-        message = self.scrub(str(exc))
-        return f"{head}: {message}" if message else head
-
-    def _retryable(self, exc: BaseException) -> bool:
-        openai = _openai()
-        if isinstance(exc, openai.APIStatusError):
-            return exc.status_code in RETRY_STATUSES or exc.status_code >= 500
-        return isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError,
-                                MalformedAnswer, ValueError))
-
-    @staticmethod
-    def _suggested_wait(exc: BaseException) -> float | None:
-        headers: Mapping[str, str] | None = getattr(getattr(exc, "response", None),
-                                                    "headers", None)
-        if not headers:
-            return None
-        for header, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-            value = headers.get(header)
-            if value is not None:
-                try:
-                    return max(0.0, float(value) * scale)
-                except ValueError:
-                    continue
-        return None
-
-    def _fatal(self, exc: BaseException) -> AlignDepthError | None:
-        """A configuration error that no retry or skip can fix, else ``None``."""
-        status = getattr(exc, "status_code", None)
-        envs = " / ".join(self.key_envs)
-        if status in (401, 403):
-            return AlignDepthError(
-                f"the {self.name} judge endpoint {self.endpoint} rejected the API key "
-                f"(HTTP {status}): check {envs} or the api_key option")
-        if status == 404:
-            return AlignDepthError(
-                f"the {self.name} judge endpoint {self.endpoint} answered 404 for model "
-                f"'{self.model}': check the base URL (it usually ends in /v1) and the model")
-        return None
-
-    def _fetch(self, key: str, instruction: str, response: str,
+    def _fetch(self, key: str, pair: tuple[str, str],
                stop: threading.Event) -> tuple[bool, Any]:
         """(True, answer) or (False, failure reason); raises on fatal errors.
 
         Once ``stop`` is set (the batch is being abandoned) no new attempt starts.
         """
-
-        def attempt() -> Any:
-            if stop.is_set():
-                raise _Abandoned
-            return self.request(self._client, instruction, response)
-
+        instruction, response = pair
         try:
-            answer = call_with_retries(
-                attempt, self.policy, self._retryable, self._suggested_wait,
-                self._describe_error, sleep=stop.wait,
-                what=f"{self.name} request to {self.endpoint}")
+            answer = self.with_retries(
+                lambda: self.request(self._client, instruction, response), stop,
+                f"{self.name} request to {self.endpoint}")
         except RetriesExhausted as exc:
             reason = (f"{exc.attempts} attempts to {self.endpoint} failed; last: "
                       f"{self._describe_error(exc.last)}")
             return self._failed(reason)
         except Exception as exc:
-            fatal = self._fatal(exc)
+            fatal = self.fatal(exc, f"{' / '.join(self.key_envs)} or the api_key option",
+                               self.model)
             if fatal is not None:
                 raise fatal from None
-            if not isinstance(exc, _openai().OpenAIError):
+            if not isinstance(exc, openai_module().OpenAIError):
                 raise  # a bug, not the endpoint
             return self._failed(f"{self.endpoint}: {self._describe_error(exc)}")
         if self._cache is not None and self.readable(answer):
@@ -298,27 +199,7 @@ class ApiJudge:
             log.info("%s judge: %d request(s) to %s (%d of %d pairs cached)", self.name,
                      len(todo), self.endpoint, len(keys) - sum(k in todo for k in keys),
                      len(keys))
-            answers.update(self._run_pool(todo))
+            answers.update(self.run_pool(todo, self._fetch, f"judge-{self.name}"))
         return [self.to_verdict(answers[k][1]) if answers[k][0]
                 else Verdict("error", FAILED_PREFIX + str(answers[k][1]))
                 for k in keys]
-
-    def _run_pool(self, todo: Mapping[str, tuple[str, str]]) -> dict[str, tuple[bool, Any]]:
-        out: dict[str, tuple[bool, Any]] = {}
-        stop = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(todo)),
-                                  thread_name_prefix=f"judge-{self.name}")
-        try:
-            futures: dict[Future[tuple[bool, Any]], str] = {
-                pool.submit(self._fetch, key, ins, res, stop): key
-                for key, (ins, res) in todo.items()}
-            for fut in as_completed(futures):
-                out[futures[fut]] = fut.result()
-        except BaseException:
-            # Drop what has not started, stop retrying, let requests in flight finish
-            # (their answers reach the cache), then propagate.
-            stop.set()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        return out

@@ -39,21 +39,10 @@ from aligndepth.organism.datasets import export_datasets
 from aligndepth.organism.tokenizer import build_tokenizer, stop_token_ids
 from aligndepth.organism.train import pack_documents, sft_tensors, train_causal_lm
 from aligndepth.organism.world import World, build_world
+from aligndepth.paths import cache_root
 from aligndepth.prompts import PromptFormat
 
 log = logging.getLogger(__name__)
-
-CACHE_ENV = "ALIGNDEPTH_CACHE"
-
-
-def cache_root() -> Path:
-    """``$ALIGNDEPTH_CACHE`` or the platform user cache directory for aligndepth."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("aligndepth"))
 
 
 def organism_dir(config: OrganismConfig | None = None) -> Path:

@@ -1,6 +1,7 @@
-"""A persistent, append-only cache of judge answers, so a rerun never pays twice.
+"""A persistent, append-only cache of endpoint answers, so a rerun never pays twice.
 
-One JSONL file per judge (``<cache_dir>/<judge name>.jsonl``), one line per answer::
+One JSONL file per judge or served model (``<cache_dir>/<name>.jsonl``), one line per
+answer::
 
     {"key": "<sha256>", "value": <the endpoint's answer, JSON-able>}
 
@@ -11,7 +12,8 @@ flags), not the verdict, so changing a threshold needs no new requests. Only ans
 judge can read are stored: an answer that parses as ``unparseable`` and a request that
 failed are never written, and an entry that a judge can no longer read counts as absent,
 so a rerun asks the endpoint again for exactly those pairs (see
-:mod:`aligndepth.judges.api`).
+:mod:`aligndepth.judges.api`). Served engines (:mod:`aligndepth.engine.served`) keep
+completions the same way, keyed by the request.
 
 Writes are serialised by a lock (the judges write from a thread pool), appended in one
 ``write`` and flushed with ``fsync``. A torn last line (a process killed mid-write) is
@@ -33,17 +35,21 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def default_cache_dir() -> Path:
-    """``$ALIGNDEPTH_CACHE/judges`` or the platform user cache's ``judges`` folder."""
-    from aligndepth.organism.build import cache_root
+def default_cache_dir(kind: str = "judges") -> Path:
+    """``$ALIGNDEPTH_CACHE/<kind>`` or the platform user cache's ``<kind>`` folder."""
+    from aligndepth.paths import cache_root
 
-    return cache_root() / "judges"
+    return cache_root() / kind
 
 
 def cache_key(identity: Mapping[str, Any], instruction: str, response: str) -> str:
     """sha256 over the judge identity and the pair (canonical JSON, so order-free)."""
-    blob = json.dumps({"judge": identity, "instruction": instruction, "response": response},
-                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return digest({"judge": identity, "instruction": instruction, "response": response})
+
+
+def digest(value: Any) -> str:
+    """sha256 of a JSON-able value in canonical form (key order does not matter)."""
+    blob = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -70,7 +76,7 @@ class JsonlCache:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     bad += 1
         if bad:
-            log.warning("skipped %d unreadable line(s) in judge cache %s", bad, self.path)
+            log.warning("skipped %d unreadable line(s) in the answer cache %s", bad, self.path)
 
     def __len__(self) -> int:
         return len(self._data)
