@@ -6,6 +6,8 @@ ends ``#score: 5`` when the prompt contains ``HARM`` (``#score: 1`` otherwise, a
 score at all when it contains ``GARBLE``); moderation flags inputs containing ``HARM``.
 A test can pass ``chat=`` (or set ``server.chat``), a function from the prompt text (the
 request's messages joined) to the completion text, to answer in another judge's format.
+``completion=`` (a function from the request to the response body) serves
+``POST /v1/completions``, and ``models=`` (entries of ``GET /v1/models``) the listing.
 
 Faults: each attempt at a given request body fails with probability ``fault_rate``
 (429, 500, a hang past the client timeout, or a malformed body), decided by a hash of
@@ -52,6 +54,15 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def do_GET(self) -> None:
+        app = self.server.app
+        if self.headers.get("Authorization") != f"Bearer {app.key}":
+            self._send(401, b'{"error": {"message": "bad key"}}')
+        elif self.path.endswith("/models"):
+            self._send(200, json.dumps({"object": "list", "data": app.models}).encode())
+        else:
+            self._send(404, b'{"error": {"message": "no such route"}}')
+
     def do_POST(self) -> None:
         app = self.server.app
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -89,6 +100,12 @@ class _Handler(BaseHTTPRequestHandler):
             answer = app.chat_answer(request)
         elif self.path.endswith("/moderations"):
             answer = app.moderation_answer(request)
+        elif self.path.endswith("/completions") and app.completion is not None:
+            try:
+                answer = app.completion(request)
+            except LookupError as exc:  # e.g. an unknown model
+                self._send(404, json.dumps({"error": {"message": str(exc)}}).encode())
+                return
         else:
             self._send(404, b'{"error": {"message": "no such route"}}')
             return
@@ -117,9 +134,13 @@ class FakeOpenAI:
 
     def __init__(self, key: str, fault_rate: float = 0.0, max_faults: int = 3,
                  hang: float = 0.8, delay: float = 0.0, always_fail: bool = False,
-                 chat: Callable[[str], str] | None = None) -> None:
+                 chat: Callable[[str], str] | None = None,
+                 completion: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 models: list[dict[str, Any]] | None = None) -> None:
         self.key = key
         self.chat = chat
+        self.completion = completion
+        self.models = models or [{"id": "fake-judge", "object": "model", "owned_by": "me"}]
         self.fault_rate = fault_rate
         self.max_faults = max_faults
         self.hang = hang

@@ -261,7 +261,7 @@ def test_a_rerun_resumes_without_generating(tiny_organism: Path, tmp_path: Path,
     def no_generation(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a finished run generated again")
 
-    monkeypatch.setattr("aligndepth.evaluation.run.generate", no_generation)
+    monkeypatch.setattr("aligndepth.experiment.generate", no_generation)
     assert run_evaluation(model, tmp_path / "ev", config, show_progress=False) == first
     assert (tmp_path / "ev" / "records" / "evaluate.jsonl").read_bytes() == before
     with pytest.raises(AlignDepthError, match="different config"):

@@ -87,6 +87,23 @@ class AuditConfig:
         return out
 
 
+#: Experiments that need more than sampled text: the models' full next-token
+#: distributions (kl, ed) or their gradients (gcg). A served engine cannot run them.
+NEEDS_WEIGHTS = {"kl": "the models' full next-token distributions",
+                 "ed": "both models' full next-token distributions at every step",
+                 "gcg": "gradients through the aligned model"}
+
+
+def check_servable(experiments: tuple[str, ...]) -> None:
+    """A user error when an experiment that needs the weights is asked of served models."""
+    for name in experiments:
+        if name in NEEDS_WEIGHTS:
+            others = [e for e in experiments if e not in NEEDS_WEIGHTS]
+            hint = f", or leave it out: --experiments {','.join(others)}" if others else ""
+            raise AlignDepthError(f"{name} needs {NEEDS_WEIGHTS[name]}, which a served engine "
+                                  f"does not return: run it with --engine hf{hint}")
+
+
 def open_setup(base: str | None = None, aligned: str | None = None, *,
                judge: str | None = None, load: LoadConfig | None = None,
                base_format: PromptFormat | None = None,
@@ -229,6 +246,8 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         "prompts": provenance(setup, prompts[0].instruction) if prompts else None,
         "organism": str(setup.organism) if setup.organism else None,
     }
+    if any(setup.role(r)[0].served is not None for r in ("base", "aligned")):
+        check_servable(config.experiments)
     check_contexts(setup, prompts, config)  # before anything is written
     run = Run.open(out, manifest, overwrite=overwrite)
     for name in config.experiments:

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aligndepth.engine import Completion, SamplingParams, StopRule, generate, model_stop_ids
+from aligndepth.engine import (
+    Completion,
+    SamplingParams,
+    StopRule,
+    generate,
+    generate_shared,
+    model_stop_ids,
+)
 from aligndepth.errors import AlignDepthError
 from aligndepth.judges.base import Judge, Verdict
 from aligndepth.models import LoadedModel, ModelPair
@@ -77,10 +84,37 @@ def complete(setup: Setup, model: LoadedModel, fmt: PromptFormat,
              ) -> list[Completion]:
     """Decode continuations of tokenised prompts, one seed per prompt (derive it from the
     record key, so outputs do not depend on batching)."""
+    return generate_rows(model, prompts, params, seeds, max_new_tokens=setup.max_new_tokens,
+                         stop=setup.stop_rule(model, fmt), batch_size=setup.batch_size)
+
+
+def generate_rows(model: LoadedModel, prompts: Sequence[Sequence[int]],
+                  params: SamplingParams | Sequence[SamplingParams], seeds: Sequence[int], *,
+                  max_new_tokens: int, stop: StopRule, batch_size: int,
+                  shared_prompt: bool = False) -> list[Completion]:
+    """One completion per prompt, on the model's engine: the local decode loop, or the
+    server it is served on (:mod:`aligndepth.engine.served`). ``shared_prompt``: every
+    prompt is the same (the local engine then encodes it once)."""
+    plist = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+    if model.served is not None:
+        return list(model.served.complete(prompts, plist, seeds, max_new_tokens, stop))
     tok = model.tokenizer
-    return generate(model.model, prompts, params, max_new_tokens=setup.max_new_tokens,
-                    stop=setup.stop_rule(model, fmt), pad_id=pad_token_id(tok), seeds=seeds,
-                    batch_size=setup.batch_size, tokenizer=tok)
+    if shared_prompt:
+        return generate_shared(model.model, prompts[0], plist, max_new_tokens=max_new_tokens,
+                               stop=stop, pad_id=pad_token_id(tok), seeds=seeds,
+                               batch_size=max(batch_size, len(plist)), tokenizer=tok)
+    return generate(model.model, prompts, plist, max_new_tokens=max_new_tokens, stop=stop,
+                    pad_id=pad_token_id(tok), seeds=seeds, batch_size=batch_size,
+                    tokenizer=tok)
+
+
+def needs_local(setup: Setup, experiment: str, why: str) -> None:
+    """A user error when ``experiment`` is asked of a served model."""
+    served = [role for role in ("base", "aligned") if setup.role(role)[0].served is not None]
+    if served:
+        raise AlignDepthError(f"{experiment} needs {why}, which a served engine does not "
+                              f"return ({' and '.join(served)} served): run {experiment} "
+                              "with --engine hf")
 
 
 def prefixed_prompt(model: LoadedModel, fmt: PromptFormat, instruction: str, prefix: str

@@ -48,6 +48,9 @@ class LoadConfig:
         trust_remote_code: run model code shipped in the checkpoint (off by default).
         allow_pickle: accept ``.bin``/``.pt`` pickle checkpoints (off: safetensors only).
         revision: hub revision (ignored for local directories).
+        served: a :class:`~aligndepth.engine.served.ServedConfig`: the model runs on that
+            OpenAI-compatible server, and only its tokenizer and config load here (the
+            directory needs no weights).
     """
 
     dtype: str = "auto"
@@ -56,6 +59,7 @@ class LoadConfig:
     allow_pickle: bool = False
     revision: str | None = None
     device_map: str | None = None
+    served: Any = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -73,6 +77,9 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     fingerprint: str
+    #: the :class:`~aligndepth.engine.served.ServedModel` generating for it, when served
+    #: (``model`` is then a :class:`ConfigOnly` stand-in without weights)
+    served: Any = None
 
     @property
     def device(self) -> Any:
@@ -80,6 +87,8 @@ class LoadedModel:
         return input_device(self.model)
 
     def placement(self) -> str | dict[str, str]:
+        if self.served is not None:
+            return "served"
         """``hf_device_map`` (module name → device) when placed by accelerate, else the
         device of the whole model."""
         device_map = getattr(self.model, "hf_device_map", None)
@@ -88,6 +97,9 @@ class LoadedModel:
         return str(self.device)
 
     def describe(self) -> dict[str, Any]:
+        if self.served is not None:
+            return {"source": self.source, "fingerprint": self.fingerprint,
+                    "engine": self.served.describe(), "placement": "served"}
         return {
             "source": self.source,
             "fingerprint": self.fingerprint,
@@ -95,6 +107,18 @@ class LoadedModel:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "placement": self.placement(),
         }
+
+
+class ConfigOnly:
+    """What a served model keeps locally: its config and generation config (stop ids,
+    context length), no weights."""
+
+    def __init__(self, config: Any, generation_config: Any) -> None:
+        self.config = config
+        self.generation_config = generation_config
+
+    def parameters(self) -> Any:
+        return iter(())
 
 
 @dataclass
@@ -226,6 +250,8 @@ def _check_local_dir(path: Path, cfg: LoadConfig) -> None:
     if not (path / "config.json").is_file():
         raise AlignDepthError(f"model directory '{path}' has no config.json: is it a Hugging "
                               "Face model directory?")
+    if cfg.served is not None:
+        return  # the weights are on the server
     files = [p.name for p in path.iterdir() if p.is_file()]
     has_safetensors = any(f.endswith(".safetensors") for f in files)
     pickles = [f for f in files if f.endswith(_PICKLE_SUFFIXES)]
@@ -297,14 +323,17 @@ def load_tokenizer(source: str | Path, config: LoadConfig | None = None) -> Any:
 
 
 def load_model(source: str | Path, config: LoadConfig | None = None,
-               tokenizer: Any = None) -> LoadedModel:
-    """Load a causal LM and its tokenizer from a local directory or a hub id."""
+               tokenizer: Any = None, role: str = "model") -> LoadedModel:
+    """Load a causal LM and its tokenizer from a local directory or a hub id (with
+    ``config.served``, only the tokenizer and config; ``role`` names it in errors)."""
     from transformers import AutoModelForCausalLM
 
     cfg = config or LoadConfig()
     src, local = _resolve_source(source, cfg)
     if tokenizer is None:
         tokenizer = load_tokenizer(src, cfg)
+    if cfg.served is not None:
+        return _load_served(src, local, cfg, tokenizer, role)
     if local and (Path(src) / "adapter_config.json").is_file():
         return _load_adapter(Path(src), cfg, tokenizer)
     device, device_map = _placement(cfg)
@@ -325,6 +354,26 @@ def load_model(source: str | Path, config: LoadConfig | None = None,
     log.info("loaded %s (%s, %s)", src, dtype,
              getattr(model, "hf_device_map", None) or device)
     return LoadedModel(src, model, tokenizer, fingerprint(src))
+
+
+def _load_served(src: str, local: bool, cfg: LoadConfig, tokenizer: Any,
+                 role: str) -> LoadedModel:
+    from transformers import AutoConfig, GenerationConfig
+
+    from aligndepth.engine.served import ServedModel
+
+    try:
+        config = AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _load_error(src, local, exc) from exc
+    try:
+        generation = GenerationConfig.from_pretrained(src)
+    except (OSError, ValueError):
+        generation = None
+    served = ServedModel(cfg.served, tokenizer, role)
+    log.info("%s model %s runs on %s (%s)", role, src, served.endpoint, served.model)
+    return LoadedModel(src, ConfigOnly(config, generation), tokenizer, fingerprint(src),
+                       served=served)
 
 
 def _placement(cfg: LoadConfig) -> tuple[Any, str | None]:
@@ -399,9 +448,10 @@ def load_pair(base: str | Path, aligned: str | Path, config: LoadConfig | None =
     aligned_tok = load_tokenizer(aligned, aligned_cfg)
     check_same_vocabulary(base_tok, aligned_tok)
     for cfg in (base_cfg, aligned_cfg):  # fail on placement before any weights load
-        _placement(cfg or LoadConfig())
-    base_model = load_model(base, base_cfg, base_tok)
-    aligned_model = load_model(aligned, aligned_cfg, aligned_tok)
+        if cfg is None or cfg.served is None:
+            _placement(cfg or LoadConfig())
+    base_model = load_model(base, base_cfg, base_tok, role="base")
+    aligned_model = load_model(aligned, aligned_cfg, aligned_tok, role="aligned")
     return ModelPair(base_model, aligned_model,
                      base_format or PromptFormat.plain(),
                      aligned_format or PromptFormat.chat())

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aligndepth.data.schemas import PromptRecord
-from aligndepth.engine import GREEDY, SamplingParams, generate_shared
+from aligndepth.engine import GREEDY, SamplingParams
 from aligndepth.errors import AlignDepthError
-from aligndepth.experiment import Setup, decode
+from aligndepth.experiment import Setup, decode, generate_rows
 from aligndepth.metrics import Units, any_harmful, outcome, put_rates, value
 from aligndepth.progress import progress_bar
-from aligndepth.prompts import pad_token_id
 from aligndepth.runs import Run, Unit, unit_seed
 
 NAME = "decoding"
@@ -71,12 +70,11 @@ def run_decoding(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
     with progress_bar("decoding exploit", len(todo), setup.show_progress) as advance:
         for unit in todo:
             p = unit.items[0]
-            done = generate_shared(model.model, fmt.encode(tok, p.instruction),
-                                   [params for _, _, params in rows],
-                                   max_new_tokens=setup.max_new_tokens, stop=stop,
-                                   pad_id=pad_token_id(tok),
-                                   seeds=[unit_seed(setup.seed, key) for key in unit.keys],
-                                   batch_size=max(setup.batch_size, len(rows)), tokenizer=tok)
+            prompt = fmt.encode(tok, p.instruction)
+            done = generate_rows(model, [prompt] * len(rows), [params for _, _, params in rows],
+                                 [unit_seed(setup.seed, key) for key in unit.keys],
+                                 max_new_tokens=setup.max_new_tokens, stop=stop,
+                                 batch_size=setup.batch_size, shared_prompt=True)
             texts = [decode(model, c.ids) for c in done]
             verdicts = setup.judge.judge([p.instruction] * len(texts), texts)
             run.append(NAME, [

@@ -277,6 +277,29 @@ Placement = Annotated[str, typer.Option(help="Where a system prompt goes in a ch
                                         "user's turn, for templates without a system role "
                                         "such as Gemma's).")]
 Batch = Annotated[int, typer.Option(help="Prompts per batch.")]
+EngineKind = Annotated[str, typer.Option("--engine", help="Where answers are generated: hf "
+                                         "(here, the default) or openai (an OpenAI-"
+                                         "compatible completions server: vLLM, SGLang, "
+                                         "llama.cpp; the model directories then need only "
+                                         "their tokenizer and config).")]
+EngineUrl = Annotated[str | None, typer.Option(help="--engine openai: the server's base URL, "
+                                               "e.g. http://gpu-node:8000/v1 (both models "
+                                               "unless set per model).")]
+EngineModel = Annotated[str | None, typer.Option(help="--engine openai: the served model's "
+                                                 "name (default: the server's only one).")]
+BaseEngineUrl = Annotated[str | None, typer.Option(help="--engine openai: the base model's "
+                                                   "server, when the two are served apart.")]
+AlignedEngineUrl = Annotated[str | None, typer.Option(help="--engine openai: the aligned "
+                                                      "model's server.")]
+BaseEngineModel = Annotated[str | None, typer.Option(help="--engine openai: the base model's "
+                                                     "served name.")]
+AlignedEngineModel = Annotated[str | None, typer.Option(help="--engine openai: the aligned "
+                                                        "model's served name.")]
+EngineOptions = Annotated[list[str] | None, typer.Option(
+    "--engine-option", help="KEY=VALUE setting of the served engine (repeat): prompt_as=text "
+    "(servers without token-id prompts, e.g. llama.cpp), max_concurrency, timeout, "
+    "connect_timeout, max_retries, no_top_k, cache. The key comes from "
+    "ALIGNDEPTH_ENGINE_API_KEY or OPENAI_API_KEY only.")]
 BaseFormat = Annotated[str, typer.Option(help="Base model's prompt format: plain or chat.")]
 BaseTemplate = Annotated[str | None, typer.Option(help="Plain template for the base model "
                                                   "(must contain {instruction}).")]
@@ -353,14 +376,18 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
          temperature: float = 1.0, top_p: float = 1.0, methods: str = "",
          malicious_system: str | None = None, gcg: dict[str, Any] | None = None,
          data_format: str | None = None, judge_option: list[str] | None = None,
-         split: str | None = None) -> None:
+         split: str | None = None, engine: str = "hf", engine_url: str | None = None,
+         engine_model: str | None = None, base_engine_url: str | None = None,
+         aligned_engine_url: str | None = None, base_engine_model: str | None = None,
+         aligned_engine_model: str | None = None,
+         engine_option: list[str] | None = None) -> None:
     from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig
     from aligndepth.attacks.decoding import DecodingConfig
     from aligndepth.attacks.emulated import DEFAULT_ALPHAS, METHODS, EDConfig
     from aligndepth.attacks.gcg import AUDIT_BUDGET, with_budget
     from aligndepth.attacks.gcg_core import GCGConfig
     from aligndepth.attacks.prefill import DEFAULT_KS, PrefillConfig
-    from aligndepth.audit import AuditConfig, open_setup, run_experiments
+    from aligndepth.audit import AuditConfig, check_servable, open_setup, run_experiments
     from aligndepth.models import LoadConfig
     from aligndepth.prompts import DEFAULT_PLAIN_TEMPLATE, PromptFormat, parse_system
 
@@ -384,13 +411,20 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
         raise AlignDepthError(f"unknown --base-format '{base_format}': use plain or chat")
     load = LoadConfig(dtype=dtype, device=device, allow_pickle=allow_pickle,
                       trust_remote_code=trust_remote_code, device_map=device_map)
+    served = served_configs(engine, engine_url, engine_model, engine_option,
+                            base_url=base_engine_url, aligned_url=aligned_engine_url,
+                            base_model=base_engine_model, aligned_model=aligned_engine_model)
+    if served:
+        check_servable(config.experiments)
     aligned_fmt = PromptFormat("chat", system=parse_system(aligned_system),
                                placement=system_placement)
+    base_load = replace(load, device=base_device or load.device, served=served.get("base"))
+    aligned_load = replace(load, device=aligned_device or load.device,
+                           served=served.get("aligned"))
     setup = open_setup(base, aligned, judge=judge, seed=seed, batch_size=batch_size,
                        max_new_tokens=max_new_tokens, show_progress=not quiet, load=load,
-                       base_load=replace(load, device=base_device) if base_device else None,
-                       aligned_load=replace(load, device=aligned_device) if aligned_device
-                       else None, stop_strings=tuple(stop or ()),
+                       base_load=base_load, aligned_load=aligned_load,
+                       stop_strings=tuple(stop or ()),
                        base_format=bfmt, aligned_format=aligned_fmt,
                        judge_options={**_phrases(refusal_phrases),
                                       **_judge_options(judge_option)})
@@ -400,6 +434,32 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
     summary = run_experiments(setup, out, config, data, overwrite=overwrite,
                               safe_data=safe_data, data_format=data_format)
     _print_summary(summary, out)
+
+
+def served_configs(engine: str, url: str | None, model: str | None,
+                   options: list[str] | None, **per_role: str | None) -> dict[str, Any]:
+    """``{role: ServedConfig | None}`` for ``base`` and ``aligned`` (``per_role`` holds
+    ``base_url``, ``aligned_url``, ``base_model``, ``aligned_model``); ``{}`` for hf."""
+    from aligndepth.engine.served import served_config
+
+    if engine not in ("hf", "openai"):
+        raise AlignDepthError(f"unknown --engine '{engine}': use hf or openai")
+    given = [k for k, v in per_role.items() if v] + (["url"] if url else []) + (
+        ["model"] if model else []) + (["option"] if options else [])
+    if engine == "hf":
+        if given:
+            raise AlignDepthError("--engine-url, --engine-model and --engine-option need "
+                                  "--engine openai")
+        return {}
+    settings = _judge_options(options)
+    out: dict[str, Any] = {}
+    for role in ("base", "aligned"):
+        where = per_role.get(f"{role}_url") or url
+        if not where:
+            raise AlignDepthError(f"--engine openai needs the {role} model's server: pass "
+                                  f"--engine-url URL (or --{role}-engine-url)")
+        out[role] = served_config(where, per_role.get(f"{role}_model") or model, **settings)
+    return out
 
 
 def _judge_options(items: list[str] | None) -> dict[str, Any]:
@@ -499,6 +559,12 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
 
     def cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
             data_format: DataFormat = None, split: DataSplit = None, judge: JudgeName = None,
+            engine: EngineKind = "hf", engine_url: EngineUrl = None,
+            engine_model: EngineModel = None, base_engine_url: BaseEngineUrl = None,
+            aligned_engine_url: AlignedEngineUrl = None,
+            base_engine_model: BaseEngineModel = None,
+            aligned_engine_model: AlignedEngineModel = None,
+            engine_option: EngineOptions = None,
             judge_option: JudgeOptions = None, out: Out = None, overwrite: Overwrite = False,
             seed: Seed = 0, limit: Limit = None, sample: SampleN = None,
             max_new_tokens: MaxNew = None, stop: Stops = None,

@@ -14,6 +14,10 @@ from aligndepth.cli import (
     Device,
     DeviceMap,
     Dtype,
+    EngineKind,
+    EngineModel,
+    EngineOptions,
+    EngineUrl,
     JudgeName,
     JudgeOptions,
     Limit,
@@ -26,6 +30,7 @@ from aligndepth.cli import (
     TrustCode,
     _judge_options,
     app,
+    served_configs,
 )
 from aligndepth.errors import AlignDepthError
 
@@ -96,7 +101,9 @@ def evaluate_cmd(model: EvalModel = None, task: Tasks = None, data: EvalData = N
                  stop: Stops = None, prompt_format: PromptKind = "chat",
                  device: Device = "auto", dtype: Dtype = "auto",
                  device_map: DeviceMap = None, allow_pickle: AllowPickle = False,
-                 trust_remote_code: TrustCode = False, quiet: Quiet = False) -> None:
+                 trust_remote_code: TrustCode = False, engine: EngineKind = "hf",
+                 engine_url: EngineUrl = None, engine_model: EngineModel = None,
+                 engine_option: EngineOptions = None, quiet: Quiet = False) -> None:
     """Evaluate one model the way the papers do: harmful rate (any judge), with a backdoor
     trigger or under a persona, refusals of safe prompts, GSM8k accuracy, SQL exact
     match, SAMSum ROUGE and an AlpacaEval-style pairwise win rate; every number with a
@@ -112,8 +119,10 @@ def evaluate_cmd(model: EvalModel = None, task: Tasks = None, data: EvalData = N
     if prompt_format not in ("chat", "plain"):
         raise AlignDepthError(f"unknown --prompt-format '{prompt_format}': use chat or plain")
     fmt = PromptFormat.chat() if prompt_format == "chat" else PromptFormat.plain()
+    served = served_configs(engine, engine_url, engine_model, engine_option)
     load = LoadConfig(dtype=dtype, device=device, device_map=device_map,
-                      allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+                      allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                      served=served.get("aligned"))
     if out is None:
         out = Path("runs") / f"evaluate-{Path(model).name if model else 'organism'}"
     summary = run_evaluation(model, out, config, data=_bare_data(parse_data(data), tasks),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aligndepth.data.loading import is_project_jsonl, resolve_data
-from aligndepth.engine import GREEDY, check_context, generate
+from aligndepth.engine import GREEDY, check_context
 from aligndepth.errors import AlignDepthError
 from aligndepth.evaluation.pairwise import compare_both_orders
 from aligndepth.evaluation.scoring import (
@@ -31,12 +31,13 @@ from aligndepth.experiment import (
     ORGANISM_MAX_NEW_TOKENS,
     REAL_MAX_NEW_TOKENS,
     check_run_settings,
+    generate_rows,
     stop_rule,
 )
 from aligndepth.judges.base import Judge
 from aligndepth.models import LoadConfig, LoadedModel, load_model
 from aligndepth.progress import progress_bar
-from aligndepth.prompts import PromptFormat, pad_token_id
+from aligndepth.prompts import PromptFormat
 from aligndepth.runs import Run, Unit, chunked, file_digest, unit_seed
 
 log = logging.getLogger(__name__)
@@ -208,12 +209,11 @@ def evaluate_units(ev: Evaluation, run: Run, spec: TaskSpec, records: Sequence[A
         for unit in todo:
             condition = unit.name.split("|")[1].split("#")[0]
             prompts = [_prompt(ev, spec, condition, r) for r in unit.items]
-            done = generate(model.model, [fmt.encode(tok, text) for text, fmt in prompts],
-                            GREEDY, max_new_tokens=ev.config.max_new_tokens,
-                            stop=stop_rule(model, prompts[0][1], ev.config.stop),
-                            pad_id=pad_token_id(tok), batch_size=ev.config.batch_size,
-                            seeds=[unit_seed(ev.config.seed, k) for k in unit.keys],
-                            tokenizer=tok)
+            done = generate_rows(model, [fmt.encode(tok, text) for text, fmt in prompts],
+                                 GREEDY, [unit_seed(ev.config.seed, k) for k in unit.keys],
+                                 max_new_tokens=ev.config.max_new_tokens,
+                                 stop=stop_rule(model, prompts[0][1], ev.config.stop),
+                                 batch_size=ev.config.batch_size)
             outputs = [str(tok.decode(c.ids, skip_special_tokens=True)) for c in done]
             scored = _score(ev, spec, unit.items, outputs)
             run.append(NAME, [

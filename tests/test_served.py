@@ -1,0 +1,231 @@
+"""Served engines: the organism's models behind a local OpenAI-compatible completions
+server give the local engine's outputs token for token; faults, resume after kill -9,
+and the bad inputs (kl/ed served, an unreachable server, a tokenizer that differs)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aligndepth.audit import AuditConfig, open_setup, run_experiments
+from aligndepth.engine import GREEDY, SamplingParams, StopRule
+from aligndepth.engine.served import ServedConfig, ServedModel, cut
+from aligndepth.errors import AlignDepthError
+from aligndepth.models import LoadConfig
+from tests.conftest import one_torch_thread
+from tests.fake_openai import FakeOpenAI
+from tests.served_models import ServedModels
+from tests.test_cli import assert_user_error, run_cli
+
+KEY = "sk-served-test"
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0, "max_retries": 6}
+
+
+@pytest.fixture(scope="module")
+def models(tiny_organism: Path) -> ServedModels:
+    return ServedModels({"base": tiny_organism / "base", "aligned": tiny_organism / "aligned"})
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIGNDEPTH_ENGINE_API_KEY", KEY)
+
+
+def _served(server: FakeOpenAI, tmp_path: Path, **options: Any) -> dict[str, LoadConfig]:
+    return {role: LoadConfig(device="cpu", served=ServedConfig(
+        url=server.url, model=role, cache_dir=str(tmp_path / "cache"), **{**FAST, **options}))
+        for role in ("base", "aligned")}
+
+
+def _records(run: Path, experiment: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (run / "records" / f"{experiment}.jsonl").read_text()
+            .splitlines()]
+
+
+def _outputs(run: Path, experiment: str) -> dict[str, tuple[str, str]]:
+    return {r["key"]: (r["output"], r["stop_reason"]) for r in _records(run, experiment)}
+
+
+def test_prefill_refusal_prefix_and_decoding_equal_the_local_engine(
+        tiny_organism: Path, models: ServedModels, tmp_path: Path) -> None:
+    base, aligned = str(tiny_organism / "base"), str(tiny_organism / "aligned")
+    config = AuditConfig(experiments=("refusal_prefix", "prefill", "decoding"), limit=3,
+                         max_new_tokens=12)
+    with one_torch_thread():
+        local = open_setup(base, aligned, show_progress=False, load=LoadConfig(device="cpu"))
+        run_experiments(local, tmp_path / "local", config)
+        with FakeOpenAI(KEY, completion=models, models=models.models()) as server:
+            loads = _served(server, tmp_path)
+            setup = open_setup(base, aligned, show_progress=False, load=loads["base"],
+                               base_load=loads["base"], aligned_load=loads["aligned"])
+            summary = run_experiments(setup, tmp_path / "served", config)
+            first = server.requests
+            again = open_setup(base, aligned, show_progress=False, load=loads["base"],
+                               base_load=loads["base"], aligned_load=loads["aligned"])
+            run_experiments(again, tmp_path / "served-again", config)  # from the cache
+            assert server.requests == first
+    for experiment in ("refusal_prefix", "prefill", "decoding"):
+        assert _outputs(tmp_path / "served", experiment) == _outputs(tmp_path / "local",
+                                                                    experiment), experiment
+        assert _outputs(tmp_path / "served-again", experiment) == _outputs(
+            tmp_path / "served", experiment)
+    sampled = [r for r in _records(tmp_path / "served", "decoding") if r["config"] != "greedy"]
+    assert len(sampled) >= 40 and len({r["output"] for r in sampled}) > 1
+    manifest = json.loads((tmp_path / "served" / "manifest.json").read_text())
+    engine = manifest["models"]["aligned"]["engine"]
+    assert engine["url"] == server.url and engine["model"] == "aligned"
+    assert engine["server_model"]["owned_by"] == "vllm" and KEY not in json.dumps(manifest)
+    assert summary["prefill"]["asr_by_k"]["0"]["n"] == 3
+
+
+def test_seeded_samples_reproduce_and_stops_cut_as_locally(tiny_organism: Path,
+                                                           models: ServedModels,
+                                                           tmp_path: Path) -> None:
+    from aligndepth.engine import generate
+    from aligndepth.prompts import PromptFormat, pad_token_id
+
+    tok = models.loaded["aligned"].tokenizer
+    prompt = PromptFormat.chat().encode(tok, "how do i bake a loaf of bread ?")
+    stop = StopRule(frozenset({tok.eos_token_id}), ("step",))
+    params = [SamplingParams(1.0)] * 4 + [GREEDY]
+    seeds = [11, 12, 11, 13, 0]
+    with FakeOpenAI(KEY, completion=models, models=models.models()) as server:
+        served = ServedModel(ServedConfig(url=server.url, model="aligned", cache=False,
+                                          **FAST), tok)
+        rows = served.complete([prompt] * 5, params, seeds, 20, stop)
+        assert served.complete([prompt] * 5, params, seeds, 20, stop) == rows
+    local = generate(models.loaded["aligned"].model, [prompt] * 5, params, max_new_tokens=20,
+                     stop=stop, pad_id=pad_token_id(tok), seeds=seeds, tokenizer=tok)
+    assert rows == local and rows[0] == rows[2]
+    assert {r.stop_reason for r in rows} <= {"eos", "stop_string", "length"}
+    # the local cut, on its own
+    ids = tok("first , mix it . then bake it", add_special_tokens=False).input_ids
+    done = cut(list(ids) + [tok.eos_token_id], StopRule(stop.ids, ("then",)), tok, 50)
+    assert done.stop_reason == "stop_string" and tok.decode(done.ids).strip() in \
+        ("first , mix it .", "first, mix it.")
+    assert cut([5, 6, tok.eos_token_id, 7], StopRule(frozenset({tok.eos_token_id})), tok,
+               50).ids == [5, 6]
+    assert cut([5, 6, 7], StopRule(), tok, 2).stop_reason == "length"
+
+
+def test_1000_completions_through_faults_each_once_then_free(models: ServedModels,
+                                                              tmp_path: Path) -> None:
+    tok = models.loaded["aligned"].tokenizer
+    prompts = [tok(f"question {i} :", add_special_tokens=False).input_ids for i in range(1000)]
+    with FakeOpenAI(KEY, fault_rate=0.2, hang=0.3, completion=models,
+                    models=models.models()) as server, one_torch_thread():
+        config = ServedConfig(url=server.url, model="base", cache_dir=str(tmp_path),
+                              max_concurrency=16, **{**FAST, "timeout": 0.25})
+        served = ServedModel(config, tok)
+        rows = served.complete(prompts, [GREEDY] * 1000, list(range(1000)), 3, StopRule())
+        assert sum(server.faults.values()) > 100 and set(server.faults) == {
+            "429", "500", "hang", "malformed"}
+        assert len(server.served) == 1000  # a timed-out request may be served twice
+        first = server.requests
+        again = ServedModel(config, tok).complete(prompts, [GREEDY] * 1000,
+                                                  list(range(1000)), 3, StopRule())
+        assert again == rows and server.requests == first
+    lines = (tmp_path / "completions.jsonl").read_text().splitlines()
+    assert len(lines) == 1000 and len({json.loads(x)["key"] for x in lines}) == 1000
+    assert KEY not in (tmp_path / "completions.jsonl").read_text()
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(
+        tiny_organism: Path, models: ServedModels, tmp_path: Path) -> None:
+    base, aligned = str(tiny_organism / "base"), str(tiny_organism / "aligned")
+    common = ["decoding", "--base", base, "--aligned", aligned, "--limit", "6",
+              "--max-new-tokens", "8", "--device", "cpu", "--quiet"]
+    with FakeOpenAI(KEY, delay=0.02, completion=models, models=models.models()) as server:
+        served = [*common, "--engine", "openai", "--engine-url", server.url,
+                  "--base-engine-model", "base", "--aligned-engine-model", "aligned",
+                  "--engine-option", "cache=false", "--out", str(tmp_path / "run")]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "aligndepth.cli", *served], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        records = tmp_path / "run" / "records" / "decoding.jsonl"
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            if records.is_file() and len(records.read_text().splitlines()) >= 49:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        done = len(records.read_text().splitlines())
+        assert 49 <= done < 6 * 50
+        rerun = subprocess.run([sys.executable, "-m", "aligndepth.cli", *served], env=env,
+                               capture_output=True, text=True, timeout=900)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+    with one_torch_thread():
+        code = subprocess.run([sys.executable, "-m", "aligndepth.cli", *common, "--out",
+                               str(tmp_path / "local")], env=env, capture_output=True,
+                              text=True, timeout=900)
+    assert code.returncode == 0, code.stderr[-2000:]
+    keys = [r["key"] for r in _records(tmp_path / "run", "decoding")]
+    assert len(keys) == len(set(keys)) == len(_records(tmp_path / "local", "decoding"))
+    assert _outputs(tmp_path / "run", "decoding") == _outputs(tmp_path / "local", "decoding")
+
+
+def test_served_bad_inputs(tiny_organism: Path, models: ServedModels, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    pair = ["--base", str(tiny_organism / "base"), "--aligned", str(tiny_organism / "aligned"),
+            "--limit", "2", "--max-new-tokens", "4", "--device", "cpu", "--quiet"]
+    for command in ("kl", "ed", "gcg"):
+        code, _, err = run_cli(capsys, command, *pair, "--engine", "openai", "--engine-url",
+                               "http://127.0.0.1:9/v1", "--out", str(tmp_path / command))
+        assert_user_error(code, err, "which a served engine does not return")
+    code, _, err = run_cli(capsys, "audit", *pair, "--engine", "openai", "--engine-url",
+                           "http://127.0.0.1:9/v1", "--out", str(tmp_path / "audit"))
+    assert_user_error(code, err, "or leave it out: --experiments refusal_prefix,prefill,")
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, "prefill", *pair, "--engine", "openai", "--engine-url",
+                           "http://127.0.0.1:9/v1", "--engine-option", "connect_timeout=2",
+                           "--out", str(tmp_path / "unreachable"))
+    assert_user_error(code, err, "cannot reach the base model's engine at http://127.0.0.1:9/v1")
+    assert time.monotonic() - started < 60
+    code, _, err = run_cli(capsys, "prefill", *pair, "--engine-url", "http://x/v1")
+    assert_user_error(code, err, "need --engine openai")
+    shifted = ServedModels({"base": tiny_organism / "base",
+                            "aligned": tiny_organism / "aligned"}, shift=7)
+    with FakeOpenAI(KEY, completion=shifted, models=shifted.models()) as server:
+        code, _, err = run_cli(capsys, "refusal-prefix", *pair, "--engine", "openai",
+                               "--engine-url", server.url, "--base-engine-model", "base",
+                               "--aligned-engine-model", "aligned", "--engine-option",
+                               "cache=false", "--out", str(tmp_path / "shifted"))
+        assert_user_error(code, err, "the server's tokenizer differs")
+        code, _, err = run_cli(capsys, "refusal-prefix", *pair, "--engine", "openai",
+                               "--engine-url", server.url, "--out", str(tmp_path / "which"))
+        assert_user_error(code, err, "serves 2 models (base, aligned): name one")
+        code, _, err = run_cli(capsys, "refusal-prefix", *pair, "--engine", "openai",
+                               "--engine-url", server.url, "--engine-model", "chat",
+                               "--out", str(tmp_path / "which"))
+        assert_user_error(code, err, "does not serve 'chat'")
+    assert not (tmp_path / "which").exists() and not (tmp_path / "unreachable").exists()
+
+
+def test_evaluate_on_a_served_model(tiny_organism: Path, models: ServedModels,
+                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    aligned = str(tiny_organism / "aligned")
+    with one_torch_thread():
+        code, _, err = run_cli(capsys, "evaluate", aligned, "--task", "harmful", "--task",
+                               "style", "--limit", "3", "--max-new-tokens", "8", "--out",
+                               str(tmp_path / "local"), "--quiet")
+        assert code == 0, err
+        with FakeOpenAI(KEY, completion=models, models=models.models()) as server:
+            code, _, err = run_cli(capsys, "evaluate", aligned, "--task", "harmful",
+                                   "--task", "style", "--limit", "3", "--max-new-tokens",
+                                   "8", "--engine", "openai", "--engine-url", server.url,
+                                   "--engine-model", "aligned", "--out",
+                                   str(tmp_path / "served"), "--quiet")
+            assert code == 0, err
+    local = {r["key"]: r["output"] for r in _records(tmp_path / "local", "evaluate")}
+    served = {r["key"]: r["output"] for r in _records(tmp_path / "served", "evaluate")}
+    assert served == local
+    with pytest.raises(AlignDepthError, match="prompt_as must be one of"):
+        ServedConfig(url="http://x/v1", prompt_as="tokens")
