@@ -229,3 +229,35 @@ def test_evaluate_on_a_served_model(tiny_organism: Path, models: ServedModels,
     assert served == local
     with pytest.raises(AlignDepthError, match="prompt_as must be one of"):
         ServedConfig(url="http://x/v1", prompt_as="tokens")
+
+
+def test_gcg_suffixes_replayed_on_a_served_model(tiny_organism: Path, models: ServedModels,
+                                                 tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    pair = ["--base", str(tiny_organism / "base"), "--aligned", str(tiny_organism / "aligned"),
+            "--device", "cpu", "--quiet", "--max-new-tokens", "12"]
+    with one_torch_thread():
+        code, _, err = run_cli(capsys, "gcg", *pair, "--max-prompts", "3", "--num-steps", "4",
+                               "--search-width", "16", "--topk", "8",
+                               "--out", str(tmp_path / "gcg"))
+        assert code == 0, err
+        code, _, err = run_cli(capsys, "gcg-transfer", *pair, "--source", str(tmp_path / "gcg"),
+                               "--out", str(tmp_path / "local"))
+        assert code == 0, err
+        with FakeOpenAI(KEY, completion=models, models=models.models()) as server:
+            code, out, err = run_cli(capsys, "gcg-transfer", *pair, "--source",
+                                     str(tmp_path / "gcg"), "--engine", "openai",
+                                     "--engine-url", server.url, "--base-engine-model",
+                                     "base", "--aligned-engine-model", "aligned",
+                                     "--out", str(tmp_path / "served"))
+            assert code == 0, err
+    assert "GCG transfer: ASR on this model" in out
+    source = {r["id"]: r["output"] for r in _records(tmp_path / "gcg", "gcg")}
+    local = {r["id"]: r["output"] for r in _records(tmp_path / "local", "gcg_transfer")}
+    served = {r["id"]: r["output"] for r in _records(tmp_path / "served", "gcg_transfer")}
+    assert local == source and served == local  # the same model replays the same answers
+    summary = json.loads((tmp_path / "served" / "summary.json").read_text())["gcg_transfer"]
+    assert summary["n_prompts"] == 3 and summary["change"]["difference"] == 0.0
+    code, _, err = run_cli(capsys, "gcg-transfer", *pair, "--source", str(tmp_path / "local"),
+                           "--out", str(tmp_path / "none"))
+    assert_user_error(code, err, "has no GCG records")

@@ -19,6 +19,7 @@ from aligndepth.attacks.decoding import DecodingConfig, run_decoding
 from aligndepth.attacks.emulated import EDConfig, run_ed
 from aligndepth.attacks.gcg import AUDIT_BUDGET, check_gcg, run_gcg
 from aligndepth.attacks.gcg_core import GCGConfig
+from aligndepth.attacks.gcg_transfer import GCGTransferConfig, found_suffixes, run_gcg_transfer
 from aligndepth.attacks.prefill import PrefillConfig, check_ks, run_prefill
 from aligndepth.data.loading import resolve_data
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
@@ -39,6 +40,8 @@ from aligndepth.runs import Run, file_digest
 log = logging.getLogger(__name__)
 
 EXPERIMENTS = ("kl", "refusal_prefix", "prefill", "decoding", "ed", "gcg")
+#: Experiments an audit runs only when asked (they need more than a model pair).
+OPTIONAL_EXPERIMENTS = ("gcg_transfer",)
 NEEDS_PAIRS = {"kl", "prefill"}
 
 
@@ -53,6 +56,7 @@ class AuditConfig:
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     ed: EDConfig = field(default_factory=EDConfig)
     gcg: GCGConfig = AUDIT_BUDGET
+    gcg_transfer: GCGTransferConfig = field(default_factory=GCGTransferConfig)
     limit: int | None = None
     sample: int | None = None
     seed: int = 0
@@ -62,11 +66,12 @@ class AuditConfig:
     data_split: str | None = None
 
     def __post_init__(self) -> None:
+        known = EXPERIMENTS + OPTIONAL_EXPERIMENTS
         for name in self.experiments:
-            if name not in EXPERIMENTS:
+            if name not in known:
                 raise AlignDepthError(f"unknown experiment '{name}'"
-                                      f"{did_you_mean(name, EXPERIMENTS)}; choose from "
-                                      f"{', '.join(EXPERIMENTS)}")
+                                      f"{did_you_mean(name, known)}; choose from "
+                                      f"{', '.join(known)}")
         if not self.experiments:
             raise AlignDepthError("choose at least one experiment")
         check_run_settings(self.limit, self.sample, self.batch_size, self.max_new_tokens,
@@ -230,6 +235,10 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         check_ks(setup.pair.tokenizer, pairs, config.prefill.ks)
     if "gcg" in config.experiments:
         check_gcg(setup, prompts, pairs, config.gcg)
+    if "gcg_transfer" in config.experiments:
+        found_suffixes(config.gcg_transfer.source)  # fail before writing anything
+        config = replace(config, gcg_transfer=replace(
+            config.gcg_transfer, source=str(Path(str(config.gcg_transfer.source)).resolve())))
     safe: list[PromptRecord] = []
     if "ed" in config.experiments:
         config = replace(config, ed=config.ed.resolved(setup.organism))
@@ -266,4 +275,6 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
             run_ed(setup, run, prompts, safe, config.ed)
         elif name == "gcg":
             run_gcg(setup, run, prompts, pairs, config.gcg)
+        elif name == "gcg_transfer":
+            run_gcg_transfer(setup, run, config.gcg_transfer)
     return render_report(run.path)

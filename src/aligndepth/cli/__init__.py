@@ -358,6 +358,9 @@ NonAscii = Annotated[bool, typer.Option(help="GCG: allow non-ASCII suffix tokens
 FilterRetok = Annotated[bool, typer.Option(help="GCG: drop candidate suffixes that do not "
                                            "survive decode -> re-encode (the answer is then "
                                            "judged on exactly the optimised tokens).")]
+SourceRun = Annotated[Path | None, typer.Option("--source", help="gcg-transfer: the run "
+                                                "whose GCG suffixes are replayed on this "
+                                                "pair's aligned model.")]
 MaliciousSystem = Annotated[str | None, typer.Option(help="ED: the base model's malicious "
                                                      "system prompt (default: built in).")]
 
@@ -380,12 +383,13 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
          engine_model: str | None = None, base_engine_url: str | None = None,
          aligned_engine_url: str | None = None, base_engine_model: str | None = None,
          aligned_engine_model: str | None = None,
-         engine_option: list[str] | None = None) -> None:
+         engine_option: list[str] | None = None, source: Path | None = None) -> None:
     from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig
     from aligndepth.attacks.decoding import DecodingConfig
     from aligndepth.attacks.emulated import DEFAULT_ALPHAS, METHODS, EDConfig
     from aligndepth.attacks.gcg import AUDIT_BUDGET, with_budget
     from aligndepth.attacks.gcg_core import GCGConfig
+    from aligndepth.attacks.gcg_transfer import GCGTransferConfig
     from aligndepth.attacks.prefill import DEFAULT_KS, PrefillConfig
     from aligndepth.audit import AuditConfig, check_servable, open_setup, run_experiments
     from aligndepth.models import LoadConfig
@@ -402,7 +406,8 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
         ed=EDConfig(alpha=alpha, alphas=tuple(sweep or DEFAULT_ALPHAS), samples=samples,
                     temperature=temperature, top_p=top_p,
                     methods=_split(methods) or METHODS, malicious_system=malicious_system),
-        gcg=with_budget(GCGConfig() if command == "gcg" else AUDIT_BUDGET, **(gcg or {})))
+        gcg=with_budget(GCGConfig() if command == "gcg" else AUDIT_BUDGET, **(gcg or {})),
+        gcg_transfer=GCGTransferConfig(source=str(source) if source else None))
     if base_format == "plain":
         bfmt = PromptFormat.plain(base_template or DEFAULT_PLAIN_TEMPLATE)
     elif base_format == "chat":
@@ -522,7 +527,8 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     typer.echo(f"report: {out / 'report.html'}")
 
 
-EXPERIMENT_HELP = "Comma-separated subset of kl,refusal_prefix,prefill,decoding,ed,gcg."
+EXPERIMENT_HELP = ("Comma-separated subset of kl,refusal_prefix,prefill,decoding,ed,gcg "
+                   "(and gcg_transfer, with --source).")
 
 #: Options that only some experiments read; a command shows those its experiments use.
 OPTION_OWNERS = {
@@ -532,6 +538,7 @@ OPTION_OWNERS = {
     "num_steps": {"gcg"}, "search_width": {"gcg"}, "topk": {"gcg"}, "suffix_length": {"gcg"},
     "n_replace": {"gcg"}, "buffer_size": {"gcg"}, "max_prompts": {"gcg"},
     "init_suffix": {"gcg"}, "allow_non_ascii": {"gcg"}, "filter_retokenization": {"gcg"},
+    "source": {"gcg_transfer"},
 }
 GCG_OPTIONS = ("num_steps", "search_width", "topk", "suffix_length", "n_replace",
                "buffer_size", "max_prompts", "init_suffix", "allow_non_ascii",
@@ -584,7 +591,7 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
             suffix_length: SuffixLength = None, n_replace: NReplace = None,
             buffer_size: BufferSize = None, max_prompts: MaxPrompts = None,
             init_suffix: InitSuffix = None, allow_non_ascii: NonAscii = False,
-            filter_retokenization: FilterRetok = True,
+            filter_retokenization: FilterRetok = True, source: SourceRun = None,
             experiments: str = experiments, quiet: Quiet = False) -> None:
         options = dict(locals())
         options.pop("command")  # a free variable of this closure, not an option
@@ -629,6 +636,11 @@ _experiment_command(
     "(SPEC 2.4).\n\nThe base model sees its plain template with a malicious system "
     "prompt, the aligned model its chat template; harmful rates are over sampled outputs.",
     False)
+_experiment_command(
+    "gcg-transfer", "gcg_transfer",
+    "Replay a GCG run's suffixes (--source RUN) on this pair's aligned model, e.g. a "
+    "fine-tuned checkpoint or the model behind a serving engine (--engine openai), and "
+    "judge the answers beside the source run's.", False)
 _experiment_command(
     "gcg", "gcg",
     "GCG adversarial suffix (SPEC 2.3): per prompt, optimise a suffix in the user turn so "

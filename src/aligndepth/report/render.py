@@ -20,6 +20,7 @@ from aligndepth.analysis.refusal_prefix import refusal_prefix_units, summarize_r
 from aligndepth.attacks.decoding import decoding_units, summarize_decoding
 from aligndepth.attacks.emulated import ed_units, summarize_ed
 from aligndepth.attacks.gcg import gcg_units, summarize_gcg
+from aligndepth.attacks.gcg_transfer import gcg_transfer_units, summarize_gcg_transfer
 from aligndepth.attacks.prefill import prefill_units, summarize_prefill
 from aligndepth.errors import AlignDepthError
 from aligndepth.metrics import (
@@ -44,6 +45,7 @@ SUMMARIZERS = {
     "decoding": summarize_decoding,
     "ed": summarize_ed,
     "gcg": summarize_gcg,
+    "gcg_transfer": summarize_gcg_transfer,
 }
 
 
@@ -54,6 +56,7 @@ UNITS: dict[str, Callable[[Sequence[dict[str, Any]]], Units]] = {
     "decoding": decoding_units,
     "ed": ed_units,
     "gcg": gcg_units,
+    "gcg_transfer": gcg_transfer_units,
 }
 
 #: Experiments whose records carry no verdict (the same under every judge).
@@ -194,6 +197,10 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
         g = summary["gcg"]
         rows += [("GCG ASR", _fmt(g["asr"])), ("GCG target reached", _fmt(g["target_hit_rate"])),
                  ("GCG mean steps to target", _fmt(g["mean_steps_to_success"]))]
+    if "gcg_transfer" in summary:
+        t = summary["gcg_transfer"]
+        rows += [("GCG transfer: ASR on this model", _fmt(t["asr"])),
+                 ("GCG transfer: ASR in the source run", _fmt(t["source_asr"]))]
     return rows
 
 
