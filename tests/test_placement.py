@@ -9,8 +9,9 @@ import torch
 
 import aligndepth.models as models
 from aligndepth.analysis.kl import response_kl
+from aligndepth.devices import input_device, resolve_device
 from aligndepth.errors import AlignDepthError
-from aligndepth.models import LoadConfig, input_device, load_model, load_pair, resolve_device
+from aligndepth.models import LoadConfig, load_model, load_pair
 from tests.conftest import random_llama
 
 VOCAB = 32

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from aligndepth.models import input_device
+from aligndepth.devices import input_device
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ import torch
 
 from aligndepth.attacks import gcg_candidates
 from aligndepth.attacks.gcg_candidates import allowed_token_mask, embedding_scale
+from aligndepth.devices import output_cache, with_cache
 from aligndepth.errors import AlignDepthError
-from aligndepth.models import output_cache, with_cache
 from aligndepth.prompts import PromptFormat
 
 log = logging.getLogger(__name__)

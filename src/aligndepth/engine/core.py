@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
+from aligndepth.devices import input_device, output_cache, with_cache
 from aligndepth.engine.sampling import GREEDY, SamplingParams, params_tensors, pick_tokens
 from aligndepth.engine.stopping import EOS, LENGTH, STOP_STRING, Completion, StopRule, StopStrings
 from aligndepth.errors import AlignDepthError
-from aligndepth.models import input_device, output_cache, with_cache
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import left_pad
 

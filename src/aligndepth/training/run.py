@@ -301,7 +301,7 @@ def _given(config: TrainConfig, **explicit: Any) -> TrainConfig:
 def _training_load(load: Any, config: TrainConfig) -> Any:
     """The load settings for training: weights in the training dtype, on a device that
     can compute in it."""
-    from aligndepth.models import resolve_device
+    from aligndepth.devices import resolve_device
     from aligndepth.training.config import training_dtype
 
     assert config.dtype is not None
