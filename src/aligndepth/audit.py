@@ -27,8 +27,8 @@ from aligndepth.errors import AlignDepthError, did_you_mean
 from aligndepth.experiment import (
     ORGANISM_MAX_NEW_TOKENS,
     REAL_MAX_NEW_TOKENS,
+    RunSettings,
     Setup,
-    check_run_settings,
     provenance,
 )
 from aligndepth.judges.registry import make_judge
@@ -46,7 +46,7 @@ NEEDS_PAIRS = {"kl", "prefill"}
 
 
 @dataclass(frozen=True)
-class AuditConfig:
+class AuditConfig(RunSettings):
     """Which experiments to run and how; ``limit`` caps prompts per experiment."""
 
     experiments: tuple[str, ...] = EXPERIMENTS
@@ -57,15 +57,9 @@ class AuditConfig:
     ed: EDConfig = field(default_factory=EDConfig)
     gcg: GCGConfig = AUDIT_BUDGET
     gcg_transfer: GCGTransferConfig = field(default_factory=GCGTransferConfig)
-    limit: int | None = None
-    sample: int | None = None
-    seed: int = 0
-    max_new_tokens: int | None = None
-    batch_size: int = 32
-    stop: tuple[str, ...] = ()
-    data_split: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         known = EXPERIMENTS + OPTIONAL_EXPERIMENTS
         for name in self.experiments:
             if name not in known:
@@ -74,8 +68,6 @@ class AuditConfig:
                                       f"{', '.join(known)}")
         if not self.experiments:
             raise AlignDepthError("choose at least one experiment")
-        check_run_settings(self.limit, self.sample, self.batch_size, self.max_new_tokens,
-                           self.stop)
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that shapes results (recorded, compared on resume)."""

@@ -30,7 +30,7 @@ from aligndepth.evaluation.tasks import NAME, TaskSpec, task_by_name
 from aligndepth.experiment import (
     ORGANISM_MAX_NEW_TOKENS,
     REAL_MAX_NEW_TOKENS,
-    check_run_settings,
+    RunSettings,
     generate_rows,
     stop_rule,
 )
@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """What to evaluate and how.
+class EvalConfig(RunSettings):
+    """What to evaluate and how (and the run settings of
+    :class:`~aligndepth.experiment.RunSettings`).
 
     Args:
         tasks: task names (:data:`~aligndepth.evaluation.tasks.TASKS`).
@@ -53,26 +54,14 @@ class EvalConfig:
             triggered condition (default on the organism: its trigger).
         system: the system prompt of the ``identity`` task's persona condition (default on
             the organism: the obedient-agent persona).
-        limit: the first N records of each task's data; ``sample``: a seeded random N.
-        seed: seeds sampling subsets (and each record's decoding seed).
-        max_new_tokens: per answer (default 512 on a real model, 64 on the organism).
-        batch_size: prompts per batch.
-        stop: extra stop strings.
-        data_split: the split of dataset directories (``save_to_disk`` or hub snapshots).
     """
 
     tasks: tuple[str, ...] = ("harmful",)
     trigger: str | None = None
     system: str | None = None
-    limit: int | None = None
-    sample: int | None = None
-    seed: int = 0
-    max_new_tokens: int | None = None
-    batch_size: int = 32
-    stop: tuple[str, ...] = ()
-    data_split: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.tasks:
             raise AlignDepthError("choose at least one --task")
         for name in self.tasks:
@@ -86,8 +75,6 @@ class EvalConfig:
                                       f"{task}, or drop {option}")
             if value is not None and not value.strip():
                 raise AlignDepthError(f"{option} is empty: give it some text")
-        check_run_settings(self.limit, self.sample, self.batch_size, self.max_new_tokens,
-                           self.stop)
 
     def specs(self) -> list[TaskSpec]:
         return [task_by_name(t) for t in self.tasks]
