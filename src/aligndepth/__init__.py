@@ -52,6 +52,10 @@ _EXPORTS = {
     "render_report": "aligndepth.report.render",
     "compare_runs": "aligndepth.report.compare",
     "run_training": "aligndepth.training.run",
+    "EvalConfig": "aligndepth.evaluation.run",
+    "run_evaluation": "aligndepth.evaluation.run",
+    "ServedConfig": "aligndepth.engine.served",
+    "GCGTransferConfig": "aligndepth.attacks.gcg_transfer",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
