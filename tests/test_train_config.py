@@ -203,9 +203,9 @@ def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch) -> None:
 
 def test_train_cli_refuses_bf16_where_the_device_lacks_it(capsys, monkeypatch, families,
                                                           pairs_file, tmp_path) -> None:
-    import aligndepth.models
+    import aligndepth.devices
 
-    monkeypatch.setattr(aligndepth.models, "resolve_device",
+    monkeypatch.setattr(aligndepth.devices, "resolve_device",
                         lambda *a, **k: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")
