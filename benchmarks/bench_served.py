@@ -5,12 +5,13 @@ The server (``tests/served_models.py`` behind ``tests/fake_openai.py``, on 127.0
 answers each completion with the same model and sampler as the local engine, one row at
 a time, so the two runs give identical records; what differs is the path: HTTP, JSON,
 the client's thread pool and the local stop re-check, and the server's row-at-a-time
-decoding (a real server batches rows; this one does not). The ratio is therefore an
-upper bound on the client's cost, on a model (the organism, ~1.6 M parameters) whose
-forward pass costs almost nothing. Each side runs in this process, the local engine
+decoding (a real server batches rows; this one does not). The ratio is therefore far
+above the client's cost; the script also reports the server's own decoding time, so the
+rest (HTTP, JSON, the client's pool, the stop re-check) is the client's overhead per
+request. Each side runs in this process, the local engine
 first, both with an empty answer cache.
 
-    python benchmarks/bench_served.py [--limit 20] [--experiments prefill,decoding]
+    python benchmarks/bench_served.py [--limit 5] [--experiments prefill,decoding]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from aligndepth.organism.build import build_organism  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--limit", type=int, default=5)
     parser.add_argument("--experiments", default="prefill,decoding")
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
@@ -65,6 +66,7 @@ def main() -> None:
             run_experiments(served, Path(tmp) / "served", config)
             times["served (local server)"] = time.perf_counter() - start
             requests = server.requests
+            busy = models.busy
         same = all((Path(tmp) / "local" / "records" / f"{e}.jsonl").read_text().count("\n")
                    == (Path(tmp) / "served" / "records" / f"{e}.jsonl").read_text()
                    .count("\n") for e in experiments)
@@ -74,6 +76,10 @@ def main() -> None:
     print(f"{'engine':24s} {'seconds':>8s} {'x local':>8s}")
     for name, seconds in times.items():
         print(f"{name:24s} {seconds:8.2f} {seconds / times['local engine']:8.2f}")
+    overhead = times["served (local server)"] - busy
+    print(f"of the served time: {busy:.2f} s the server decoding rows one at a time (no "
+          f"batching), {overhead:.2f} s everything else ({1000 * overhead / requests:.1f} ms "
+          "per request: HTTP, JSON, the client's pool, stop re-check, records)")
 
 
 if __name__ == "__main__":

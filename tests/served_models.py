@@ -14,6 +14,7 @@ it are in ``token_ids``; the text ends before the string), whichever comes first
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class ServedModels:
         self.shift = shift
         self.lock = threading.Lock()
         self.generated = 0
+        self.busy = 0.0  # seconds spent generating (the server's own compute)
 
     def models(self) -> list[dict[str, Any]]:
         return [{"id": name, "object": "model", "owned_by": self.owned_by,
@@ -51,10 +53,12 @@ class ServedModels:
         params = SamplingParams(float(request.get("temperature", 1.0)), max(0, top_k),
                                 float(request.get("top_p", 1.0)))
         with self.lock:
+            started = time.perf_counter()
             [row] = generate(m.model, [ids], params, max_new_tokens=int(request["max_tokens"]),
                              stop=StopRule(), pad_id=pad_token_id(tok),
                              seeds=[int(request.get("seed", 0))], tokenizer=tok)
             self.generated += 1
+            self.busy += time.perf_counter() - started
         raw = list(row.ids)
         stop_ids = set(request.get("stop_token_ids") or ()) | model_stop_ids(tok, m.model)
         end, text, finish = len(raw), None, "length"
