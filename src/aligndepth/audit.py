@@ -136,9 +136,14 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
                      base_config=base_load, aligned_config=aligned_load)
     if max_new_tokens is None:
         max_new_tokens = ORGANISM_MAX_NEW_TOKENS if organism else REAL_MAX_NEW_TOKENS
+    ed_systems = None
+    if organism is not None:  # the organism's world has its own ED system prompts
+        from aligndepth.organism.world import BENIGN_SYSTEM, MALICIOUS_SYSTEM
+
+        ed_systems = (MALICIOUS_SYSTEM, BENIGN_SYSTEM)
     return Setup(pair, judge_obj, organism, seed=seed, batch_size=batch_size,
                  max_new_tokens=max_new_tokens, show_progress=show_progress,
-                 stop_strings=tuple(stop_strings))
+                 stop_strings=tuple(stop_strings), ed_systems=ed_systems)
 
 
 def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
@@ -233,7 +238,7 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
             config.gcg_transfer, source=str(Path(str(config.gcg_transfer.source)).resolve())))
     safe: list[PromptRecord] = []
     if "ed" in config.experiments:
-        config = replace(config, ed=config.ed.resolved(setup.organism))
+        config = replace(config, ed=config.ed.resolved(setup.ed_systems))
         safe, safe_provenance = _load_safe(safe_data, setup, config, data_format)
         if safe_provenance:
             data_provenance = {**data_provenance, "safe": safe_provenance}

@@ -43,6 +43,8 @@ class Setup:
     max_new_tokens: int = ORGANISM_MAX_NEW_TOKENS
     show_progress: bool = True
     stop_strings: tuple[str, ...] = ()
+    #: ED's default (malicious, benign) system prompts; ``None``: the built-in ones
+    ed_systems: tuple[str, str] | None = None
 
     def stop_rule(self, model: LoadedModel, fmt: PromptFormat) -> StopRule:
         """How ``model`` in ``fmt`` stops: its own stop ids, the format's default stop

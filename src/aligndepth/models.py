@@ -268,8 +268,6 @@ def _load_served(src: str, local: bool, cfg: LoadConfig, tokenizer: Any,
                  role: str) -> LoadedModel:
     from transformers import AutoConfig, GenerationConfig
 
-    from aligndepth.engine.served import ServedModel
-
     try:
         config = AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -278,7 +276,7 @@ def _load_served(src: str, local: bool, cfg: LoadConfig, tokenizer: Any,
         generation = GenerationConfig.from_pretrained(src)
     except (OSError, ValueError):
         generation = None
-    served = ServedModel(cfg.served, tokenizer, role)
+    served = cfg.served.connect(tokenizer, role)  # a ServedConfig (engine/served.py)
     log.info("%s model %s runs on %s (%s)", role, src, served.endpoint, served.model)
     return LoadedModel(src, ConfigOnly(config, generation), tokenizer, fingerprint(src),
                        served=served)

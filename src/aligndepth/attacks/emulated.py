@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from aligndepth.data.schemas import PromptRecord
@@ -101,14 +100,11 @@ class EDConfig:
         """The α values run for ``ed`` on harmful queries, ascending."""
         return tuple(sorted({*self.alphas, self.alpha}))
 
-    def resolved(self, organism: Path | None) -> EDConfig:
-        """The config with default system prompts filled in (so manifests record them)."""
-        if organism is not None:
-            from aligndepth.organism.world import BENIGN_SYSTEM, MALICIOUS_SYSTEM
-
-            malicious, benign = MALICIOUS_SYSTEM, BENIGN_SYSTEM
-        else:
-            malicious, benign = DEFAULT_MALICIOUS_SYSTEM, DEFAULT_BENIGN_SYSTEM
+    def resolved(self, defaults: tuple[str, str] | None = None) -> EDConfig:
+        """The config with default system prompts filled in (so manifests record them):
+        ``defaults`` is ``(malicious, benign)`` (the organism's world has its own, see
+        :attr:`Setup.ed_systems`), else the built-in ones."""
+        malicious, benign = defaults or (DEFAULT_MALICIOUS_SYSTEM, DEFAULT_BENIGN_SYSTEM)
         return replace(self, malicious_system=self.malicious_system or malicious,
                        benign_system=self.benign_system or benign)
 
@@ -228,7 +224,7 @@ def _generate(setup: Setup, config: EDConfig, job: _Job, prompts: Sequence[Promp
 def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
            safe: Sequence[PromptRecord], config: EDConfig) -> dict[str, Any]:
     """Run every method on both query sets (``safe`` may be empty); returns the summary."""
-    config = config.resolved(setup.organism)
+    config = config.resolved(setup.ed_systems)
     sets = {"harmful": list(harmful), "safe": list(safe)}
     units: list[Unit] = []
     jobs = {j.tag: j for j in _jobs(config, [s for s in QUERY_SETS if sets[s]])}

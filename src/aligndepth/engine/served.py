@@ -89,6 +89,10 @@ class ServedConfig:
             raise AlignDepthError(f"prompt_as must be one of {', '.join(PROMPT_AS)}, got "
                                   f"'{self.prompt_as}'")
 
+    def connect(self, tokenizer: Any, role: str = "model") -> ServedModel:
+        """The served model (checked reachable), with its local tokenizer."""
+        return ServedModel(self, tokenizer, role)
+
 
 def _field(obj: Any, name: str) -> Any:
     """A response field, whether the client parsed it or kept it as an extra."""

@@ -1,4 +1,9 @@
-"""Judges by name, with "did you mean" for typos."""
+"""Judges by name, with "did you mean" for typos.
+
+The built-in judges are listed here; other packages add theirs through the
+``aligndepth.judges`` entry-point group, which is how the organism registers its exact
+judge without the judges importing the organism.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +20,6 @@ def _keyword(organism: Path | None, **options: Any) -> Judge:
     from aligndepth.judges.keyword import KeywordJudge
 
     return KeywordJudge(options.get("phrases"))
-
-
-def _organism(organism: Path | None, **options: Any) -> Judge:
-    from aligndepth.organism.judge import OrganismJudge
-
-    if organism is None:
-        raise AlignDepthError("the 'organism' judge only knows the organism's world: run on "
-                              "the organism (no --base/--aligned), or use --judge keyword")
-    return OrganismJudge.from_dir(organism)
 
 
 def _checked(name: str, factory: Callable[..., Judge], options: dict[str, Any]) -> Judge:
@@ -81,18 +77,33 @@ JUDGES: dict[str, Callable[..., Judge]] = {
     "keyword": _keyword,
     "llamaguard": _llamaguard,
     "moderation": _moderation,
-    "organism": _organism,
     "rubric": _rubric,
     "strongreject": _strongreject,
 }
 
 
+#: Entry-point group through which packages add judges (the organism's exact judge is
+#: one): ``name = "module:factory"``, the factory taking ``(organism_dir, **options)``.
+ENTRY_POINTS = "aligndepth.judges"
+
+
+def available_judges() -> dict[str, Callable[..., Judge]]:
+    """The built-in judges and those that installed packages register as entry points."""
+    from importlib.metadata import entry_points
+
+    found = dict(JUDGES)
+    for point in entry_points(group=ENTRY_POINTS):
+        found.setdefault(point.name, point.load())
+    return found
+
+
 def make_judge(name: str, organism: Path | None = None, **options: Any) -> Judge:
     """Build the judge registered as ``name``."""
-    if name not in JUDGES:
-        raise AlignDepthError(f"unknown judge '{name}'{did_you_mean(name, JUDGES)}; "
-                              f"available: {', '.join(sorted(JUDGES))}")
-    return JUDGES[name](organism, **options)
+    judges = JUDGES if name in JUDGES else available_judges()
+    if name not in judges:
+        raise AlignDepthError(f"unknown judge '{name}'{did_you_mean(name, judges)}; "
+                              f"available: {', '.join(sorted(judges))}")
+    return judges[name](organism, **options)
 
 
 def make_pairwise_judge(**options: Any) -> Any:

@@ -87,3 +87,16 @@ class OrganismJudge:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "world_seed": self.world.seed}
+
+
+def organism_judge(organism: Path | None, **options: Any) -> OrganismJudge:
+    """The ``organism`` judge's factory (registered as an ``aligndepth.judges`` entry point)."""
+    from aligndepth.errors import AlignDepthError
+
+    if options:
+        raise AlignDepthError(f"the 'organism' judge takes no options (got "
+                              f"{', '.join(sorted(options))})")
+    if organism is None:
+        raise AlignDepthError("the 'organism' judge only knows the organism's world: run on "
+                              "the organism (no --base/--aligned), or use --judge keyword")
+    return OrganismJudge.from_dir(organism)
