@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from aligndepth.cli import (
+from aligndepth.cli.app import Quiet, app
+from aligndepth.cli.options import (
     AllowPickle,
     Batch,
     DataSplit,
@@ -23,13 +24,11 @@ from aligndepth.cli import (
     Limit,
     MaxNew,
     Overwrite,
-    Quiet,
     SampleN,
     Seed,
     Stops,
     TrustCode,
     _judge_options,
-    app,
     served_configs,
 )
 from aligndepth.errors import AlignDepthError
@@ -91,7 +90,11 @@ def _bare_data(data: dict[str, str], tasks: tuple[str, ...]) -> dict[str, str]:
     return {**rest, groups[0]: data[""]}
 
 
-@app.command("evaluate")
+@app.command("evaluate", help=(
+    "Evaluate one model the way the papers do: harmful rate (any judge), with a backdoor "
+    "trigger or under a persona, refusals of safe prompts, GSM8k accuracy, SQL exact match, "
+    "SAMSum ROUGE and an AlpacaEval-style pairwise win rate; every number with a 95% "
+    "interval, in eval.json and a report (docs/evaluation.md)."))
 def evaluate_cmd(model: EvalModel = None, task: Tasks = None, data: EvalData = None,
                  split: DataSplit = None, trigger: Trigger = None, system: System = None,
                  judge: JudgeName = None, judge_option: JudgeOptions = None,
@@ -104,10 +107,7 @@ def evaluate_cmd(model: EvalModel = None, task: Tasks = None, data: EvalData = N
                  trust_remote_code: TrustCode = False, engine: EngineKind = "hf",
                  engine_url: EngineUrl = None, engine_model: EngineModel = None,
                  engine_option: EngineOptions = None, quiet: Quiet = False) -> None:
-    """Evaluate one model the way the papers do: harmful rate (any judge), with a backdoor
-    trigger or under a persona, refusals of safe prompts, GSM8k accuracy, SQL exact
-    match, SAMSum ROUGE and an AlpacaEval-style pairwise win rate; every number with a
-    95% interval, in eval.json and a report."""
+    """``aligndepth evaluate`` (its help is in the decorator)."""
     from aligndepth.evaluation.run import EvalConfig, run_evaluation
     from aligndepth.models import LoadConfig
     from aligndepth.prompts import PromptFormat

@@ -1,0 +1,238 @@
+"""Command-line options shared by several commands, and the parsers of their values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aligndepth.errors import AlignDepthError
+
+# -- options --------------------------------------------------------------------------
+
+Base = Annotated[str | None, typer.Option(help="Base model: local directory or hub id "
+                                          "(default: the organism).")]
+Aligned = Annotated[str | None, typer.Option(help="Aligned model: local directory or hub id "
+                                             "(default: the organism).")]
+Data = Annotated[Path | None, typer.Option(help="Harmful queries: JSONL in the harmful_pairs "
+                                           "(or prompts) schema, or a published dataset file "
+                                           "(default: the organism's held-out set).")]
+JudgeName = Annotated[str | None, typer.Option("--judge", help="Judge: organism (default on "
+                                               "the organism), keyword (default otherwise), "
+                                               "rubric, gpt4-rubric, strongreject, moderation, "
+                                               "llamaguard, harmbench-cls (docs/judges.md).")]
+JudgeOptions = Annotated[list[str] | None, typer.Option(
+    "--judge-option", help="KEY=VALUE setting of the judge (repeat), e.g. base_url=URL, "
+    "model=NAME for the API judges; model=DIR for llamaguard and harmbench-cls. API keys "
+    "come from the environment (OPENAI_API_KEY or ALIGNDEPTH_JUDGE_API_KEY) and are never "
+    "written anywhere.")]
+Out = Annotated[Path | None, typer.Option(help="Run directory (default: runs/<command>-"
+                                          "<models>). Rerun the same command to resume.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace a run directory that holds a "
+                                         "different run.")]
+Seed = Annotated[int, typer.Option(help="Seed for sampling.")]
+Limit = Annotated[int | None, typer.Option(help="Use only the first N prompts.")]
+SampleN = Annotated[int | None, typer.Option("--sample", help="Use a seeded random subset of N "
+                                             "prompts (as the papers do, e.g. ED: 200 "
+                                             "harmful + 200 safe); --seed picks it.")]
+MaxNew = Annotated[int | None, typer.Option(help="Maximum new tokens per response (default "
+                                            "512 on a real pair, as the papers judge; 64 on "
+                                            "the organism).")]
+Stops = Annotated[list[str] | None, typer.Option("--stop", help="Text that ends a response "
+                                                 "(repeat). The plain template's instruction "
+                                                 "marker always stops the base model.")]
+DeviceMap = Annotated[str | None, typer.Option(help="Place each model across the GPUs (and "
+                                               "CPU) present through accelerate: auto, "
+                                               "balanced, sequential. Overrides --device.")]
+BaseDevice = Annotated[str | None, typer.Option(help="Device of the base model (default: "
+                                                "--device), e.g. to put a pair on two GPUs.")]
+AlignedDevice = Annotated[str | None, typer.Option(help="Device of the aligned model "
+                                                   "(default: --device).")]
+Placement = Annotated[str, typer.Option(help="Where a system prompt goes in a chat template: "
+                                        "system (a system message) or user (the start of the "
+                                        "user's turn, for templates without a system role "
+                                        "such as Gemma's).")]
+Batch = Annotated[int, typer.Option(help="Prompts per batch.")]
+EngineKind = Annotated[str, typer.Option("--engine", help="Where answers are generated: hf "
+                                         "(here, the default) or openai (an OpenAI-"
+                                         "compatible completions server: vLLM, SGLang, "
+                                         "llama.cpp; the model directories then need only "
+                                         "their tokenizer and config).")]
+EngineUrl = Annotated[str | None, typer.Option(help="--engine openai: the server's base URL, "
+                                               "e.g. http://gpu-node:8000/v1 (both models "
+                                               "unless set per model).")]
+EngineModel = Annotated[str | None, typer.Option(help="--engine openai: the served model's "
+                                                 "name (default: the server's only one).")]
+BaseEngineUrl = Annotated[str | None, typer.Option(help="--engine openai: the base model's "
+                                                   "server, when the two are served apart.")]
+AlignedEngineUrl = Annotated[str | None, typer.Option(help="--engine openai: the aligned "
+                                                      "model's server.")]
+BaseEngineModel = Annotated[str | None, typer.Option(help="--engine openai: the base model's "
+                                                     "served name.")]
+AlignedEngineModel = Annotated[str | None, typer.Option(help="--engine openai: the aligned "
+                                                        "model's served name.")]
+EngineOptions = Annotated[list[str] | None, typer.Option(
+    "--engine-option", help="KEY=VALUE setting of the served engine (repeat): prompt_as=text "
+    "(servers without token-id prompts, e.g. llama.cpp), max_concurrency, timeout, "
+    "connect_timeout, max_retries, no_top_k, cache. The key comes from "
+    "ALIGNDEPTH_ENGINE_API_KEY or OPENAI_API_KEY only.")]
+BaseFormat = Annotated[str, typer.Option(help="Base model's prompt format: plain or chat.")]
+BaseTemplate = Annotated[str | None, typer.Option(help="Plain template for the base model "
+                                                  "(must contain {instruction}).")]
+AlignedSystem = Annotated[str | None, typer.Option(help="System prompt of the aligned model: "
+                                                   "'default' (none given, so the template's "
+                                                   "own default applies, e.g. Qwen2.5's), "
+                                                   "'none' (an empty one, suppressing such a "
+                                                   "default) or a text. The manifest records "
+                                                   "the rendered prompt.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
+Dtype = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")]
+AllowPickle = Annotated[bool, typer.Option(help="Accept pickle checkpoints (can run code).")]
+TrustCode = Annotated[bool, typer.Option(help="Run model code shipped with checkpoints.")]
+Ks = Annotated[list[int] | None, typer.Option("--k", help="Prefilled tokens (repeat the "
+                                              "option; default 0 5 10 20 40).")]
+Samples = Annotated[int, typer.Option(help="Samples per decoding configuration.")]
+Phrases = Annotated[Path | None, typer.Option(help="For --judge keyword: a text file of "
+                                              "refusal phrases, one per line (default: the "
+                                              "built-in list).")]
+Prefixes = Annotated[list[str] | None, typer.Option("--prefix", help="Refusal prefix (repeat;"
+                                                    " default 'I cannot', 'I apologize, but "
+                                                    "I cannot').")]
+DataFormat = Annotated[str | None, typer.Option(help="Format of --data / --safe-data when not "
+                                               "the project's JSONL: hexphi, harmful_hexphi, "
+                                               "advbench, malicious_instruct, harmbench, "
+                                               "hh_rlhf, toxicchat, openai_moderation "
+                                               "(default: detected; see `data inspect`).")]
+SafeData = Annotated[Path | None, typer.Option(help="JSONL prompts of safe queries for ED "
+                                               "(default: the organism's benign prompts).")]
+Alpha = Annotated[float, typer.Option(help="ED weight α: tokens come from (α+1)·log p_base − "
+                                      "α·log p_aligned.")]
+Sweep = Annotated[list[float] | None, typer.Option("--sweep", help="α values swept on harmful"
+                                                   " queries (repeat; default 0.25 0.5 1 2 4).")]
+EDSamples = Annotated[int, typer.Option("--samples", help="ED: sampled outputs per query, "
+                                        "method and α.")]
+Temperature = Annotated[float, typer.Option(help="ED sampling temperature (0: greedy).")]
+TopP = Annotated[float, typer.Option(help="ED nucleus sampling threshold (1: off).")]
+Methods = Annotated[str, typer.Option(help="ED methods, comma-separated subset of "
+                                      "ed,base_mp,align_mp,ed_base.")]
+Steps = Annotated[int | None, typer.Option(help="GCG steps at most (default 500 for gcg, "
+                                             "50 in the audit).")]
+SearchWidth = Annotated[int | None, typer.Option(help="GCG candidates per step (default 512; "
+                                                 "128 in the audit).")]
+TopK = Annotated[int | None, typer.Option("--topk", help="GCG tokens per suffix position that "
+                                          "candidates are drawn from (default 256; 64 in the "
+                                          "audit).")]
+SuffixLength = Annotated[int | None, typer.Option(help="GCG suffix tokens (default 20).")]
+NReplace = Annotated[int | None, typer.Option(help="GCG positions swapped per candidate "
+                                              "(default 1).")]
+BufferSize = Annotated[int | None, typer.Option(help="GCG best suffixes kept (default 1).")]
+MaxPrompts = Annotated[int | None, typer.Option(help="GCG: attack at most N prompts (default "
+                                                "all; 20 in the audit).")]
+InitSuffix = Annotated[str | None, typer.Option(help="GCG starting suffix text (default '!' "
+                                                "repeated).")]
+NonAscii = Annotated[bool, typer.Option(help="GCG: allow non-ASCII suffix tokens.")]
+FilterRetok = Annotated[bool, typer.Option(help="GCG: drop candidate suffixes that do not "
+                                           "survive decode -> re-encode (the answer is then "
+                                           "judged on exactly the optimised tokens).")]
+SourceRun = Annotated[Path | None, typer.Option("--source", help="gcg-transfer: the run "
+                                                "whose GCG suffixes are replayed on this "
+                                                "pair's aligned model.")]
+MaliciousSystem = Annotated[str | None, typer.Option(help="ED: the base model's malicious "
+                                                     "system prompt (default: built in).")]
+
+DataSplit = Annotated[str | None, typer.Option(help="Split of a dataset directory "
+                                              "(save_to_disk or hub snapshot), e.g. test "
+                                              "(default: train, else the only split).")]
+
+
+def served_configs(engine: str, url: str | None, model: str | None,
+                   options: list[str] | None, **per_role: str | None) -> dict[str, Any]:
+    """``{role: ServedConfig | None}`` for ``base`` and ``aligned`` (``per_role`` holds
+    ``base_url``, ``aligned_url``, ``base_model``, ``aligned_model``); ``{}`` for hf."""
+    from aligndepth.engine.served import served_config
+
+    if engine not in ("hf", "openai"):
+        raise AlignDepthError(f"unknown --engine '{engine}': use hf or openai")
+    given = [k for k, v in per_role.items() if v] + (["url"] if url else []) + (
+        ["model"] if model else []) + (["option"] if options else [])
+    if engine == "hf":
+        if given:
+            raise AlignDepthError("--engine-url, --engine-model and --engine-option need "
+                                  "--engine openai")
+        return {}
+    settings = _judge_options(options)
+    out: dict[str, Any] = {}
+    for role in ("base", "aligned"):
+        where = per_role.get(f"{role}_url") or url
+        if not where:
+            raise AlignDepthError(f"--engine openai needs the {role} model's server: pass "
+                                  f"--engine-url URL (or --{role}-engine-url)")
+        out[role] = served_config(where, per_role.get(f"{role}_model") or model, **settings)
+    return out
+
+
+def _judge_options(items: list[str] | None) -> dict[str, Any]:
+    """``["model=gpt-4o", "threshold=4"]`` -> ``{"model": "gpt-4o", "threshold": 4}``."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AlignDepthError(f"--judge-option '{item}' is not KEY=VALUE, e.g. "
+                                  "--judge-option model=gpt-4o")
+        if "key" in key.lower() and "api" in key.lower():
+            raise AlignDepthError("pass API keys through the environment (OPENAI_API_KEY or "
+                                  "ALIGNDEPTH_JUDGE_API_KEY), not on the command line")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _phrases(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise AlignDepthError(f"refusal phrase file '{path}' does not exist")
+    phrases = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not phrases:
+        raise AlignDepthError(f"refusal phrase file '{path}' is empty: one phrase per line")
+    return {"phrases": phrases}
+
+
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(e.strip() for e in text.split(",") if e.strip())
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from aligndepth.report.render import headline
+
+    table = Table(title=f"aligndepth summary ({out})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in headline(summary):
+        table.add_row(name, value)
+    console = Console()
+    console.print(table)
+    if (summary.get("depth") or {}).get("sentence"):
+        console.print(summary["depth"]["sentence"], style="bold")
+    for warning in summary.get("warnings") or []:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"report: {out / 'report.html'}")
