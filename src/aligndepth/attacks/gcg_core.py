@@ -392,8 +392,7 @@ class GCGAttack:
 
 
 def _target_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy per row: logits ``(b, T, V)``, target ``(T,)`` -> ``(b,)``;
-    computed in at least float32 (float64 logits stay float64)."""
+    """Mean cross-entropy per row, in at least float32: ``(b, T, V)``, ``(T,)`` -> ``(b,)``."""
     b = logits.shape[0]
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.expand(b, -1),
