@@ -64,3 +64,9 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     rank = layers()
     [(line, module)] = _imports(bad)
     assert line == 2 and rank[module.split(".")[1]] < rank["models"]
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"split these modules (one job each): {long}"
