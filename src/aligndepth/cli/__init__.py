@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
-import click
 import typer
 
-from aligndepth.cli.app import USER_OS_ERRORS, app
+from aligndepth.cli.app import ABORTS, EXITS, USAGE_ERRORS, USER_OS_ERRORS, app
 from aligndepth.errors import AlignDepthError
 
 __all__ = ["app", "main"]
@@ -39,11 +39,12 @@ def main(argv: list[str] | None = None) -> None:
                    f"{USER_OS_ERRORS[exc.errno]}; a rerun of the same command resumes",
                    err=True)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except EXITS as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except ABORTS:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except USAGE_ERRORS as exc:  # a bad option value, an unknown command: usage, exit 2
+        usage: Any = exc
+        usage.show()
+        sys.exit(usage.exit_code)

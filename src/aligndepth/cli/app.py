@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 from typing import Annotated
 
+import click
 import typer
 
 #: Operating-system errors a user can fix, with the fix.
@@ -52,3 +54,23 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v",
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         warnings.filterwarnings("ignore")
+
+
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """``name`` from click and from the copy of click that newer typer versions bundle
+    (``typer._click``): the command line raises whichever its typer uses."""
+    found: list[type[BaseException]] = [getattr(click.exceptions, name)]
+    try:
+        vendored = importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        vendored = None
+    if vendored is not None and hasattr(vendored, name):
+        found.append(getattr(vendored, name))
+    if hasattr(typer, name):
+        found.append(getattr(typer, name))
+    return tuple(dict.fromkeys(found))
+
+
+EXITS = _click_classes("Exit")
+ABORTS = _click_classes("Abort")
+USAGE_ERRORS = _click_classes("ClickException")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from aligndepth.cli.app import Quiet, app
+from aligndepth.cli.config_file import ConfigFile, write_run_config
 from aligndepth.cli.options import (
     AllowPickle,
     Batch,
@@ -95,7 +96,8 @@ def _bare_data(data: dict[str, str], tasks: tuple[str, ...]) -> dict[str, str]:
     "trigger or under a persona, refusals of safe prompts, GSM8k accuracy, SQL exact match, "
     "SAMSum ROUGE and an AlpacaEval-style pairwise win rate; every number with a 95% "
     "interval, in eval.json and a report (docs/evaluation.md)."))
-def evaluate_cmd(model: EvalModel = None, task: Tasks = None, data: EvalData = None,
+def evaluate_cmd(ctx: typer.Context, model: EvalModel = None, task: Tasks = None,
+                 data: EvalData = None,
                  split: DataSplit = None, trigger: Trigger = None, system: System = None,
                  judge: JudgeName = None, judge_option: JudgeOptions = None,
                  pairwise_option: PairwiseOptions = None, out: EvalOut = None,
@@ -106,7 +108,8 @@ def evaluate_cmd(model: EvalModel = None, task: Tasks = None, data: EvalData = N
                  device_map: DeviceMap = None, allow_pickle: AllowPickle = False,
                  trust_remote_code: TrustCode = False, engine: EngineKind = "hf",
                  engine_url: EngineUrl = None, engine_model: EngineModel = None,
-                 engine_option: EngineOptions = None, quiet: Quiet = False) -> None:
+                 engine_option: EngineOptions = None, config_file: ConfigFile = None,
+                 quiet: Quiet = False) -> None:
     """``aligndepth evaluate`` (its help is in the decorator)."""
     from aligndepth.evaluation.run import EvalConfig, run_evaluation
     from aligndepth.models import LoadConfig
@@ -129,6 +132,7 @@ def evaluate_cmd(model: EvalModel = None, task: Tasks = None, data: EvalData = N
                              judge=judge, judge_options=_judge_options(judge_option),
                              pairwise_options=_judge_options(pairwise_option), load=load,
                              fmt=fmt, overwrite=overwrite, show_progress=not quiet)
+    write_run_config(ctx, out)
     print_evaluation(summary, out)
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from aligndepth.cli.app import Quiet, app
+from aligndepth.cli.config_file import ConfigFile, write_run_config
 from aligndepth.cli.options import (
     Aligned,
     AlignedDevice,
@@ -97,7 +98,8 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
          engine_model: str | None = None, base_engine_url: str | None = None,
          aligned_engine_url: str | None = None, base_engine_model: str | None = None,
          aligned_engine_model: str | None = None,
-         engine_option: list[str] | None = None, source: Path | None = None) -> None:
+         engine_option: list[str] | None = None, source: Path | None = None,
+         context: Any = None) -> None:
     from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig
     from aligndepth.attacks.decoding import DecodingConfig
     from aligndepth.attacks.emulated import DEFAULT_ALPHAS, METHODS, EDConfig
@@ -152,6 +154,7 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
         out = Path("runs") / f"{command}-{slug}"
     summary = run_experiments(setup, out, config, data, overwrite=overwrite,
                               safe_data=safe_data, data_format=data_format)
+    write_run_config(context, out)
     _print_summary(summary, out)
 
 
@@ -194,7 +197,7 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
     experiment's own options in the commands that run it.
     """
 
-    def cmd(base: Base = None, aligned: Aligned = None, data: Data = None,
+    def cmd(ctx: typer.Context, base: Base = None, aligned: Aligned = None, data: Data = None,
             data_format: DataFormat = None, split: DataSplit = None, judge: JudgeName = None,
             engine: EngineKind = "hf", engine_url: EngineUrl = None,
             engine_model: EngineModel = None, base_engine_url: BaseEngineUrl = None,
@@ -222,9 +225,12 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
             buffer_size: BufferSize = None, max_prompts: MaxPrompts = None,
             init_suffix: InitSuffix = None, allow_non_ascii: NonAscii = False,
             filter_retokenization: FilterRetok = True, source: SourceRun = None,
-            experiments: str = experiments, quiet: Quiet = False) -> None:
+            experiments: str = experiments, config_file: ConfigFile = None,
+            quiet: Quiet = False) -> None:
         options = dict(locals())
         options.pop("command")  # a free variable of this closure, not an option
+        options.pop("config_file")  # read by its callback before this runs
+        options["context"] = options.pop("ctx")
         options["gcg"] = {name: options.pop(name) for name in GCG_OPTIONS}
         chosen = _split(options.pop("experiments"))
         options["ks"], options["prefixes"] = options.pop("k"), options.pop("prefix")

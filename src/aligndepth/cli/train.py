@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from aligndepth.cli.app import Quiet, train_app
+from aligndepth.cli.config_file import ConfigFile, write_run_config
 from aligndepth.cli.options import (
     DataSplit,
     Device,
@@ -29,7 +30,8 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
            eval_data: list[str] | None = None, eval_max_new_tokens: int | None = None,
            save_steps: int = 0,
            resume: bool = False, triples: Path | None = None,
-           anchor: Path | None = None, alpha: float = 0.2, max_k: int = 100) -> None:
+           anchor: Path | None = None, alpha: float = 0.2, max_k: int = 100,
+           config_file: Path | None = None, ctx: Any = None) -> None:
     from aligndepth.cli.evaluate import _bare_data, parse_data
     from aligndepth.evaluation.tasks import TRAINING_TASKS
     from aligndepth.models import LoadConfig
@@ -58,6 +60,7 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
                           eval_max_new_tokens=eval_max_new_tokens)
     if "report" not in result:
         return  # another rank of a multi-process run: the main process reports
+    write_run_config(ctx, out)
     losses = [h["loss"] for h in result["log"] if "loss" in h]
     used = result["config"]
     typer.echo(f"trained {used.loss} ({used.optimizer}, lr {used.learning_rate:g}, "
@@ -154,7 +157,8 @@ Dynamics = Annotated[bool, typer.Option(help="Record per-position loss, gradient
 
 
 @train_app.command("sft")
-def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
+def train_sft(ctx: typer.Context, model: TrainModel = None,
+              out: TrainOut = Path("runs/train-sft"),
               task: Task = "harmful", data: TrainData = None, split: DataSplit = None,
               limit: TrainLimit = 100,
               steps: Steps_ = None, epochs: Epochs = None, lr: Lr = None,
@@ -169,13 +173,14 @@ def train_sft(model: TrainModel = None, out: TrainOut = Path("runs/train-sft"),
               eval_data: EvalDataOpt = None,
               eval_max_new_tokens: EvalMaxNew = None,
               save_steps: SaveSteps = 0, resume: Resume = False,
-              quiet: Quiet = False) -> None:
+              config_file: ConfigFile = None, quiet: Quiet = False) -> None:
     """Plain fine-tuning (loss on response tokens): the fine-tuning attacks' baseline."""
     _train("sft", **{**locals(), "betas": "0.5,2,2,2,2", "beta_after": 0.1})
 
 
 @train_app.command("constrained")
-def train_constrained(model: TrainModel = None, out: TrainOut = Path("runs/train-constrained"),
+def train_constrained(ctx: typer.Context, model: TrainModel = None,
+                      out: TrainOut = Path("runs/train-constrained"),
                       task: Task = "harmful", data: TrainData = None,
                       split: DataSplit = None, limit: TrainLimit = 100,
                       steps: Steps_ = None, epochs: Epochs = None,
@@ -192,7 +197,8 @@ def train_constrained(model: TrainModel = None, out: TrainOut = Path("runs/train
                       evaluate: Evaluate = False, eval_data: EvalDataOpt = None,
                       eval_max_new_tokens: EvalMaxNew = None,
                       save_steps: SaveSteps = 0,
-                      resume: Resume = False, quiet: Quiet = False) -> None:
+                      resume: Resume = False, config_file: ConfigFile = None,
+                      quiet: Quiet = False) -> None:
     """Token-wise constrained fine-tuning (SPEC 3.2): the first response tokens are held
     near the initial model; its log-probs are computed once before training."""
     _train("constrained", **locals())
@@ -200,7 +206,7 @@ def train_constrained(model: TrainModel = None, out: TrainOut = Path("runs/train
 
 @train_app.command("augment")
 def train_augment(
-    model: TrainModel = None, out: TrainOut = Path("runs/train-augment"),
+    ctx: typer.Context, model: TrainModel = None, out: TrainOut = Path("runs/train-augment"),
     triples: Annotated[Path | None, typer.Option(help="Safety triples JSONL (instruction, "
                                                  "harmful_response, refusal).")] = None,
     anchor: Annotated[Path | None, typer.Option(help="Benign utility-anchor pairs "
@@ -218,7 +224,7 @@ def train_augment(
     evaluate: Evaluate = False, eval_data: EvalDataOpt = None,
     eval_max_new_tokens: EvalMaxNew = None, save_steps: SaveSteps = 0,
     resume: Resume = False,
-    quiet: Quiet = False,
+    config_file: ConfigFile = None, quiet: Quiet = False,
 ) -> None:
     """Safety-recovery augmentation (SPEC 3.1): learn to recover with a refusal after k
     harmful tokens (k = 0 half the time, else 1..100), mixed with a benign anchor."""
