@@ -131,7 +131,7 @@ def test_experiment_bad_inputs_exit_2(capsys, tiny_organism, tmp_path) -> None:
 
 def test_ed_bad_inputs_exit_2(capsys, tiny_organism, tmp_path) -> None:
     args = _tiny_args(tiny_organism, tmp_path / "run") + ["--judge", "keyword"]
-    code, _, err = run_cli(capsys, "ed", *args, "--alpha", "-0.5")
+    code, _, err = run_cli(capsys, "ed", *args, "--ed-alpha", "-0.5")
     assert_user_error(code, err, "alpha must be >= 0")
     code, _, err = run_cli(capsys, "ed", *args, "--sweep", "1", "--sweep", "-2")
     assert_user_error(code, err, "alpha must be >= 0")

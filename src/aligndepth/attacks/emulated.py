@@ -80,7 +80,7 @@ class EDConfig:
         for a in (self.alpha, *self.alphas):
             if not 0 <= a < float("inf"):
                 raise AlignDepthError(f"ED alpha must be >= 0 (0 is the base model alone), "
-                                      f"got {a}: use e.g. --alpha 1.0")
+                                      f"got {a}: use e.g. --ed-alpha 1.0")
         if self.samples < 1:
             raise AlignDepthError("ED samples per query must be at least 1")
         for m in self.methods:

@@ -211,7 +211,9 @@ def train_augment(
                                                  "harmful_response, refusal).")] = None,
     anchor: Annotated[Path | None, typer.Option(help="Benign utility-anchor pairs "
                                                 "(instruction, response).")] = None,
-    alpha: Annotated[float, typer.Option(help="Weight of the safety objective (Eq. 2).")]
+    alpha: Annotated[float, typer.Option("--safety-weight", help="α of Eq. 2: the weight of "
+                                         "the safety-recovery objective against the "
+                                         "benign anchor's (1 − α).")]
     = 0.2,
     max_k: Annotated[int, typer.Option(help="Largest harmful prefix length k.")] = 100,
     steps: Steps_ = None, epochs: Epochs = None, lr: Lr = None, optimizer: Optim = None,
