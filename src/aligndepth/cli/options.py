@@ -106,8 +106,8 @@ DataFormat = Annotated[str | None, typer.Option(help="Format of --data / --safe-
                                                "(default: detected; see `data inspect`).")]
 SafeData = Annotated[Path | None, typer.Option(help="JSONL prompts of safe queries for ED "
                                                "(default: the organism's benign prompts).")]
-Alpha = Annotated[float, typer.Option("--ed-alpha", help="ED weight α: tokens come from (α+1)·log p_base − "
-                                      "α·log p_aligned.")]
+Alpha = Annotated[float, typer.Option("--ed-alpha", help="ED weight α: tokens come from "
+                                      "(α+1)·log p_base − α·log p_aligned.")]
 Sweep = Annotated[list[float] | None, typer.Option("--sweep", help="α values swept on harmful"
                                                    " queries (repeat; default 0.25 0.5 1 2 4).")]
 EDSamples = Annotated[int, typer.Option("--samples", help="ED: sampled outputs per query, "
