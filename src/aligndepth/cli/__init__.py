@@ -19,7 +19,7 @@ from aligndepth.errors import AlignDepthError
 __all__ = ["app", "main"]
 
 #: The command modules, each registering on ``app`` when imported, in --help order.
-COMMAND_MODULES = ("organism", "experiments", "train", "runs", "evaluate")
+COMMAND_MODULES = ("organism", "experiments", "train", "runs", "evaluate", "recipes")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"aligndepth.cli.{_module}")
 

@@ -1,0 +1,161 @@
+"""``aligndepth recipe list | show NAME | run NAME``: the papers' experiments as recipes.
+
+``run`` runs each step of the recipe (an ordinary command, its options written to
+``OUT/steps/<step>.yaml`` and passed with ``--config``) into ``OUT/<step>``, then writes
+``OUT/recipe.json`` and a report that sets the paper's numbers, quoted and marked as
+quoted, beside the run's own (with their intervals). A rerun resumes: experiment steps
+resume their runs, finished training steps are kept.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aligndepth.cli.app import Quiet, app
+from aligndepth.cli.options import Aligned, Base, Data, _judge_options
+from aligndepth.errors import AlignDepthError
+
+recipe_app = typer.Typer(help="The papers' experiments as recipes: list them, show one, run "
+                         "one on a pair (or the organism) with the paper's numbers beside "
+                         "the run's.", no_args_is_help=True)
+app.add_typer(recipe_app, name="recipe")
+
+RecipeName = Annotated[str, typer.Argument(help="A recipe (see `aligndepth recipe list`).",
+                                           show_default=False)]
+
+
+@recipe_app.command("list")
+def recipe_list() -> None:
+    """The recipes, one a line."""
+    from aligndepth.recipes import load_recipe, recipe_names
+
+    for name in recipe_names():
+        typer.echo(f"{name:12s}  {load_recipe(name).title}")
+
+
+@recipe_app.command("show")
+def recipe_show(name: RecipeName) -> None:
+    """What a recipe runs (on a real pair, and the budget on the organism) and the paper's
+    numbers it quotes."""
+    from aligndepth.recipes import load_recipe
+
+    recipe = load_recipe(name)
+    lines = [recipe.title, f"paper: {recipe.paper}", "steps:"]
+    lines += [f"  {s.name}: aligndepth {s.command} {_flags(s.options)}".rstrip()
+              for s in recipe.steps]
+    lines.append(f"on the organism also: {_flags(recipe.organism) or '(nothing)'}")
+    lines.append("quoted from the paper:")
+    lines += [f"  {q['model']}: {q['metric']} = {q['value']}" for q in recipe.quoted]
+    if recipe.note:
+        lines.append(f"note: {recipe.note}")
+    typer.echo("\n".join(lines))
+
+
+def _flags(options: dict[str, Any]) -> str:
+    """Options as they would be typed (lists repeat their flag; names as in the config)."""
+    flags = []
+    for key, value in options.items():
+        for item in value if isinstance(value, list) else [value]:
+            flags.append(f"--{key.replace('_', '-')} {item}")
+    return " ".join(flags)
+
+
+def _step_options(command: str, options: dict[str, Any], base: str | None,
+                  aligned: str | None, data: Path | None) -> dict[str, Any]:
+    """A step's options with the pair and data given to ``recipe run`` placed where the
+    step's command takes them."""
+    out = dict(options)
+    if command.startswith("train"):
+        out.update({k: v for k, v in (("model", aligned), ("data", data)) if v is not None})
+    else:
+        out.update({k: v for k, v in (("base", base), ("aligned", aligned), ("data", data))
+                    if v is not None})
+    return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
+
+
+def _summary(step_dir: Path) -> Any:
+    for name in ("summary.json", "eval.json"):
+        if (step_dir / name).is_file():
+            return json.loads((step_dir / name).read_text())
+    return None
+
+
+@recipe_app.command("run")
+def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
+               data: Data = None,
+               option: Annotated[list[str] | None, typer.Option(
+                   "--option", help="KEY=VALUE added to every step's options (repeat), "
+                   "e.g. judge=gpt4-rubric, limit=100.")] = None,
+               out: Annotated[Path | None, typer.Option(help="Directory for the steps' runs "
+                                                        "and the recipe's report (default: "
+                                                        "runs/recipe-NAME).")] = None,
+               quiet: Quiet = False) -> None:
+    """Run a recipe: each step into OUT/<step>, then OUT/report.html with the paper's
+    numbers (quoted) beside the run's."""
+    import yaml
+
+    from aligndepth.recipes import load_recipe, lookup
+
+    recipe = load_recipe(name)
+    organism = base is None and aligned is None
+    if (base is None) != (aligned is None) and not all(
+            s.command.startswith("train") for s in recipe.steps):
+        raise AlignDepthError("give both --base and --aligned, or neither (the organism)")
+    root = out or Path("runs") / f"recipe-{name}"
+    extra = _judge_options(option)
+    summaries: dict[str, Any] = {}
+    for step in recipe.steps:
+        options = _step_options(step.command, {**step.options, **(
+            recipe.organism if organism else {}), **extra}, base, aligned, data)
+        step_dir = root / step.name
+        if step.command.startswith("train") and (step_dir / "train_config.json").is_file():
+            typer.echo(f"{step.name}: already trained ({step_dir})")
+        else:
+            config = root / "steps" / f"{step.name}.yaml"
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(yaml.safe_dump(options, sort_keys=False), encoding="utf-8")
+            typer.echo(f"{step.name}: aligndepth {step.command} --config {config}")
+            app(args=[*step.command.split(), "--config", str(config), "--out", str(step_dir),
+                      *(["--quiet"] if quiet else [])],
+                prog_name="aligndepth", standalone_mode=False)
+        summaries[step.name] = _summary(step_dir)
+    rows = [{**q, "run": lookup(summaries, q["metric"])} for q in recipe.quoted]
+    (root / "recipe.json").write_text(json.dumps(
+        {"recipe": name, "title": recipe.title, "paper": recipe.paper,
+         "organism": organism, "steps": [s.name for s in recipe.steps],
+         "comparison": rows}, indent=2, default=str))
+    typer.echo(f"report: {write_recipe_report(root, recipe, rows, organism)}")
+
+
+def _fmt(value: Any) -> str:
+    from aligndepth.evaluation.report import fmt_stats
+
+    if isinstance(value, dict) and "ci95" in value:
+        return fmt_stats(value)
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "n/a" if value is None else str(value)
+
+
+def write_recipe_report(root: Path, recipe: Any, rows: list[dict[str, Any]],
+                        organism: bool) -> Path:
+    """``report.md`` and ``report.html``: the paper's numbers (quoted) beside the run's."""
+    from aligndepth.report.render import write_report_files
+
+    lines = [f"# {recipe.title}", "", f"- paper: {recipe.paper}",
+             f"- ran on: {'the organism' if organism else 'the given pair'}; steps: "
+             + ", ".join(f"`{s.name}` (`aligndepth {s.command}`, report in "
+                         f"`{s.name}/report.html`)" for s in recipe.steps)]
+    if recipe.note:
+        lines.append(f"- the paper's setting: {recipe.note}")
+    lines += ["", "The paper's numbers are quoted from the paper (marked *quoted*), for the "
+              "paper's models; this run's are measured here, with 95% intervals.", "",
+              "| paper's model | metric | paper (quoted) | this run |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['metric']} | {_fmt(r['value'])} (quoted) | "
+              f"{_fmt(r['run'])} |" for r in rows]
+    write_report_files(root, "\n".join(lines) + "\n", {})
+    return root / "report.html"
