@@ -25,6 +25,7 @@ from aligndepth.cli.options import (
     Limit,
     MaxNew,
     Overwrite,
+    Placement,
     SampleN,
     Seed,
     Stops,
@@ -104,6 +105,7 @@ def evaluate_cmd(ctx: typer.Context, model: EvalModel = None, task: Tasks = None
                  overwrite: Overwrite = False, limit: Limit = None, sample: SampleN = None,
                  seed: Seed = 0, max_new_tokens: MaxNew = None, batch_size: Batch = 32,
                  stop: Stops = None, prompt_format: PromptKind = "chat",
+                 system_placement: Placement = "system",
                  device: Device = "auto", dtype: Dtype = "auto",
                  device_map: DeviceMap = None, allow_pickle: AllowPickle = False,
                  trust_remote_code: TrustCode = False, engine: EngineKind = "hf",
@@ -121,7 +123,8 @@ def evaluate_cmd(ctx: typer.Context, model: EvalModel = None, task: Tasks = None
                         batch_size=batch_size, stop=tuple(stop or ()), data_split=split)
     if prompt_format not in ("chat", "plain"):
         raise AlignDepthError(f"unknown --prompt-format '{prompt_format}': use chat or plain")
-    fmt = PromptFormat.chat() if prompt_format == "chat" else PromptFormat.plain()
+    fmt = PromptFormat("chat", placement=system_placement) if prompt_format == "chat" \
+        else PromptFormat.plain()
     served = served_configs(engine, engine_url, engine_model, engine_option)
     load = LoadConfig(dtype=dtype, device=device, device_map=device_map,
                       allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
