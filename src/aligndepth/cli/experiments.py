@@ -28,14 +28,19 @@ from aligndepth.cli.options import (
     BaseFormat,
     BaseTemplate,
     Batch,
+    BenignSystem,
     BufferSize,
+    CandidateBatch,
     Data,
     DataFormat,
     DataSplit,
+    DecodingTarget,
     Device,
     DeviceMap,
     Dtype,
+    EarlyStop,
     EDSamples,
+    EDTopK,
     EngineKind,
     EngineModel,
     EngineOptions,
@@ -44,6 +49,8 @@ from aligndepth.cli.options import (
     InitSuffix,
     JudgeName,
     JudgeOptions,
+    KLFormat,
+    KLPositions,
     Ks,
     Limit,
     MaliciousSystem,
@@ -56,6 +63,7 @@ from aligndepth.cli.options import (
     Overwrite,
     Phrases,
     Placement,
+    PrefillTarget,
     Prefixes,
     SafeData,
     SampleN,
@@ -67,6 +75,7 @@ from aligndepth.cli.options import (
     Stops,
     SuffixLength,
     Sweep,
+    TargetTokens,
     Temperature,
     TopK,
     TopP,
@@ -99,7 +108,10 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
          aligned_engine_url: str | None = None, base_engine_model: str | None = None,
          aligned_engine_model: str | None = None,
          engine_option: list[str] | None = None, source: Path | None = None,
-         context: Any = None) -> None:
+         context: Any = None, kl_prompt_format: str = "aligned", kl_positions: int = 64,
+         prefill_target: str = "aligned", decoding_target: str = "aligned",
+         ed_top_k: int = 0, benign_system: str | None = None) -> None:
+    from aligndepth.analysis.kl_profile import KLConfig
     from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig
     from aligndepth.attacks.decoding import DecodingConfig
     from aligndepth.attacks.emulated import DEFAULT_ALPHAS, METHODS, EDConfig
@@ -115,13 +127,16 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
         experiments=experiments, limit=limit, sample=sample, stop=tuple(stop or ()), seed=seed,
         data_split=split,
         max_new_tokens=max_new_tokens,
-        batch_size=batch_size, prefill=PrefillConfig(ks=tuple(ks or DEFAULT_KS)),
-        decoding=DecodingConfig(samples_per_config=samples_per_config),
+        batch_size=batch_size,
+        kl=KLConfig(prompt_format=kl_prompt_format, max_positions=kl_positions),
+        prefill=PrefillConfig(ks=tuple(ks or DEFAULT_KS), target=prefill_target),
+        decoding=DecodingConfig(samples_per_config=samples_per_config, target=decoding_target),
         refusal_prefix=RefusalPrefixConfig(prefixes=tuple(prefixes)) if prefixes
         else RefusalPrefixConfig(),
         ed=EDConfig(alpha=alpha, alphas=tuple(sweep or DEFAULT_ALPHAS), samples=samples,
-                    temperature=temperature, top_p=top_p,
-                    methods=_split(methods) or METHODS, malicious_system=malicious_system),
+                    temperature=temperature, top_k=ed_top_k, top_p=top_p,
+                    methods=_split(methods) or METHODS, malicious_system=malicious_system,
+                    benign_system=benign_system),
         gcg=with_budget(GCGConfig() if command == "gcg" else AUDIT_BUDGET, **(gcg or {})),
         gcg_transfer=GCGTransferConfig(source=str(source) if source else None))
     if base_format == "plain":
@@ -166,7 +181,19 @@ EXPERIMENT_HELP = ("Comma-separated subset of kl,refusal_prefix,prefill,decoding
                    "(and gcg_transfer, with --source).")
 
 #: Options that only some experiments read; a command shows those its experiments use.
+#: The experiments that judge or generate (every one but kl, which scores given pairs).
+GENERATING = {"refusal_prefix", "prefill", "decoding", "ed", "gcg", "gcg_transfer"}
+#: The experiments a served engine can run.
+SERVABLE = {"refusal_prefix", "prefill", "decoding", "gcg_transfer"}
 OPTION_OWNERS = {
+    "judge": GENERATING, "judge_option": GENERATING, "refusal_phrases": GENERATING,
+    "max_new_tokens": GENERATING, "stop": GENERATING,
+    **{name: SERVABLE for name in ("engine", "engine_url", "engine_model", "base_engine_url",
+                                    "aligned_engine_url", "base_engine_model",
+                                    "aligned_engine_model", "engine_option")},
+    "kl_prompt_format": {"kl"}, "kl_positions": {"kl"}, "prefill_target": {"prefill"},
+    "decoding_target": {"decoding"}, "ed_top_k": {"ed"}, "benign_system": {"ed"},
+    "target_tokens": {"gcg"}, "early_stop": {"gcg"}, "candidate_batch": {"gcg"},
     "k": {"prefill"}, "samples_per_config": {"decoding"}, "prefix": {"refusal_prefix"},
     "safe_data": {"ed"}, "alpha": {"ed"}, "sweep": {"ed"}, "samples": {"ed"},
     "temperature": {"ed"}, "top_p": {"ed"}, "methods": {"ed"}, "malicious_system": {"ed"},
@@ -177,7 +204,7 @@ OPTION_OWNERS = {
 }
 GCG_OPTIONS = ("num_steps", "search_width", "topk", "suffix_length", "n_replace",
                "buffer_size", "max_prompts", "init_suffix", "allow_non_ascii",
-               "filter_retokenization")
+               "filter_retokenization", "target_tokens", "early_stop", "candidate_batch")
 
 
 
@@ -225,6 +252,11 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
             buffer_size: BufferSize = None, max_prompts: MaxPrompts = None,
             init_suffix: InitSuffix = None, allow_non_ascii: NonAscii = False,
             filter_retokenization: FilterRetok = True, source: SourceRun = None,
+            kl_prompt_format: KLFormat = "aligned", kl_positions: KLPositions = 64,
+            prefill_target: PrefillTarget = "aligned",
+            decoding_target: DecodingTarget = "aligned", ed_top_k: EDTopK = 0,
+            benign_system: BenignSystem = None, target_tokens: TargetTokens = None,
+            early_stop: EarlyStop = None, candidate_batch: CandidateBatch = None,
             experiments: str = experiments, config_file: ConfigFile = None,
             quiet: Quiet = False) -> None:
         options = dict(locals())

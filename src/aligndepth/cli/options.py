@@ -138,6 +138,27 @@ FilterRetok = Annotated[bool, typer.Option(help="GCG: drop candidate suffixes th
 SourceRun = Annotated[Path | None, typer.Option("--source", help="gcg-transfer: the run "
                                                 "whose GCG suffixes are replayed on this "
                                                 "pair's aligned model.")]
+KLFormat = Annotated[str, typer.Option("--kl-prompt-format", help="KL: the one prompt format "
+                                       "both models see: aligned (its chat template, as "
+                                       "the paper) or base (the base model's format).")]
+KLPositions = Annotated[int, typer.Option("--kl-positions", help="KL: response positions "
+                                          "measured (longer responses are cut).")]
+PrefillTarget = Annotated[str, typer.Option("--prefill-target", help="Prefill: the model "
+                                            "attacked, aligned or base.")]
+DecodingTarget = Annotated[str, typer.Option("--decoding-target", help="Decoding exploit: "
+                                             "the model attacked, aligned or base.")]
+EDTopK = Annotated[int, typer.Option("--ed-top-k", help="ED: sample from the k most likely "
+                                     "tokens (0: off).")]
+BenignSystem = Annotated[str | None, typer.Option(help="ED: the benign system prompt of the "
+                                                  "ed_base baseline (default: built in).")]
+TargetTokens = Annotated[int | None, typer.Option(help="GCG: when a prompt has no target, the "
+                                                  "first N tokens of its harmful response "
+                                                  "(default 12).")]
+EarlyStop = Annotated[bool | None, typer.Option("--early-stop/--no-early-stop", help="GCG: "
+                                                "stop once the target is the greedy "
+                                                "continuation (default on).")]
+CandidateBatch = Annotated[int | None, typer.Option(help="GCG: candidates per forward "
+                                                    "(default all, halved on out-of-memory).")]
 MaliciousSystem = Annotated[str | None, typer.Option(help="ED: the base model's malicious "
                                                      "system prompt (default: built in).")]
 
