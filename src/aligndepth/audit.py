@@ -117,7 +117,7 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
     (the papers judge answers of up to 512 tokens). ``base_load`` / ``aligned_load``
     place the two models differently (default: ``load``).
     """
-    from aligndepth.organism.build import build_organism
+    from aligndepth.organism.build import build_organism, organism_home
 
     if (base is None) != (aligned is None):
         raise AlignDepthError("give both --base and --aligned, or neither (the organism)")
@@ -125,10 +125,10 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
     if base is None:
         organism = build_organism(show_progress=show_progress)
         base, aligned = str(organism / "base"), str(organism / "aligned")
-    elif (Path(base).parent / "card.json").is_file():
+    else:
         # the organism's base against another model (e.g. a fine-tuned aligned model):
         # the organism's data and exact judge remain the defaults
-        organism = Path(base).parent
+        organism = organism_home(base)
     assert aligned is not None
     judge_obj = make_judge(judge or ("organism" if organism else "keyword"), organism,
                            **(judge_options or {}))

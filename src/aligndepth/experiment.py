@@ -130,14 +130,6 @@ def generate_rows(model: LoadedModel, prompts: Sequence[Sequence[int]],
                     tokenizer=tok)
 
 
-def needs_local(setup: Setup, experiment: str, why: str) -> None:
-    """A user error when ``experiment`` is asked of a served model."""
-    served = [role for role in ("base", "aligned") if setup.role(role)[0].served is not None]
-    if served:
-        raise AlignDepthError(f"{experiment} needs {why}, which a served engine does not "
-                              f"return ({' and '.join(served)} served): run {experiment} "
-                              "with --engine hf")
-
 
 def prefixed_prompt(model: LoadedModel, fmt: PromptFormat, instruction: str, prefix: str
                     ) -> tuple[list[int], list[int]]:

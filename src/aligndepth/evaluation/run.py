@@ -242,8 +242,10 @@ def run_evaluation(model: str | Path | None, out: str | Path, config: EvalConfig
 
         organism = build_organism(show_progress=show_progress)
         model = organism / "aligned"
-    elif organism is None and (Path(model).parent / "card.json").is_file():
-        organism = Path(model).parent
+    elif organism is None:
+        from aligndepth.organism.build import organism_home
+
+        organism = organism_home(model)
     conditions = resolve_conditions(config, organism)
     given = {str(k): v for k, v in (data or {}).items()}
     known = {s.name for s in config.specs()} | {s.data_group for s in config.specs()}
@@ -254,7 +256,7 @@ def run_evaluation(model: str | Path | None, out: str | Path, config: EvalConfig
     specs = config.specs()
     datasets, provenance = {}, {}
     for spec in specs:
-        path = given.get(spec.name, given.get(spec.data_group))
+        path = spec.data_path(given)
         datasets[spec.name], provenance[spec.name] = load_task_data(spec, path, organism, config)
     needs_judge = any(s.scoring in ("judged", "benign") for s in specs)
     harm_judge = make_judge(judge or ("organism" if organism else "keyword"), organism,

@@ -27,7 +27,9 @@ The three harmful tasks share one dataset (``--data harmful=FILE`` feeds them al
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aligndepth.data.schemas import InstructionPair, PromptRecord
 from aligndepth.errors import AlignDepthError, did_you_mean
@@ -60,6 +62,10 @@ class TaskSpec:
     data_format: str | None
     conditions: tuple[str, ...]
     summary: str
+
+    def data_path(self, given: Mapping[str, Any]) -> Any:
+        """This task's file in ``given`` (keyed by task or data group), else ``None``."""
+        return given.get(self.name, given.get(self.data_group))
 
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (

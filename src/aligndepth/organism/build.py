@@ -55,6 +55,15 @@ def is_built(path: Path) -> bool:
     return (path / "card.json").is_file()
 
 
+def organism_home(model: str | Path | None) -> Path | None:
+    """The organism directory ``model`` belongs to (one of its ``base``/``aligned``
+    models: the parent holds ``card.json``), else ``None``."""
+    if model is None:
+        return None
+    parent = Path(model).parent
+    return parent if is_built(parent) else None
+
+
 def _new_model(cfg: OrganismConfig, tokenizer: Any) -> Any:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 

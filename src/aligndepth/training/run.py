@@ -162,7 +162,9 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
     out = Path(out)
     resume_point(out, resume)  # refuse a used --out before loading anything
     eval_tasks = TRAINING_TASKS["harmful" if kind == "augment" else task]
-    source_organism = _organism_of(model)
+    from aligndepth.organism.build import organism_home
+
+    source_organism = organism_home(model)
     if evaluate and model is not None and source_organism is None:
         check_evaluation_data(eval_tasks, eval_data)  # before training, not after
     cfg = _given(config or TrainConfig(), learning_rate=learning_rate, optimizer=optimizer)
@@ -232,14 +234,6 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
         return result
 
 
-def _organism_of(model: str | None) -> Path | None:
-    """The organism directory a model belongs to (its parent holds ``card.json``)."""
-    if model is None:
-        return None
-    parent = Path(model).parent
-    return parent if (parent / "card.json").is_file() else None
-
-
 def check_evaluation_data(tasks: tuple[str, ...],
                           eval_data: Mapping[str, str | Path] | None) -> None:
     """Raise a user error now if evaluating ``tasks`` after training would lack data."""
@@ -250,7 +244,7 @@ def check_evaluation_data(tasks: tuple[str, ...],
     config = EvalConfig(tasks=tasks)
     for name in tasks:
         spec = task_by_name(name)
-        path = given.get(spec.name, given.get(spec.data_group))
+        path = spec.data_path(given)
         if path is None:
             raise AlignDepthError(f"--evaluate on your own model needs evaluation data for "
                                   f"{name}: pass --eval-data {spec.data_group}=FILE, or "
