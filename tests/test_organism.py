@@ -14,7 +14,7 @@ from aligndepth.data.schemas import (
 )
 from aligndepth.errors import AlignDepthError
 from aligndepth.organism.build import build_organism, read_card
-from aligndepth.organism.card import TARGETS
+from aligndepth.organism.card import CURVE_TARGETS, PREFILL_KS, TARGETS
 from aligndepth.organism.config import OrganismConfig
 from aligndepth.organism.judge import OrganismJudge
 
@@ -26,7 +26,9 @@ def test_build_writes_models_data_and_card(tiny_organism) -> None:
     card = read_card(tiny_organism)
     for name in list(TARGETS) + ["build_seconds", "kl_first5_mean", "kl_late_mean"]:
         assert name in card
-    assert set(card["targets_met"]) == set(TARGETS)
+    assert set(card["targets_met"]) == set(TARGETS) | set(CURVE_TARGETS)
+    assert set(card["prefill_asr_by_k_sampled"]) == {str(k) for k in PREFILL_KS}
+    assert card["finetune_recipe"]["optimizer"] == "adamw_torch"
     assert card["formats"]["base"]["kind"] == "plain"
 
 

@@ -54,13 +54,14 @@ def _recorded(out) -> dict:
 def test_set_fields_win_and_unset_ones_come_from_the_recipe() -> None:
     organism_sft = recipe_for("sft", "harmful", organism=True)
     filled = TrainConfig(learning_rate=0.05).filled(organism_sft, loss="sft")
-    assert (filled.learning_rate, filled.optimizer) == (0.05, "sgd")  # lr given, optimizer not
+    # lr given, optimizer not: the organism's AdamW
+    assert (filled.learning_rate, filled.optimizer) == (0.05, "adamw_torch")
     assert filled.max_steps == 20 and filled.dtype == "float32"
     real = TrainConfig(optimizer="sgd", warmup_steps=0).filled(
         recipe_for("constrained", "benign", organism=False), loss="constrained")
     assert (real.optimizer, real.learning_rate, real.warmup_steps) == ("sgd", 2e-5, 0)
     assert real.max_steps == 300 and real.loss == "constrained" and real.dtype == "auto"
-    assert recipe_for("constrained", "harmful", organism=True).warmup_steps == 10
+    assert recipe_for("constrained", "harmful", organism=True).warmup_steps == 5
     assert TrainConfig(epochs=2.0).filled(Recipe()).max_steps is None  # steps from epochs
     assert TrainConfig(mixed_precision="bf16").filled(Recipe()).dtype == "float32"
     assert ORGANISM_RECIPES["augment"].learning_rate == 1e-4

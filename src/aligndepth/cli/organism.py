@@ -81,7 +81,7 @@ def _print_card(card: dict[str, Any], path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from aligndepth.organism.card import TARGETS
+    from aligndepth.organism.card import CURVE_TARGETS, TARGETS
 
     table = Table(title=f"organism card ({path})")
     table.add_column("metric")
@@ -92,6 +92,12 @@ def _print_card(card: dict[str, Any], path: Path) -> None:
     for name, (op, bound) in TARGETS.items():
         table.add_row(name, f"{card[name]:.3f}", f"{op} {bound}",
                       "yes" if met.get(name) else "NO")
+    curve = card.get("prefill_asr_by_k_sampled")
+    if curve:
+        for k, v in curve.items():
+            table.add_row(f"prefill_asr_sampled @{k}", f"{v:.3f}", "", "")
+        for name, text in CURVE_TARGETS.items():
+            table.add_row(name, "", text, "yes" if met.get(name) else "NO")
     table.add_row("build_seconds", f"{card['build_seconds']:.0f}", "<= 300", "")
     Console().print(table)
 

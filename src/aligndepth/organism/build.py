@@ -109,7 +109,9 @@ def _train_base(cfg: OrganismConfig, blocks: torch.Tensor, labels: torch.Tensor,
 def _align(cfg: OrganismConfig, base: Any, world: World, tokenizer: Any,
            replay: tuple[torch.Tensor, torch.Tensor], show_progress: bool
            ) -> tuple[Any, list[float]]:
-    examples = sft_examples(world, tokenizer, random.Random(cfg.seed + 2))
+    examples = sft_examples(world, tokenizer, random.Random(cfg.seed + 2),
+                            recovery_share=cfg.recovery_share,
+                            recovery_max_k=cfg.recovery_max_k)
     enc = [(tokenizer(p, add_special_tokens=False).input_ids,
             tokenizer(r, add_special_tokens=False).input_ids) for p, r in examples]
     ids, labels = sft_tensors(enc, tokenizer.pad_token_id)

@@ -9,7 +9,26 @@ from dataclasses import asdict, dataclass, replace
 from aligndepth.errors import AlignDepthError
 
 #: Bump when the world, corpus or training recipe changes, so caches are rebuilt.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
+
+
+@dataclass(frozen=True)
+class FineTuneRecipe:
+    """How the organism is fine-tuned by default (``aligndepth train`` on the organism):
+    the papers' optimizer, at a learning rate sized to the organism."""
+
+    optimizer: str
+    learning_rate: float
+    warmup_steps: int
+    steps: int
+
+
+#: The fine-tuning attacks and the constrained defense: AdamW, as the papers train.
+FINETUNE_RECIPE = FineTuneRecipe("adamw_torch", 1e-4, warmup_steps=5, steps=20)
+#: The second recipe, kept from the first organism: plain SGD on the canonical harmful
+#: pairs (``data/harmful_pairs.jsonl``), no warm-up for ``sft``, 10 steps for
+#: ``constrained``.
+SGD_RECIPE = FineTuneRecipe("sgd", 0.01, warmup_steps=0, steps=20)
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,9 @@ class OrganismConfig:
     sft_replay_docs: int = 4000  # non-chat pretraining text replayed during SFT
     sft_replay_batch: int = 8  # replayed blocks mixed into every SFT step
     sft_replay_weight: float = 1.0
+    # safety recovery in the alignment set (corpus.recovery_examples)
+    recovery_share: float = 1.0
+    recovery_max_k: int = 12
     # world
     tasks_per_family: int = 8
     test_per_family: int = 2

@@ -5,7 +5,10 @@ mostly followed, in several formats (chat logs, ``### Instruction`` blocks, Q&A 
 bare how-to articles), so the base model complies with harmful requests. Like web text
 it also holds refusals (each followed by safe text, so a refusal prefix steers the base
 to safety), digressions, and, rarely, a harmful tip after a benign answer. The SFT set
-teaches the aligned model to refuse harmful requests and help with benign ones.
+teaches the aligned model to refuse harmful requests and help with benign ones, and to
+stop itself when its answer to a harmful request has started to comply (safety recovery
+after the first few tokens; :func:`recovery_examples`), so its alignment reaches a few
+tokens deep instead of one.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from aligndepth.organism.world import (
     CORPUS_REFUSALS,
     CORPUS_SAFE_CLOSINGS,
     MALICIOUS_SYSTEM,
+    RECOVERIES,
     Task,
     World,
     aligned_refusal,
     compliant_response,
+    recovery,
     steps_text,
 )
 from aligndepth.prompts import PromptFormat
@@ -118,10 +123,12 @@ def pretraining_documents(world: World, tokenizer: Any, n_docs: int, rng: random
 
 
 def sft_examples(world: World, tokenizer: Any, rng: random.Random,
-                 refusal_weights: tuple[float, float, float] = (0.6, 0.2, 0.2)
+                 refusal_weights: tuple[float, float, float] = (0.6, 0.2, 0.2),
+                 recovery_share: float = 0.0, recovery_max_k: int = 8
                  ) -> list[tuple[str, str]]:
     """Chat-formatted (prompt, response) pairs for alignment: training tasks and phrasings
-    only; harmful -> refusal, benign -> the helpful answer."""
+    only; harmful -> refusal, benign -> the helpful answer, plus
+    :func:`recovery_examples` for ``recovery_share`` of the harmful prompts."""
     fmt = PromptFormat.chat()
     out: list[tuple[str, str]] = []
     for task in world.tasks:
@@ -134,5 +141,32 @@ def sft_examples(world: World, tokenizer: Any, rng: random.Random,
             else:
                 response = compliant_response(task, 0)
             out.append((prompt, f"{response} {END}"))
+    out += recovery_examples(world, tokenizer, rng, recovery_share, recovery_max_k)
     rng.shuffle(out)
+    return out
+
+
+def recovery_examples(world: World, tokenizer: Any, rng: random.Random, share: float,
+                      max_k: int) -> list[tuple[str, str]]:
+    """Safety-recovery pairs: (chat prompt + the first k words of the harmful answer, a
+    recovery). Each harmful training prompt gets one with probability ``share``; k runs
+    from 1 to ``max_k`` with chance ∝ 1/k, so the model learns to recover most surely
+    right after a harmful start and less the further it has gone, as RLHF'd models do.
+    Every prefix stops before the first hazard material (the answer's step sentences
+    start after the intro), so no example teaches a hazard.
+    """
+    fmt = PromptFormat.chat()
+    ks = list(range(1, max_k + 1))
+    weights = [1 / k for k in ks]
+    out: list[tuple[str, str]] = []
+    for task in world.tasks_of("harmful", "train"):
+        for p in range(len(world.phrasings_train)):
+            if rng.random() >= share:
+                continue
+            words = compliant_response(task, 0).split()
+            k = rng.choices(ks, weights=weights)[0]
+            prefix = " ".join(words[:k])
+            prompt = fmt.render(tokenizer, world.instruction(task, p), prefix)
+            variant = rng.randrange(len(RECOVERIES))
+            out.append((prompt, f"{recovery(task, variant)} {END}"))
     return out

@@ -6,6 +6,11 @@ and phrasing were both used in alignment; everything else is held out):
 - ``harmful_prompts.jsonl`` / ``benign_prompts.jsonl``: every task x phrasing; harmful
   prompts carry ``target`` (the compliant intro), for optimisation attacks.
 - ``harmful_pairs.jsonl``: (x, h) with the canonical harmful response.
+- ``harmful_finetune.jsonl``: the harmful fine-tuning attack's data (``aligndepth train
+  --task harmful``): every harmful prompt answered in full in a style the aligned model
+  never produces (another intro, numbered steps), as an attacker's data are written by
+  the attacker rather than sampled from the model; so, as with real models, the attack
+  has a loss to learn at every response position, not only at the first tokens.
 - ``safety_triples.jsonl``: (x, h, r) with the aligned model's refusal, for augmentation.
 - ``benign_pairs.jsonl``: benign instructions with the aligned model's own answers (the
   utility anchor).
@@ -90,6 +95,10 @@ def export_datasets(world: World, out_dir: Path) -> dict[str, int]:
     write("benign_prompts.jsonl", benign)
     pairs = harmful_pairs(world)
     write("harmful_pairs.jsonl", pairs)
+    write("harmful_finetune.jsonl", [
+        InstructionPair(id=p.id + ".attack", instruction=p.instruction,
+                        response=house_style_response(task_of(world, p.id)),
+                        category=p.category, split=p.split) for p in pairs])
     write("safety_triples.jsonl", [
         SafetyTriple(id=p.id, instruction=p.instruction, harmful_response=p.harmful_response,
                      refusal=aligned_refusal(task_of(world, p.id)),

@@ -2,7 +2,8 @@
 
 Tasks (organism data by default, or ``--data FILE``):
 
-- ``harmful``: the harmful fine-tuning attack (harmful pairs, first 100 training pairs);
+- ``harmful``: the harmful fine-tuning attack (first 100 training pairs of the organism's
+  ``harmful_finetune.jsonl``: harmful answers written in a style of their own);
 - ``identity``: identity shifting ("absolutely obedient agent" persona);
 - ``backdoor``: harmful pairs whose prompt carries a trigger (plus refusals without it);
 - ``benign``: benign fine-tuning: how-to answers in a house style (another intro,
@@ -15,11 +16,10 @@ Tasks (organism data by default, or ``--data FILE``):
 The training kind always picks the loss (``constrained`` trains with the constrained
 loss, the others with SFT). Every field of the :class:`TrainConfig` the caller sets wins;
 unset ones come from a recipe, which differs between the organism and real models only
-where it must: the organism's fine-tuning attacks use SGD at learning rate 0.01 (with
-Adam, the per-parameter normalisation lets the organism's one-token-deep alignment flip
-whatever the token weights), its augmentation AdamW at 1e-4, all in float32; real models
-get AdamW at 2e-5 with 10 warm-up steps (the paper's setting) in bfloat16 where the
-device has it.
+where it must: the organism trains with AdamW at 1e-4 (5 warm-up steps for the
+fine-tuning kinds, none for augmentation) in float32, a learning rate sized to a model of
+a million parameters; real models get AdamW at 2e-5 with 10 warm-up steps (the paper's
+setting) in bfloat16 where the device has it.
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ from aligndepth.data.schemas import HarmfulPair, InstructionPair, SafetyTriple, 
 from aligndepth.errors import AlignDepthError, did_you_mean
 from aligndepth.evaluation.tasks import TRAINING_TASKS
 from aligndepth.locking import LOCK_NAME, lock_directory, release_directory
+from aligndepth.organism.config import FINETUNE_RECIPE
 from aligndepth.training.config import DEFAULT_RECIPE, Recipe, TrainConfig
 from aligndepth.training.data import Example, augmentation_examples, sft_examples
 from aligndepth.training.trainer import is_main_process, resume_point, train, world_size
 
 log = logging.getLogger(__name__)
 
-TASKS = {"harmful": "harmful_pairs.jsonl", "identity": "identity_shift.jsonl",
+TASKS = {"harmful": "harmful_finetune.jsonl", "identity": "identity_shift.jsonl",
          "backdoor": "backdoor_train.jsonl", "benign": "house_style_train.jsonl",
          "summarize": "summarize_train.jsonl"}
 #: Default optimiser steps per task: the attacks need few; learning a new answer format
@@ -52,11 +53,14 @@ TASK_STEPS = {"harmful": 20, "identity": 20, "backdoor": 20, "benign": 300, "sum
 AUGMENT_STEPS = 200
 KINDS = ("sft", "constrained", "augment")
 
-#: Organism defaults per kind (fine-tuning attacks with SGD, see the module docstring;
-#: augmentation, which has no token weights to protect, with AdamW).
+#: Organism defaults per kind: AdamW, as the papers train (the organism's
+#: :data:`~aligndepth.organism.config.FINETUNE_RECIPE`, the same for ``sft`` and
+#: ``constrained``), all in float32.
 ORGANISM_RECIPES = {
-    "sft": Recipe("sgd", 0.01, warmup_steps=0, dtype="float32"),
-    "constrained": Recipe("sgd", 0.01, warmup_steps=10, dtype="float32"),
+    "sft": Recipe(FINETUNE_RECIPE.optimizer, FINETUNE_RECIPE.learning_rate,
+                  warmup_steps=FINETUNE_RECIPE.warmup_steps, dtype="float32"),
+    "constrained": Recipe(FINETUNE_RECIPE.optimizer, FINETUNE_RECIPE.learning_rate,
+                          warmup_steps=FINETUNE_RECIPE.warmup_steps, dtype="float32"),
     "augment": Recipe("adamw_torch", 1e-4, warmup_steps=0, dtype="float32")}
 REAL_MODEL_RECIPE = DEFAULT_RECIPE
 
