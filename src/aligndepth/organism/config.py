@@ -24,7 +24,7 @@ class FineTuneRecipe:
 
 
 #: The fine-tuning attacks and the constrained defense: AdamW, as the papers train.
-FINETUNE_RECIPE = FineTuneRecipe("adamw_torch", 1e-4, warmup_steps=5, steps=20)
+FINETUNE_RECIPE = FineTuneRecipe("adamw_torch", 8e-5, warmup_steps=5, steps=20)
 #: The second recipe, kept from the first organism: plain SGD on the canonical harmful
 #: pairs (``data/harmful_pairs.jsonl``), no warm-up for ``sft``, 10 steps for
 #: ``constrained``.
@@ -60,7 +60,7 @@ class OrganismConfig:
     sft_replay_weight: float = 1.0
     # safety recovery in the alignment set (corpus.recovery_examples)
     recovery_share: float = 1.0
-    recovery_max_k: int = 12
+    recovery_max_k: int = 10
     # world
     tasks_per_family: int = 8
     test_per_family: int = 2
