@@ -14,6 +14,7 @@ from aligndepth.cli.options import (
     Device,
     Seed,
 )
+from aligndepth.errors import AlignDepthError
 
 # -- training -----------------------------------------------------------------------------
 
@@ -26,7 +27,8 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
            gradient_checkpointing: bool = False, max_length: int | None = None,
            lora_alpha: int | None = None, lora_dropout: float = 0.0,
            lora_target_modules: str = "all-linear", split: str | None = None,
-           dynamics: bool = False, evaluate: bool = False,
+           dynamics: bool = False, dynamics_steps: str | None = None,
+           max_grad_norm: float = 1.0, evaluate: bool = False,
            eval_data: list[str] | None = None, eval_max_new_tokens: int | None = None,
            save_steps: int = 0,
            resume: bool = False, triples: Path | None = None,
@@ -50,7 +52,8 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
         dtype=dtype, mixed_precision=mixed_precision,
         gradient_checkpointing=gradient_checkpointing, max_length=max_length,
         schedule=BetaSchedule.parse(betas, beta_after), seed=seed, lora=lora_settings,
-        dynamics_steps=DYNAMICS_STEPS if dynamics else (), save_steps=save_steps)
+        dynamics_steps=_dynamics_steps(dynamics, dynamics_steps), save_steps=save_steps,
+        max_grad_norm=max_grad_norm)
     result = run_training(kind, model=model, out=out, task=task, data=data, triples=triples,
                           anchor=anchor, alpha=alpha, limit=limit, config=config,
                           max_k=max_k, load=LoadConfig(device=device), data_split=split,
@@ -80,6 +83,20 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
 
 #: Steps at which ``--dynamics`` measures (those past the run's end are skipped).
 DYNAMICS_STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def _dynamics_steps(dynamics: bool, steps: str | None) -> tuple[int, ...]:
+    """``--dynamics`` (the default steps) or ``--dynamics-steps 0,5,20`` (those)."""
+    if steps is None:
+        return DYNAMICS_STEPS if dynamics else ()
+    try:
+        values = tuple(sorted({int(v) for v in steps.split(",") if v.strip()}))
+    except ValueError:
+        values = ()
+    if not values or values[0] < 0:
+        raise AlignDepthError(f"--dynamics-steps '{steps}': give comma-separated step "
+                              "numbers >= 0, e.g. 0,5,20")
+    return values
 TrainModel = Annotated[str | None, typer.Option("--model", help="Model to fine-tune: local "
                                                 "directory or hub id (default: the organism's "
                                                 "aligned model).")]
@@ -100,7 +117,7 @@ Steps_ = Annotated[int | None, typer.Option("--steps", help="Optimiser steps (de
 Epochs = Annotated[float | None, typer.Option(help="Train for this many passes over the "
                                               "data instead of --steps.")]
 Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: on the "
-                                          "organism SGD 0.01, AdamW 1e-4 for augment; "
+                                          "organism AdamW 8e-5, 1e-4 for augment; "
                                           "AdamW 2e-5 otherwise).")]
 Optim = Annotated[str | None, typer.Option(help="transformers optimizer name, e.g. "
                                            "adamw_torch or sgd (default: see --lr).")]
@@ -112,7 +129,7 @@ TrainBatch = Annotated[int, typer.Option("--batch-size", "--per-device-batch-siz
                                          "accumulation).")]
 GradAccum = Annotated[int, typer.Option(help="Gradient accumulation steps.")]
 Warmup = Annotated[int | None, typer.Option(help="Learning-rate warm-up steps (default: "
-                                            "10, but 0 for the organism's sft and augment).")]
+                                            "10; on the organism 5, and 0 for augment).")]
 TrainDtype = Annotated[str | None, typer.Option(help="Weights, gradients and optimizer state "
                                                 "in float32, bfloat16, float16 (--lora only) "
                                                 "or auto: bfloat16 on a GPU that has it, else "
@@ -153,7 +170,11 @@ Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in --out
                                       "last checkpoint (same command, plus --resume).")]
 Dynamics = Annotated[bool, typer.Option(help="Record per-position loss, gradient norm and KL "
                                         "to the initial model during training "
-                                        "(dynamics.json, dynamics.png; SPEC 1.3).")]
+                                        "(dynamics.json, dynamics.png; SPEC 1.3) at steps "
+                                        "0, 1, 2, 5, 10, 20, 50, ...")]
+DynamicsSteps = Annotated[str | None, typer.Option(help="Record the dynamics at these steps "
+                                                   "instead (comma-separated, e.g. 0,5,20).")]
+MaxGradNorm = Annotated[float, typer.Option(help="Clip the gradient to this global norm.")]
 
 
 @train_app.command("sft")
@@ -169,7 +190,8 @@ def train_sft(ctx: typer.Context, model: TrainModel = None,
               lora: Lora = False, lora_r: LoraR = 8, lora_alpha: LoraAlpha = None,
               lora_dropout: LoraDropout = 0.0, lora_target_modules: LoraTargets = "all-linear",
               seed: Seed = 0, device: Device = "auto",
-              dynamics: Dynamics = False, evaluate: Evaluate = False,
+              dynamics: Dynamics = False, dynamics_steps: DynamicsSteps = None,
+              max_grad_norm: MaxGradNorm = 1.0, evaluate: Evaluate = False,
               eval_data: EvalDataOpt = None,
               eval_max_new_tokens: EvalMaxNew = None,
               save_steps: SaveSteps = 0, resume: Resume = False,
@@ -194,6 +216,7 @@ def train_constrained(ctx: typer.Context, model: TrainModel = None,
                       lora_dropout: LoraDropout = 0.0,
                       lora_target_modules: LoraTargets = "all-linear", seed: Seed = 0,
                       device: Device = "auto", dynamics: Dynamics = False,
+                      dynamics_steps: DynamicsSteps = None, max_grad_norm: MaxGradNorm = 1.0,
                       evaluate: Evaluate = False, eval_data: EvalDataOpt = None,
                       eval_max_new_tokens: EvalMaxNew = None,
                       save_steps: SaveSteps = 0,
@@ -223,6 +246,7 @@ def train_augment(
     lora: Lora = False, lora_r: LoraR = 8, lora_alpha: LoraAlpha = None,
     lora_dropout: LoraDropout = 0.0, lora_target_modules: LoraTargets = "all-linear",
     seed: Seed = 0, device: Device = "auto", dynamics: Dynamics = False,
+    dynamics_steps: DynamicsSteps = None, max_grad_norm: MaxGradNorm = 1.0,
     evaluate: Evaluate = False, eval_data: EvalDataOpt = None,
     eval_max_new_tokens: EvalMaxNew = None, save_steps: SaveSteps = 0,
     resume: Resume = False,
