@@ -48,8 +48,9 @@ def test_recipe_runs_on_the_organism_beside_the_papers_numbers(
         if step.command in ("train sft", "train constrained") and task != "harmful":
             args += ["--option", f"{step.name}:data={tiny_organism / 'data' / TASK_FILES[task]}"]
         if step.command == "train augment":
-            args += ["--option", f"{step.name}:triples={tiny_organism / 'data' / 'safety_triples.jsonl'}",
-                     "--option", f"{step.name}:anchor={tiny_organism / 'data' / 'benign_pairs.jsonl'}"]
+            data = tiny_organism / "data"
+            args += ["--option", f"{step.name}:triples={data / 'safety_triples.jsonl'}",
+                     "--option", f"{step.name}:anchor={data / 'benign_pairs.jsonl'}"]
     with one_torch_thread():
         code, out, err = run_cli(capsys, *args)
     assert code == 0, err

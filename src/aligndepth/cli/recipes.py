@@ -112,7 +112,7 @@ def _step_options(step: Any, common: dict[str, Any], own: dict[str, Any],
     ``{base}`` and ``{step:NAME}`` in values become paths (see the module docstring)."""
     out = {**step.options, **{k: v for k, v in common.items() if k in accepted}, **own}
     if step.command.startswith("train"):
-        given = {"model": aligned}
+        given: dict[str, str | Path | None] = {"model": aligned}
         if out.get("task", "harmful") == "harmful":
             given["data"] = data
     else:
