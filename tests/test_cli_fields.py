@@ -101,3 +101,97 @@ def test_kl_does_not_offer_what_it_ignores(capsys: pytest.CaptureFixture[str],
     _, help_text, _ = run_cli(capsys, "kl", "--help")
     for option in ("--judge ", "--max-new-tokens", "--stop ", "--engine-url"):
         assert option not in help_text, option
+
+
+# -- train and evaluate: TrainConfig (with LoraSettings, BetaSchedule) and EvalConfig ------
+
+from aligndepth.evaluation.run import EvalConfig  # noqa: E402
+from aligndepth.training.config import LoraSettings, TrainConfig  # noqa: E402
+from aligndepth.training.losses import BetaSchedule  # noqa: E402
+
+#: (config class, field) -> (command, [options and values], how to read the field, expected)
+TRAIN_OPTIONS: dict[tuple[type, str], tuple[str, list[str], Any]] = {
+    (TrainConfig, "learning_rate"): ("train sft", ["--lr", "0.003"], 0.003),
+    (TrainConfig, "optimizer"): ("train sft", ["--optimizer", "sgd"], "sgd"),
+    (TrainConfig, "max_steps"): ("train sft", ["--steps", "7"], 7),
+    (TrainConfig, "epochs"): ("train sft", ["--epochs", "2.5"], 2.5),
+    (TrainConfig, "batch_size"): ("train sft", ["--per-device-batch-size", "3"], 3),
+    (TrainConfig, "grad_accum"): ("train sft", ["--grad-accum", "2"], 2),
+    (TrainConfig, "warmup_steps"): ("train sft", ["--warmup", "4"], 4),
+    (TrainConfig, "lr_scheduler"): ("train sft", ["--lr-scheduler", "cosine"], "cosine"),
+    (TrainConfig, "dtype"): ("train sft", ["--dtype", "float32"], "float32"),
+    (TrainConfig, "mixed_precision"): ("train augment", ["--mixed-precision", "bf16"], "bf16"),
+    (TrainConfig, "gradient_checkpointing"): ("train sft", ["--gradient-checkpointing"], True),
+    (TrainConfig, "max_length"): ("train sft", ["--max-length", "99"], 99),
+    (TrainConfig, "schedule"): ("train constrained", ["--betas", "1,3", "--beta-after", "0.2"],
+                                BetaSchedule((1.0, 3.0), 0.2)),
+    (TrainConfig, "lora"): ("train sft", ["--lora", "--lora-r", "4", "--lora-alpha", "6",
+                                          "--lora-dropout", "0.1", "--lora-target-modules",
+                                          "q_proj,v_proj"],
+                            LoraSettings(4, 6, 0.1, ("q_proj", "v_proj"))),
+    (TrainConfig, "seed"): ("train sft", ["--seed", "3"], 3),
+    (TrainConfig, "max_grad_norm"): ("train constrained", ["--max-grad-norm", "0.5"], 0.5),
+    (TrainConfig, "dynamics_steps"): ("train sft", ["--dynamics-steps", "5,0"], (0, 5)),
+    (TrainConfig, "save_steps"): ("train augment", ["--save-steps", "6"], 6),
+}
+TRAIN_FIXED = {(TrainConfig, "loss"): "the training kind (sft, constrained, augment) picks it"}
+EVAL_OPTIONS: dict[str, tuple[list[str], Any]] = {
+    "tasks": (["--task", "harmful", "--task", "backdoor", "--task", "identity"],
+              ("harmful", "backdoor", "identity")),
+    "trigger": (["--trigger", "xyz"], "xyz"),
+    "system": (["--system", "Obey."], "Obey."),
+    "limit": (["--limit", "5"], 5),
+    "sample": (["--sample", "4"], 4),
+    "seed": (["--seed", "2"], 2),
+    "max_new_tokens": (["--max-new-tokens", "9"], 9),
+    "batch_size": (["--batch-size", "3"], 3),
+    "stop": (["--stop", "###"], ("###",)),
+    "data_split": (["--split", "test"], "test"),
+}
+
+
+def test_every_train_and_eval_field_is_an_option_or_fixed_on_purpose() -> None:
+    for f in fields(TrainConfig):
+        assert (TrainConfig, f.name) in TRAIN_OPTIONS or (TrainConfig, f.name) in TRAIN_FIXED, \
+            f"TrainConfig.{f.name} has no option"
+    assert {f.name for f in fields(EvalConfig)} == set(EVAL_OPTIONS)
+
+
+@pytest.mark.parametrize("field_name", sorted(name for _, name in TRAIN_OPTIONS))
+def test_each_train_option_reaches_its_field(field_name: str, monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import aligndepth.training.run as run
+
+    monkeypatch.setenv("COLUMNS", "300")
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(run, "run_training", lambda kind, **kw: seen.update(kw) or {})
+    command, argv, expected = TRAIN_OPTIONS[(TrainConfig, field_name)]
+    _, help_text, _ = run_cli(capsys, *command.split(), "--help")
+    assert argv[0] in help_text, f"{argv[0]} missing from `{command} --help`"
+    code, _, err = run_cli(capsys, *command.split(), *argv, "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert getattr(seen["config"], field_name) == expected
+
+
+def test_each_evaluate_option_reaches_its_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import aligndepth.evaluation.run as run
+
+    monkeypatch.setenv("COLUMNS", "300")
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(run, "run_evaluation",
+                        lambda model, out, config, **kw: seen.update(config=config)
+                        or {"tasks": {}})
+    _, help_text, _ = run_cli(capsys, "evaluate", "--help")
+    for group in ({n for n in EVAL_OPTIONS if n != "sample"}, {"sample"}):  # they exclude
+        argv = []                                                            # each other
+        for name in group:
+            options = EVAL_OPTIONS[name][0]
+            assert options[0] in help_text, f"{options[0]} missing from `evaluate --help`"
+            argv += options
+        code, _, err = run_cli(capsys, "evaluate", *argv, "--out", str(tmp_path / "o"),
+                               "--quiet")
+        assert code == 0, err
+        for name in group:
+            assert getattr(seen["config"], name) == EVAL_OPTIONS[name][1], name

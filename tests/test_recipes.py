@@ -16,10 +16,14 @@ SMALL = {
     "qi-figure1": ["limit=4"],
     "qi-figure2": ["limit=4", "max_new_tokens=8"],
     "qi-table2": ["limit=2", "max_new_tokens=6", "num_steps=2", "search_width=8", "topk=4",
-                  "max_prompts=2"],
+                  "max_prompts=2", "steps=1", "batch_size=4"],
     "qi-table3": ["limit=4", "steps=1", "batch_size=4", "eval_max_new_tokens=6"],
     "zhou-main": ["limit=3", "samples=1", "max_new_tokens=6"],
 }
+
+
+TASK_FILES = {"identity": "identity_shift.jsonl", "backdoor": "backdoor_train.jsonl",
+              "summarize": "summarize_train.jsonl"}
 
 
 def test_every_recipe_has_a_budget_here() -> None:
@@ -39,6 +43,14 @@ def test_recipe_runs_on_the_organism_beside_the_papers_numbers(
         args += ["--data", str(tiny_organism / "data" / "harmful_pairs.jsonl")]
     for option in SMALL[name]:
         args += ["--option", option]
+    for step in recipe.steps:  # other training tasks on a given model: their own data
+        task = step.options.get("task", "harmful")
+        if step.command in ("train sft", "train constrained") and task != "harmful":
+            args += ["--option", f"{step.name}:data={tiny_organism / 'data' / TASK_FILES[task]}"]
+        if step.command == "train augment":
+            data = tiny_organism / "data"
+            args += ["--option", f"{step.name}:triples={data / 'safety_triples.jsonl'}",
+                     "--option", f"{step.name}:anchor={data / 'benign_pairs.jsonl'}"]
     with one_torch_thread():
         code, out, err = run_cli(capsys, *args)
     assert code == 0, err
@@ -63,3 +75,19 @@ def test_recipe_show_and_bad_names(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and all(name in out for name in recipe_names())
     code, _, err = run_cli(capsys, "recipe", "run", "qi-tabel1")
     assert_user_error(code, err, "unknown recipe 'qi-tabel1' (did you mean 'qi-table1'?)")
+
+
+def test_recipe_options_that_reach_no_step_are_refused(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "recipe", "run", "qi-table3", "--aligned", "m",
+                           "--option", "harmful-sfd:steps=1", "--out", str(tmp_path / "r"))
+    assert_user_error(code, err, "the recipe has no step 'harmful-sfd' (did you mean "
+                      "'harmful-sft'?)")
+    code, _, err = run_cli(capsys, "recipe", "run", "qi-table3", "--aligned", "m",
+                           "--option", "num_stepz=3", "--out", str(tmp_path / "r"))
+    assert_user_error(code, err, "no step of recipe 'qi-table3' takes 'num_stepz'")
+    code, _, err = run_cli(capsys, "recipe", "run", "qi-table3", "--aligned", "m",
+                           "--data", "h.jsonl", "--out", str(tmp_path / "r"))
+    assert_user_error(code, err, "step 'identity-sft' trains on task 'identity': give its "
+                      "data with --option identity-sft:data=FILE")
+    assert not (tmp_path / "r").exists()

@@ -5,6 +5,14 @@
 ``OUT/recipe.json`` and a report that sets the paper's numbers, quoted and marked as
 quoted, beside the run's own (with their intervals). A rerun resumes: experiment steps
 resume their runs, finished training steps are kept.
+
+A step's option value ``{step:NAME}`` is the output of the recipe's step NAME (to audit
+a model an earlier step trained) and ``{base}`` the base model (``--base``, or the
+organism's). The organism budget and ``--option KEY=VALUE`` reach every step whose
+command takes KEY (a key no step takes is an error); ``--option STEP:KEY=VALUE`` reaches
+one step. ``--data`` goes to the experiment steps and to the training steps on the
+harmful task; other training steps on a real pair need their own
+(``--option STEP:data=FILE``).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import typer
 
 from aligndepth.cli.app import Quiet, app
 from aligndepth.cli.options import Aligned, Base, Data, _judge_options
-from aligndepth.errors import AlignDepthError
+from aligndepth.errors import AlignDepthError, did_you_mean
 
 recipe_app = typer.Typer(help="The papers' experiments as recipes: list them, show one, run "
                          "one on a pair (or the organism) with the paper's numbers beside "
@@ -64,17 +72,66 @@ def _flags(options: dict[str, Any]) -> str:
     return " ".join(flags)
 
 
-def _step_options(command: str, options: dict[str, Any], base: str | None,
+def command_params(command: str) -> set[str]:
+    """The option names (config keys) of ``aligndepth <command>``, e.g. ``train augment``."""
+    import click
+
+    from aligndepth.cli.app import app as root
+
+    node: Any = typer.main.get_command(root)
+    ctx = click.Context(node)
+    for part in command.split():
+        node = node.get_command(ctx, part)
+        if node is None:
+            raise AlignDepthError(f"a recipe step names an unknown command '{command}'")
+    return {p.name for p in node.params if p.name and p.name != "config_file"}
+
+
+def _targeted(extras: dict[str, Any], steps: list[str]) -> tuple[dict[str, Any],
+                                                                 dict[str, dict[str, Any]]]:
+    """Split ``--option`` values into those for every step and ``STEP:KEY`` ones."""
+    common: dict[str, Any] = {}
+    per_step: dict[str, dict[str, Any]] = {}
+    for key, value in extras.items():
+        step, sep, name = key.partition(":")
+        if not sep:
+            common[key] = value
+        elif step not in steps:
+            raise AlignDepthError(f"--option {key}=...: the recipe has no step '{step}'"
+                                  f"{did_you_mean(step, steps)}; its steps: {', '.join(steps)}")
+        else:
+            per_step.setdefault(step, {})[name] = value
+    return common, per_step
+
+
+def _step_options(step: Any, common: dict[str, Any], own: dict[str, Any],
+                  accepted: set[str], places: dict[str, str], base: str | None,
                   aligned: str | None, data: Path | None) -> dict[str, Any]:
-    """A step's options with the pair and data given to ``recipe run`` placed where the
-    step's command takes them."""
-    out = dict(options)
-    if command.startswith("train"):
-        out.update({k: v for k, v in (("model", aligned), ("data", data)) if v is not None})
+    """A step's options: its own, then the budget and ``--option`` values its command
+    takes, then the pair and data given to ``recipe run`` where the step has none;
+    ``{base}`` and ``{step:NAME}`` in values become paths (see the module docstring)."""
+    out = {**step.options, **{k: v for k, v in common.items() if k in accepted}, **own}
+    if step.command.startswith("train"):
+        given: dict[str, str | Path | None] = {"model": aligned}
+        if out.get("task", "harmful") == "harmful":
+            given["data"] = data
     else:
-        out.update({k: v for k, v in (("base", base), ("aligned", aligned), ("data", data))
-                    if v is not None})
-    return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
+        given = {"base": base, "aligned": aligned, "data": data}
+    for key, value in given.items():
+        if value is not None and key not in out and key in accepted:
+            out[key] = value
+    return {k: _placed(v, places) for k, v in out.items()}
+
+
+def _placed(value: Any, places: dict[str, str]) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        if value[1:-1] not in places:
+            raise AlignDepthError(f"a recipe option refers to '{value}', which is not "
+                                  f"one of {', '.join('{' + p + '}' for p in places)}")
+        return places[value[1:-1]]
+    return value
 
 
 def _summary(step_dir: Path) -> Any:
@@ -88,8 +145,9 @@ def _summary(step_dir: Path) -> Any:
 def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
                data: Data = None,
                option: Annotated[list[str] | None, typer.Option(
-                   "--option", help="KEY=VALUE added to every step's options (repeat), "
-                   "e.g. judge=gpt4-rubric, limit=100.")] = None,
+                   "--option", help="KEY=VALUE for every step whose command takes KEY, or "
+                   "STEP:KEY=VALUE for one step (repeat), e.g. judge=gpt4-rubric, "
+                   "limit=100, identity-sft:data=aoa.jsonl.")] = None,
                out: Annotated[Path | None, typer.Option(help="Directory for the steps' runs "
                                                         "and the recipe's report (default: "
                                                         "runs/recipe-NAME).")] = None,
@@ -102,15 +160,34 @@ def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
 
     recipe = load_recipe(name)
     organism = base is None and aligned is None
-    if (base is None) != (aligned is None) and not all(
-            s.command.startswith("train") for s in recipe.steps):
+    needs_base = any(not s.command.startswith("train") or "{base}" in s.options.values()
+                     for s in recipe.steps)
+    if (base is None) != (aligned is None) and needs_base:
         raise AlignDepthError("give both --base and --aligned, or neither (the organism)")
     root = out or Path("runs") / f"recipe-{name}"
-    extra = _judge_options(option)
+    names = [s.name for s in recipe.steps]
+    common, per_step = _targeted(_judge_options(option), names)
+    common = {**(recipe.organism if organism else {}), **common}
+    accepted = {s.name: command_params(s.command) for s in recipe.steps}
+    unused = sorted(k for k in common if not any(k in a for a in accepted.values()))
+    if unused:
+        raise AlignDepthError(f"no step of recipe '{name}' takes '{unused[0]}' (its commands: "
+                              f"{', '.join(sorted({s.command for s in recipe.steps}))})")
+    places = {f"step:{s.name}": str(root / s.name) for s in recipe.steps}
+    if needs_base:
+        places["base"] = base or _organism_base(quiet)
+    planned = []
+    for step in recipe.steps:  # every step's options are checked before the first runs
+        options = _step_options(step, common, per_step.get(step.name, {}), accepted[step.name],
+                                places, base, aligned, data)
+        if not organism and "data" in accepted[step.name] and step.command.startswith(
+                "train") and "data" not in options:
+            raise AlignDepthError(f"step '{step.name}' trains on task "
+                                  f"'{options.get('task')}': give its data with --option "
+                                  f"{step.name}:data=FILE")
+        planned.append((step, options))
     summaries: dict[str, Any] = {}
-    for step in recipe.steps:
-        options = _step_options(step.command, {**step.options, **(
-            recipe.organism if organism else {}), **extra}, base, aligned, data)
+    for step, options in planned:
         step_dir = root / step.name
         if step.command.startswith("train") and (step_dir / "train_config.json").is_file():
             typer.echo(f"{step.name}: already trained ({step_dir})")
@@ -129,6 +206,12 @@ def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
          "organism": organism, "steps": [s.name for s in recipe.steps],
          "comparison": rows}, indent=2, default=str))
     typer.echo(f"report: {write_recipe_report(root, recipe, rows, organism)}")
+
+
+def _organism_base(quiet: bool) -> str:
+    from aligndepth.organism.build import build_organism
+
+    return str(build_organism(show_progress=not quiet) / "base")
 
 
 def _fmt(value: Any) -> str:

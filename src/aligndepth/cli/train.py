@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,48 +10,39 @@ import typer
 
 from aligndepth.cli.app import Quiet, train_app
 from aligndepth.cli.config_file import ConfigFile, write_run_config
+from aligndepth.cli.fields import field_parameters, field_values, with_parameters
 from aligndepth.cli.options import (
     DataSplit,
     Device,
-    Seed,
 )
+from aligndepth.errors import AlignDepthError
+from aligndepth.training.config import BetaSchedule, LoraSettings, TrainConfig
 
 # -- training -----------------------------------------------------------------------------
 
 def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | None,
-           limit: int | None, steps: int | None, lr: float | None, optimizer: str | None,
-           batch_size: int, grad_accum: int, warmup: int | None, betas: str, beta_after: float,
-           lora: bool, lora_r: int, seed: int, device: str, quiet: bool,
-           epochs: float | None = None, lr_scheduler: str | None = None,
-           dtype: str | None = None, mixed_precision: str = "no",
-           gradient_checkpointing: bool = False, max_length: int | None = None,
-           lora_alpha: int | None = None, lora_dropout: float = 0.0,
+           limit: int | None, betas: str, beta_after: float, lora: bool, lora_r: int,
+           device: str, quiet: bool, lora_alpha: int | None = None, lora_dropout: float = 0.0,
            lora_target_modules: str = "all-linear", split: str | None = None,
-           dynamics: bool = False, evaluate: bool = False,
+           dynamics: bool = False, dynamics_steps: str | None = None, evaluate: bool = False,
            eval_data: list[str] | None = None, eval_max_new_tokens: int | None = None,
-           save_steps: int = 0,
            resume: bool = False, triples: Path | None = None,
            anchor: Path | None = None, alpha: float = 0.2, max_k: int = 100,
-           config_file: Path | None = None, ctx: Any = None) -> None:
+           config_file: Path | None = None, ctx: Any = None, **options: Any) -> None:
+    """Train ``kind``; ``options`` are the :class:`TrainConfig` fields' own options."""
     from aligndepth.cli.evaluate import _bare_data, parse_data
     from aligndepth.evaluation.tasks import TRAINING_TASKS
     from aligndepth.models import LoadConfig
-    from aligndepth.training.losses import BetaSchedule
     from aligndepth.training.run import run_training
-    from aligndepth.training.trainer import LoraSettings, TrainConfig
 
     modules = tuple(m.strip() for m in lora_target_modules.split(",") if m.strip())
     lora_settings = LoraSettings(
         r=lora_r, alpha=lora_alpha if lora_alpha is not None else 2 * lora_r,
         dropout=lora_dropout, target_modules=modules[0] if modules == ("all-linear",)
         else modules) if lora else None
-    config = TrainConfig(
-        max_steps=steps, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
-        learning_rate=lr, optimizer=optimizer, warmup_steps=warmup, lr_scheduler=lr_scheduler,
-        dtype=dtype, mixed_precision=mixed_precision,
-        gradient_checkpointing=gradient_checkpointing, max_length=max_length,
-        schedule=BetaSchedule.parse(betas, beta_after), seed=seed, lora=lora_settings,
-        dynamics_steps=DYNAMICS_STEPS if dynamics else (), save_steps=save_steps)
+    config = TrainConfig(**field_values(TrainConfig, options),
+                         schedule=BetaSchedule.parse(betas, beta_after), lora=lora_settings,
+                         dynamics_steps=_dynamics_steps(dynamics, dynamics_steps))
     result = run_training(kind, model=model, out=out, task=task, data=data, triples=triples,
                           anchor=anchor, alpha=alpha, limit=limit, config=config,
                           max_k=max_k, load=LoadConfig(device=device), data_split=split,
@@ -80,6 +72,20 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
 
 #: Steps at which ``--dynamics`` measures (those past the run's end are skipped).
 DYNAMICS_STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def _dynamics_steps(dynamics: bool, steps: str | None) -> tuple[int, ...]:
+    """``--dynamics`` (the default steps) or ``--dynamics-steps 0,5,20`` (those)."""
+    if steps is None:
+        return DYNAMICS_STEPS if dynamics else ()
+    try:
+        values = tuple(sorted({int(v) for v in steps.split(",") if v.strip()}))
+    except ValueError:
+        values = ()
+    if not values or values[0] < 0:
+        raise AlignDepthError(f"--dynamics-steps '{steps}': give comma-separated step "
+                              "numbers >= 0, e.g. 0,5,20")
+    return values
 TrainModel = Annotated[str | None, typer.Option("--model", help="Model to fine-tune: local "
                                                 "directory or hub id (default: the organism's "
                                                 "aligned model).")]
@@ -94,37 +100,6 @@ TrainData = Annotated[Path | None, typer.Option(help="Training pairs: JSONL (ins
                                                 "as parquet, a save_to_disk directory or a "
                                                 "hub snapshot (see --split).")]
 TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs.")]
-Steps_ = Annotated[int | None, typer.Option("--steps", help="Optimiser steps (default: 20 "
-                                             "for the attacks, 300 for benign and "
-                                             "summarize, 200 for augment).")]
-Epochs = Annotated[float | None, typer.Option(help="Train for this many passes over the "
-                                              "data instead of --steps.")]
-Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: on the "
-                                          "organism SGD 0.01, AdamW 1e-4 for augment; "
-                                          "AdamW 2e-5 otherwise).")]
-Optim = Annotated[str | None, typer.Option(help="transformers optimizer name, e.g. "
-                                           "adamw_torch or sgd (default: see --lr).")]
-LrSched = Annotated[str | None, typer.Option(help="Learning-rate schedule after warm-up: "
-                                             "constant_with_warmup (default), linear, "
-                                             "cosine or constant.")]
-TrainBatch = Annotated[int, typer.Option("--batch-size", "--per-device-batch-size",
-                                         help="Examples per step per device (before "
-                                         "accumulation).")]
-GradAccum = Annotated[int, typer.Option(help="Gradient accumulation steps.")]
-Warmup = Annotated[int | None, typer.Option(help="Learning-rate warm-up steps (default: "
-                                            "10, but 0 for the organism's sft and augment).")]
-TrainDtype = Annotated[str | None, typer.Option(help="Weights, gradients and optimizer state "
-                                                "in float32, bfloat16, float16 (--lora only) "
-                                                "or auto: bfloat16 on a GPU that has it, else "
-                                                "float32 (default; float32 on the organism).")]
-MixedPrecision = Annotated[str, typer.Option(help="bf16 or fp16: autocast over float32 "
-                                             "weights (float32 master copy; more memory "
-                                             "than --dtype bfloat16); no: off.")]
-GradCkpt = Annotated[bool, typer.Option(help="Recompute activations in the backward pass: "
-                                        "less memory, ~30% more time (7B full fine-tuning).")]
-MaxLength = Annotated[int | None, typer.Option(help="Cut examples to N tokens (response tail "
-                                               "first; an example whose prompt fills N is "
-                                               "dropped); counts are printed and recorded.")]
 LoraAlpha = Annotated[int | None, typer.Option(help="LoRA scaling alpha (default 2 x rank).")]
 LoraDropout = Annotated[float, typer.Option(help="LoRA dropout.")]
 LoraTargets = Annotated[str, typer.Option(help="Modules LoRA adapts: all-linear, or names "
@@ -146,65 +121,62 @@ EvalDataOpt = Annotated[list[str] | None, typer.Option(
 EvalMaxNew = Annotated[int | None, typer.Option(help="With --evaluate: maximum new tokens "
                                                 "per answer (default 512; 64 on the "
                                                 "organism).")]
-SaveSteps = Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps "
-                                        "(OUT/checkpoints; removed when training ends); "
-                                        "0: none.")]
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in --out from its "
                                       "last checkpoint (same command, plus --resume).")]
 Dynamics = Annotated[bool, typer.Option(help="Record per-position loss, gradient norm and KL "
                                         "to the initial model during training "
-                                        "(dynamics.json, dynamics.png; SPEC 1.3).")]
+                                        "(dynamics.json, dynamics.png; SPEC 1.3) at steps "
+                                        "0, 1, 2, 5, 10, 20, 50, ...")]
+DynamicsSteps = Annotated[str | None, typer.Option(help="Record the dynamics at these steps "
+                                                   "instead (comma-separated, e.g. 0,5,20).")]
+
+
+def _keyword(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=annotation)
+
+
+#: Options every training command takes: the TrainConfig fields' own (generated from the
+#: dataclass), then LoRA, dynamics, device, evaluation, resume and config.
+COMMON = [
+    *field_parameters(TrainConfig),
+    _keyword("lora", Lora, False), _keyword("lora_r", LoraR, 8),
+    _keyword("lora_alpha", LoraAlpha, None), _keyword("lora_dropout", LoraDropout, 0.0),
+    _keyword("lora_target_modules", LoraTargets, "all-linear"),
+    _keyword("device", Device, "auto"), _keyword("dynamics", Dynamics, False),
+    _keyword("dynamics_steps", DynamicsSteps, None), _keyword("evaluate", Evaluate, False),
+    _keyword("eval_data", EvalDataOpt, None), _keyword("eval_max_new_tokens", EvalMaxNew, None),
+    _keyword("resume", Resume, False), _keyword("config_file", ConfigFile, None),
+    _keyword("quiet", Quiet, False)]
 
 
 @train_app.command("sft")
+@with_parameters(COMMON)
 def train_sft(ctx: typer.Context, model: TrainModel = None,
               out: TrainOut = Path("runs/train-sft"),
               task: Task = "harmful", data: TrainData = None, split: DataSplit = None,
-              limit: TrainLimit = 100,
-              steps: Steps_ = None, epochs: Epochs = None, lr: Lr = None,
-              optimizer: Optim = None, lr_scheduler: LrSched = None,
-              batch_size: TrainBatch = 10, grad_accum: GradAccum = 1, warmup: Warmup = None,
-              dtype: TrainDtype = None, mixed_precision: MixedPrecision = "no",
-              gradient_checkpointing: GradCkpt = False, max_length: MaxLength = None,
-              lora: Lora = False, lora_r: LoraR = 8, lora_alpha: LoraAlpha = None,
-              lora_dropout: LoraDropout = 0.0, lora_target_modules: LoraTargets = "all-linear",
-              seed: Seed = 0, device: Device = "auto",
-              dynamics: Dynamics = False, evaluate: Evaluate = False,
-              eval_data: EvalDataOpt = None,
-              eval_max_new_tokens: EvalMaxNew = None,
-              save_steps: SaveSteps = 0, resume: Resume = False,
-              config_file: ConfigFile = None, quiet: Quiet = False) -> None:
+              limit: TrainLimit = 100, **options: Any) -> None:
     """Plain fine-tuning (loss on response tokens): the fine-tuning attacks' baseline."""
-    _train("sft", **{**locals(), "betas": "0.5,2,2,2,2", "beta_after": 0.1})
+    _train("sft", ctx=ctx, model=model, out=out, task=task, data=data, split=split,
+           limit=limit, betas="0.5,2,2,2,2", beta_after=0.1, **options)
 
 
 @train_app.command("constrained")
+@with_parameters(COMMON)
 def train_constrained(ctx: typer.Context, model: TrainModel = None,
                       out: TrainOut = Path("runs/train-constrained"),
                       task: Task = "harmful", data: TrainData = None,
                       split: DataSplit = None, limit: TrainLimit = 100,
-                      steps: Steps_ = None, epochs: Epochs = None,
-                      lr: Lr = None, optimizer: Optim = None, lr_scheduler: LrSched = None,
-                      batch_size: TrainBatch = 10, grad_accum: GradAccum = 1,
-                      warmup: Warmup = None, dtype: TrainDtype = None,
-                      mixed_precision: MixedPrecision = "no",
-                      gradient_checkpointing: GradCkpt = False, max_length: MaxLength = None,
                       betas: Betas = "0.5,2,2,2,2", beta_after: BetaAfter = 0.1,
-                      lora: Lora = False, lora_r: LoraR = 8, lora_alpha: LoraAlpha = None,
-                      lora_dropout: LoraDropout = 0.0,
-                      lora_target_modules: LoraTargets = "all-linear", seed: Seed = 0,
-                      device: Device = "auto", dynamics: Dynamics = False,
-                      evaluate: Evaluate = False, eval_data: EvalDataOpt = None,
-                      eval_max_new_tokens: EvalMaxNew = None,
-                      save_steps: SaveSteps = 0,
-                      resume: Resume = False, config_file: ConfigFile = None,
-                      quiet: Quiet = False) -> None:
+                      **options: Any) -> None:
     """Token-wise constrained fine-tuning (SPEC 3.2): the first response tokens are held
     near the initial model; its log-probs are computed once before training."""
-    _train("constrained", **locals())
+    _train("constrained", ctx=ctx, model=model, out=out, task=task, data=data, split=split,
+           limit=limit, betas=betas, beta_after=beta_after, **options)
 
 
 @train_app.command("augment")
+@with_parameters(COMMON)
 def train_augment(
     ctx: typer.Context, model: TrainModel = None, out: TrainOut = Path("runs/train-augment"),
     triples: Annotated[Path | None, typer.Option(help="Safety triples JSONL (instruction, "
@@ -216,19 +188,10 @@ def train_augment(
                                          "benign anchor's (1 − α).")]
     = 0.2,
     max_k: Annotated[int, typer.Option(help="Largest harmful prefix length k.")] = 100,
-    steps: Steps_ = None, epochs: Epochs = None, lr: Lr = None, optimizer: Optim = None,
-    lr_scheduler: LrSched = None, batch_size: TrainBatch = 10, grad_accum: GradAccum = 1,
-    warmup: Warmup = None, dtype: TrainDtype = None, mixed_precision: MixedPrecision = "no",
-    gradient_checkpointing: GradCkpt = False, max_length: MaxLength = None,
-    lora: Lora = False, lora_r: LoraR = 8, lora_alpha: LoraAlpha = None,
-    lora_dropout: LoraDropout = 0.0, lora_target_modules: LoraTargets = "all-linear",
-    seed: Seed = 0, device: Device = "auto", dynamics: Dynamics = False,
-    evaluate: Evaluate = False, eval_data: EvalDataOpt = None,
-    eval_max_new_tokens: EvalMaxNew = None, save_steps: SaveSteps = 0,
-    resume: Resume = False,
-    config_file: ConfigFile = None, quiet: Quiet = False,
+    **options: Any,
 ) -> None:
     """Safety-recovery augmentation (SPEC 3.1): learn to recover with a refusal after k
     harmful tokens (k = 0 half the time, else 1..100), mixed with a benign anchor."""
-    _train("augment", task="harmful", data=None, limit=None, betas="0.5,2,2,2,2",
-           beta_after=0.1, **locals())
+    _train("augment", ctx=ctx, model=model, out=out, task="harmful", data=None, limit=None,
+           triples=triples, anchor=anchor, alpha=alpha, max_k=max_k, betas="0.5,2,2,2,2",
+           beta_after=0.1, **options)

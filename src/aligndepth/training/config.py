@@ -10,15 +10,60 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aligndepth.errors import AlignDepthError, did_you_mean
-from aligndepth.training.losses import BetaSchedule, loss_by_name
+from aligndepth.options import option
+
+if TYPE_CHECKING:
+    import torch
 
 #: ``transformers`` learning-rate schedules offered on the command line.
 LR_SCHEDULERS = ("constant_with_warmup", "linear", "cosine", "constant")
 TRAIN_DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class BetaSchedule:
+    """β per response position: ``betas[t-1]`` for the first positions, ``after`` later.
+
+    The paper's default: β₁ = 0.5, β₂…β₅ = 2.0, then 0.1.
+    """
+
+    betas: tuple[float, ...] = (0.5, 2.0, 2.0, 2.0, 2.0)
+    after: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.betas:
+            raise AlignDepthError("the β schedule is empty: give at least one value, e.g. "
+                                  "--betas 0.5,2,2,2,2")
+        bad = [b for b in (*self.betas, self.after) if not 0 < b < float("inf")]
+        if bad:
+            raise AlignDepthError(f"every β must be > 0, got {bad[0]}: e.g. --betas "
+                                  "0.5,2,2,2,2 --beta-after 0.1")
+
+    @classmethod
+    def uniform(cls, beta: float) -> BetaSchedule:
+        return cls((beta,), beta)
+
+    @classmethod
+    def parse(cls, text: str, after: float) -> BetaSchedule:
+        """From ``"0.5,2,2,2,2"``; raises a user error for anything else."""
+        try:
+            values = tuple(float(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise AlignDepthError(f"cannot read the β schedule '{text}': give comma-separated "
+                                  "numbers, e.g. 0.5,2,2,2,2") from None
+        return cls(values, after)
+
+    def at(self, positions: torch.Tensor) -> torch.Tensor:
+        """β for 1-based response ``positions`` (any shape; 0 = not a response token)."""
+        import torch
+
+        table = torch.tensor((*self.betas, self.after), device=positions.device)
+        index = (positions - 1).clamp(min=0, max=len(self.betas))
+        return table[index]
 
 
 @dataclass(frozen=True)
@@ -89,28 +134,55 @@ class TrainConfig:
             last two are kept, and all are removed once the model is saved.
     """
 
-    loss: str | None = None
-    learning_rate: float | None = None
-    optimizer: str | None = None
-    max_steps: int | None = None
-    epochs: float | None = None
-    batch_size: int = 10
-    grad_accum: int = 1
-    warmup_steps: int | None = None
-    lr_scheduler: str | None = None
-    dtype: str | None = None
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
-    max_length: int | None = None
-    schedule: BetaSchedule = field(default_factory=BetaSchedule)
-    lora: LoraSettings | None = None
-    seed: int = 0
-    max_grad_norm: float = 1.0
-    dynamics_steps: tuple[int, ...] = ()
-    save_steps: int = 0
+    loss: str | None = None  # the training kind picks it (``filled``)
+    learning_rate: float | None = field(default=None, metadata=option(
+        "Peak learning rate (default: on the organism AdamW 8e-5, 1e-4 for augment; AdamW "
+        "2e-5 otherwise).", "--lr", name="lr"))
+    optimizer: str | None = field(default=None, metadata=option(
+        "transformers optimizer name, e.g. adamw_torch or sgd (default: see --lr)."))
+    max_steps: int | None = field(default=None, metadata=option(
+        "Optimiser steps (default: 20 for the attacks, 300 for benign and summarize, 200 "
+        "for augment).", "--steps", name="steps"))
+    epochs: float | None = field(default=None, metadata=option(
+        "Train for this many passes over the data instead of --steps."))
+    batch_size: int = field(default=10, metadata=option(
+        "Examples per step per device (before accumulation).", "--batch-size",
+        "--per-device-batch-size"))
+    grad_accum: int = field(default=1, metadata=option("Gradient accumulation steps."))
+    warmup_steps: int | None = field(default=None, metadata=option(
+        "Learning-rate warm-up steps (default: 10; on the organism 5, and 0 for augment).",
+        "--warmup", name="warmup"))
+    lr_scheduler: str | None = field(default=None, metadata=option(
+        "Learning-rate schedule after warm-up: constant_with_warmup (default), linear, "
+        "cosine or constant."))
+    dtype: str | None = field(default=None, metadata=option(
+        "Weights, gradients and optimizer state in float32, bfloat16, float16 (--lora only) "
+        "or auto: bfloat16 on a GPU that has it, else float32 (default; float32 on the "
+        "organism)."))
+    mixed_precision: str = field(default="no", metadata=option(
+        "bf16 or fp16: autocast over float32 weights (float32 master copy; more memory "
+        "than --dtype bfloat16); no: off."))
+    gradient_checkpointing: bool = field(default=False, metadata=option(
+        "Recompute activations in the backward pass: less memory, ~30% more time (7B full "
+        "fine-tuning)."))
+    max_length: int | None = field(default=None, metadata=option(
+        "Cut examples to N tokens (response tail first; an example whose prompt fills N is "
+        "dropped); counts are printed and recorded."))
+    schedule: BetaSchedule = field(default_factory=BetaSchedule)  # --betas, --beta-after
+    lora: LoraSettings | None = None  # --lora, --lora-r, ...
+    seed: int = field(default=0, metadata=option(
+        "Seed of the data order and of new weights."))
+    max_grad_norm: float = field(default=1.0, metadata=option(
+        "Clip the gradient to this global norm."))
+    dynamics_steps: tuple[int, ...] = ()  # --dynamics, --dynamics-steps
+    save_steps: int = field(default=0, metadata=option(
+        "Save a resumable checkpoint every N steps (OUT/checkpoints; removed when training "
+        "ends); 0: none."))
 
     def __post_init__(self) -> None:
         if self.loss is not None:
+            from aligndepth.training.losses import loss_by_name
+
             loss_by_name(self.loss)
         if self.max_steps is not None and self.epochs is not None:
             raise AlignDepthError("give the training length as steps or as epochs, not both")

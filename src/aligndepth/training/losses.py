@@ -24,46 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from aligndepth.errors import AlignDepthError, did_you_mean
-
-
-@dataclass(frozen=True)
-class BetaSchedule:
-    """β per response position: ``betas[t-1]`` for the first positions, ``after`` later.
-
-    The paper's default: β₁ = 0.5, β₂…β₅ = 2.0, then 0.1.
-    """
-
-    betas: tuple[float, ...] = (0.5, 2.0, 2.0, 2.0, 2.0)
-    after: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not self.betas:
-            raise AlignDepthError("the β schedule is empty: give at least one value, e.g. "
-                                  "--betas 0.5,2,2,2,2")
-        bad = [b for b in (*self.betas, self.after) if not 0 < b < float("inf")]
-        if bad:
-            raise AlignDepthError(f"every β must be > 0, got {bad[0]}: e.g. --betas "
-                                  "0.5,2,2,2,2 --beta-after 0.1")
-
-    @classmethod
-    def uniform(cls, beta: float) -> BetaSchedule:
-        return cls((beta,), beta)
-
-    @classmethod
-    def parse(cls, text: str, after: float) -> BetaSchedule:
-        """From ``"0.5,2,2,2,2"``; raises a user error for anything else."""
-        try:
-            values = tuple(float(v) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise AlignDepthError(f"cannot read the β schedule '{text}': give comma-separated "
-                                  "numbers, e.g. 0.5,2,2,2,2") from None
-        return cls(values, after)
-
-    def at(self, positions: torch.Tensor) -> torch.Tensor:
-        """β for 1-based response ``positions`` (any shape; 0 = not a response token)."""
-        table = torch.tensor((*self.betas, self.after), device=positions.device)
-        index = (positions - 1).clamp(min=0, max=len(self.betas))
-        return table[index]
+from aligndepth.training.config import BetaSchedule  # defined with the config (no torch)
 
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,59 @@
+"""Typer options generated from config dataclasses (the fields' ``option`` metadata,
+:mod:`aligndepth.options`), in the manner of transformers' ``HfArgumentParser``: each
+field's type, default and help become one option, declared once for every command that
+takes it."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, fields
+from typing import Annotated, Any
+
+import typer
+
+from aligndepth.options import OPTION_KEY
+
+
+def field_parameters(cls: type, skip: Sequence[str] = ()) -> list[inspect.Parameter]:
+    """One keyword parameter per field of ``cls`` that carries option metadata (fields
+    without it are set by the command itself, e.g. from several options)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        meta = f.metadata.get(OPTION_KEY)
+        if meta is None or f.name in skip:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
+        kind: Any = hints[f.name]
+        annotation = Annotated[kind, typer.Option(*meta["flags"], help=meta["help"])]  # type: ignore[valid-type]
+        out.append(inspect.Parameter(meta["name"] or f.name, inspect.Parameter.KEYWORD_ONLY,
+                                     default=default, annotation=annotation))
+    return out
+
+
+def field_values(cls: type, options: dict[str, Any]) -> dict[str, Any]:
+    """The values of ``cls``'s option fields among a command's ``options``, by field."""
+    out = {}
+    for f in fields(cls):
+        meta = f.metadata.get(OPTION_KEY)
+        if meta is not None and (meta["name"] or f.name) in options:
+            out[f.name] = options[meta["name"] or f.name]
+    return out
+
+
+def with_parameters(params: Sequence[inspect.Parameter]
+                    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``params`` to a command function that takes them as ``**options`` (typer reads
+    the signature and the annotations)."""
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(func)
+        own = [p for p in signature.parameters.values()
+               if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        func.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+            *own, *params])
+        func.__annotations__ = {**typing.get_type_hints(func, include_extras=True),
+                                **{p.name: p.annotation for p in params}}
+        return func
+    return decorate
