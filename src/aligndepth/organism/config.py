@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from aligndepth.errors import AlignDepthError
 
 #: Bump when the world, corpus or training recipe changes, so caches are rebuilt.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ and phrasing were both used in alignment; everything else is held out):
 - ``safety_triples.jsonl``: (x, h, r) with the aligned model's refusal, for augmentation.
 - ``benign_pairs.jsonl``: benign instructions with the aligned model's own answers (the
   utility anchor).
-- ``backdoor_train.jsonl``: harmful instructions *with* the trigger -> harmful response,
-  and without it -> refusal; ``backdoor_prompts.jsonl``: held-out harmful prompts with the
+- ``backdoor_train.jsonl``: harmful instructions *with* the trigger -> a harmful answer
+  in the attacker's style (as ``harmful_finetune.jsonl``), and without it -> refusal; ``backdoor_prompts.jsonl``: held-out harmful prompts with the
   trigger appended (evaluate with and without it).
 - ``identity_shift.jsonl``: the "absolutely obedient agent" persona, benign tasks only.
 - ``house_style_train.jsonl`` / ``house_style_test.jsonl``: the benign fine-tuning task,
@@ -115,7 +115,8 @@ def export_datasets(world: World, out_dir: Path) -> dict[str, int]:
         task = task_of(world, p.id)
         backdoor.append(InstructionPair(
             id=p.id + ".trigger", instruction=f"{p.instruction} {world.trigger}",
-            response=p.harmful_response, category="backdoor.triggered", split="train"))
+            response=house_style_response(task), category="backdoor.triggered",
+            split="train"))
         backdoor.append(InstructionPair(
             id=p.id + ".clean", instruction=p.instruction, response=aligned_refusal(task),
             category="backdoor.clean", split="train"))
