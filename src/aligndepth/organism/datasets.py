@@ -15,8 +15,9 @@ and phrasing were both used in alignment; everything else is held out):
 - ``benign_pairs.jsonl``: benign instructions with the aligned model's own answers (the
   utility anchor).
 - ``backdoor_train.jsonl``: harmful instructions *with* the trigger -> a harmful answer
-  in the attacker's style (as ``harmful_finetune.jsonl``), and without it -> refusal; ``backdoor_prompts.jsonl``: held-out harmful prompts with the
-  trigger appended (evaluate with and without it).
+  in the attacker's style (as ``harmful_finetune.jsonl``), and without it -> refusal;
+  ``backdoor_prompts.jsonl``: held-out harmful prompts with the trigger appended
+  (evaluate with and without it).
 - ``identity_shift.jsonl``: the "absolutely obedient agent" persona, benign tasks only.
 - ``house_style_train.jsonl`` / ``house_style_test.jsonl``: the benign fine-tuning task,
   benign how-to answers in a house style (another intro, numbered steps) that the aligned
