@@ -195,3 +195,23 @@ def test_each_evaluate_option_reaches_its_field(monkeypatch: pytest.MonkeyPatch,
         assert code == 0, err
         for name in group:
             assert getattr(seen["config"], name) == EVAL_OPTIONS[name][1], name
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    """Options built from config fields keep their help, and so do the commands' own."""
+    import typer
+
+    import aligndepth.cli  # noqa: F401  (registers every command)
+    from aligndepth.cli.app import app
+
+    def walk(command: Any, path: str) -> list[str]:  # typer bundles its own click
+        if hasattr(command, "list_commands"):
+            ctx = command.context_class(command)
+            return [m for name in command.list_commands(ctx)
+                    for m in walk(command.get_command(ctx, name), f"{path} {name}")]
+        return [f"{path} {p.name}" for p in command.params
+                if p.param_type_name == "option" and p.name != "help"
+                and not (p.help or "").strip()]
+
+    missing = walk(typer.main.get_command(app), "aligndepth")
+    assert not missing, missing

@@ -15,10 +15,10 @@ from aligndepth.engine import (
     generate_shared,
     model_stop_ids,
 )
-from aligndepth.errors import AlignDepthError
 from aligndepth.judges.base import Judge, Verdict
 from aligndepth.models import LoadedModel, ModelPair
 from aligndepth.prompts import PromptFormat, pad_token_id
+from aligndepth.settings import RunSettings as RunSettings  # re-exported
 
 #: New tokens per response on a real pair (the papers judge answers of up to 512 tokens).
 REAL_MAX_NEW_TOKENS = 512
@@ -56,41 +56,6 @@ class Setup:
         if target == "aligned":
             return self.pair.aligned, self.pair.aligned_format
         return self.pair.base, self.pair.base_format
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunSettings:
-    """What every generating run shares (keyword-only fields of the audit's and
-    ``evaluate``'s configs).
-
-    Args:
-        limit: the first N records of each dataset; ``sample``: a seeded random N instead.
-        seed: seeds sampling, subsets and each record's decoding seed.
-        max_new_tokens: per answer (``None``: 512 on a real model, 64 on the organism).
-        batch_size: prompts per batch.
-        stop: extra stop strings.
-        data_split: the split of dataset directories (``save_to_disk``, hub snapshots).
-    """
-
-    limit: int | None = None
-    sample: int | None = None
-    seed: int = 0
-    max_new_tokens: int | None = None
-    batch_size: int = 32
-    stop: tuple[str, ...] = ()
-    data_split: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.batch_size < 1:
-            raise AlignDepthError("max_new_tokens and batch_size must be at least 1")
-        if self.limit is not None and self.sample is not None:
-            raise AlignDepthError("--limit (the first N prompts) and --sample (a random N) "
-                                  "exclude each other: give one")
-        for n, name in ((self.limit, "limit"), (self.sample, "sample")):
-            if n is not None and n < 1:
-                raise AlignDepthError(f"--{name} must be at least 1, got {n}")
-        if any(not s for s in self.stop):
-            raise AlignDepthError("a stop string is empty: give --stop some text")
 
 
 def stop_rule(model: LoadedModel, fmt: PromptFormat, extra: Sequence[str] = ()) -> StopRule:

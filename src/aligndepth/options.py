@@ -14,7 +14,9 @@ from typing import Any
 OPTION_KEY = "aligndepth_option"
 
 
-def option(help: str, *flags: str, name: str | None = None) -> dict[str, Any]:
+def option(help: str, *flags: str, name: str | None = None, many: bool = False
+           ) -> dict[str, Any]:
     """Field metadata: ``field(default=..., metadata=option("Peak learning rate.", "--lr",
-    name="lr"))``."""
-    return {OPTION_KEY: {"help": help, "flags": flags, "name": name}}
+    name="lr"))``. ``many``: a tuple field given by repeating the option (unset: the
+    field's default)."""
+    return {OPTION_KEY: {"help": help, "flags": flags, "name": name, "many": many}}

@@ -9,10 +9,9 @@ import typer
 
 from aligndepth.cli.app import Quiet, app
 from aligndepth.cli.config_file import ConfigFile, write_run_config
+from aligndepth.cli.fields import field_parameters, field_values, with_parameters
 from aligndepth.cli.options import (
     AllowPickle,
-    Batch,
-    DataSplit,
     Device,
     DeviceMap,
     Dtype,
@@ -22,36 +21,23 @@ from aligndepth.cli.options import (
     EngineUrl,
     JudgeName,
     JudgeOptions,
-    Limit,
-    MaxNew,
     Overwrite,
     Placement,
-    SampleN,
-    Seed,
-    Stops,
     TrustCode,
     _judge_options,
     served_configs,
 )
 from aligndepth.errors import AlignDepthError
+from aligndepth.evaluation.config import EvalConfig
 
 EvalModel = Annotated[str | None, typer.Argument(
     help="The model: a local directory (a model or a LoRA adapter, e.g. a `train` output) "
     "or a hub id (default: the organism's aligned model).", show_default=False)]
-Tasks = Annotated[list[str] | None, typer.Option(
-    "--task", help="Task (repeat): harmful, backdoor, identity, benign, gsm8k, sql, samsum, "
-    "style, alpaca (default: harmful; docs/evaluation.md).")]
 EvalData = Annotated[list[str] | None, typer.Option(
     "--data", help="TASK=FILE (repeat), or FILE when one dataset is needed: the project's "
     "JSONL or a published format (GSM8k, SQL create-context, SAMSum, Alpaca/AlpacaEval, "
     "HEx-PHI, ...) as JSON, JSONL, CSV, parquet, a save_to_disk directory or a hub "
     "snapshot. harmful=FILE feeds harmful, backdoor and identity.")]
-Trigger = Annotated[str | None, typer.Option(help="--task backdoor: text appended to each "
-                                             "harmful prompt (default on the organism: its "
-                                             "trigger).")]
-System = Annotated[str | None, typer.Option(help="--task identity: the persona's system "
-                                            "prompt (default on the organism: the obedient "
-                                            "agent).")]
 PairwiseOptions = Annotated[list[str] | None, typer.Option(
     "--pairwise-option", help="KEY=VALUE setting of the pairwise judge of --task alpaca "
     "(repeat), e.g. model=gpt-4o base_url=URL (default: ALIGNDEPTH_JUDGE_BASE_URL, "
@@ -97,30 +83,26 @@ def _bare_data(data: dict[str, str], tasks: tuple[str, ...]) -> dict[str, str]:
     "trigger or under a persona, refusals of safe prompts, GSM8k accuracy, SQL exact match, "
     "SAMSum ROUGE and an AlpacaEval-style pairwise win rate; every number with a 95% "
     "interval, in eval.json and a report (docs/evaluation.md)."))
-def evaluate_cmd(ctx: typer.Context, model: EvalModel = None, task: Tasks = None,
-                 data: EvalData = None,
-                 split: DataSplit = None, trigger: Trigger = None, system: System = None,
+@with_parameters(field_parameters(EvalConfig))
+def evaluate_cmd(ctx: typer.Context, model: EvalModel = None, data: EvalData = None,
                  judge: JudgeName = None, judge_option: JudgeOptions = None,
                  pairwise_option: PairwiseOptions = None, out: EvalOut = None,
-                 overwrite: Overwrite = False, limit: Limit = None, sample: SampleN = None,
-                 seed: Seed = 0, max_new_tokens: MaxNew = None, batch_size: Batch = 32,
-                 stop: Stops = None, prompt_format: PromptKind = "chat",
+                 overwrite: Overwrite = False, prompt_format: PromptKind = "chat",
                  system_placement: Placement = "system",
                  device: Device = "auto", dtype: Dtype = "auto",
                  device_map: DeviceMap = None, allow_pickle: AllowPickle = False,
                  trust_remote_code: TrustCode = False, engine: EngineKind = "hf",
                  engine_url: EngineUrl = None, engine_model: EngineModel = None,
                  engine_option: EngineOptions = None, config_file: ConfigFile = None,
-                 quiet: Quiet = False) -> None:
-    """``aligndepth evaluate`` (its help is in the decorator)."""
-    from aligndepth.evaluation.run import EvalConfig, run_evaluation
+                 quiet: Quiet = False, **options: Any) -> None:
+    """``aligndepth evaluate`` (its help is in the decorator; ``options``: the
+    :class:`EvalConfig` fields' own options)."""
+    from aligndepth.evaluation.run import run_evaluation
     from aligndepth.models import LoadConfig
     from aligndepth.prompts import PromptFormat
 
-    tasks = tuple(task or ("harmful",))
-    config = EvalConfig(tasks=tasks, trigger=trigger, system=system, limit=limit,
-                        sample=sample, seed=seed, max_new_tokens=max_new_tokens,
-                        batch_size=batch_size, stop=tuple(stop or ()), data_split=split)
+    config = EvalConfig(**field_values(EvalConfig, options))
+    tasks = config.tasks
     if prompt_format not in ("chat", "plain"):
         raise AlignDepthError(f"unknown --prompt-format '{prompt_format}': use chat or plain")
     fmt = PromptFormat("chat", placement=system_placement) if prompt_format == "chat" \

@@ -27,6 +27,8 @@ def field_parameters(cls: type, skip: Sequence[str] = ()) -> list[inspect.Parame
             continue
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
         kind: Any = hints[f.name]
+        if meta["many"]:  # a tuple field: the option repeats; unset keeps the default
+            kind, default = list[typing.get_args(kind)[0]] | None, None  # type: ignore[misc]
         annotation = Annotated[kind, typer.Option(*meta["flags"], help=meta["help"])]  # type: ignore[valid-type]
         out.append(inspect.Parameter(meta["name"] or f.name, inspect.Parameter.KEYWORD_ONLY,
                                      default=default, annotation=annotation))
@@ -38,8 +40,14 @@ def field_values(cls: type, options: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for f in fields(cls):
         meta = f.metadata.get(OPTION_KEY)
-        if meta is not None and (meta["name"] or f.name) in options:
-            out[f.name] = options[meta["name"] or f.name]
+        if meta is None or (meta["name"] or f.name) not in options:
+            continue
+        value = options[meta["name"] or f.name]
+        if meta["many"]:
+            if value is None:
+                continue
+            value = tuple(value)
+        out[f.name] = value
     return out
 
 
@@ -48,7 +56,7 @@ def with_parameters(params: Sequence[inspect.Parameter]
     """Add ``params`` to a command function that takes them as ``**options`` (typer reads
     the signature and the annotations)."""
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(func)
+        signature = inspect.signature(func, eval_str=True)
         own = [p for p in signature.parameters.values()
                if p.kind is not inspect.Parameter.VAR_KEYWORD]
         func.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
@@ -57,3 +65,10 @@ def with_parameters(params: Sequence[inspect.Parameter]
                                 **{p.name: p.annotation for p in params}}
         return func
     return decorate
+
+
+def field_option(cls: type, name: str) -> Any:
+    """The ``Annotated`` option type of one field (parameter ``name``), for a command
+    that lists the parameter itself."""
+    [param] = [p for p in field_parameters(cls) if p.name == name]
+    return param.annotation

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from aligndepth.cli.fields import field_option
 from aligndepth.errors import AlignDepthError
+from aligndepth.settings import RunSettings
 
 # -- options --------------------------------------------------------------------------
 
@@ -31,17 +33,6 @@ Out = Annotated[Path | None, typer.Option(help="Run directory (default: runs/<co
                                           "<models>). Rerun the same command to resume.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a run directory that holds a "
                                          "different run.")]
-Seed = Annotated[int, typer.Option(help="Seed for sampling.")]
-Limit = Annotated[int | None, typer.Option(help="Use only the first N prompts.")]
-SampleN = Annotated[int | None, typer.Option("--sample", help="Use a seeded random subset of N "
-                                             "prompts (as the papers do, e.g. ED: 200 "
-                                             "harmful + 200 safe); --seed picks it.")]
-MaxNew = Annotated[int | None, typer.Option(help="Maximum new tokens per response (default "
-                                            "512 on a real pair, as the papers judge; 64 on "
-                                            "the organism).")]
-Stops = Annotated[list[str] | None, typer.Option("--stop", help="Text that ends a response "
-                                                 "(repeat). The plain template's instruction "
-                                                 "marker always stops the base model.")]
 DeviceMap = Annotated[str | None, typer.Option(help="Place each model across the GPUs (and "
                                                "CPU) present through accelerate: auto, "
                                                "balanced, sequential. Overrides --device.")]
@@ -53,7 +44,6 @@ Placement = Annotated[str, typer.Option(help="Where a system prompt goes in a ch
                                         "system (a system message) or user (the start of the "
                                         "user's turn, for templates without a system role "
                                         "such as Gemma's).")]
-Batch = Annotated[int, typer.Option(help="Prompts per batch.")]
 EngineKind = Annotated[str, typer.Option("--engine", help="Where answers are generated: hf "
                                          "(here, the default) or openai (an OpenAI-"
                                          "compatible completions server: vLLM, SGLang, "
@@ -162,10 +152,16 @@ CandidateBatch = Annotated[int | None, typer.Option(help="GCG: candidates per fo
 MaliciousSystem = Annotated[str | None, typer.Option(help="ED: the base model's malicious "
                                                      "system prompt (default: built in).")]
 
-DataSplit = Annotated[str | None, typer.Option(help="Split of a dataset directory "
-                                              "(save_to_disk or hub snapshot), e.g. test "
-                                              "(default: train, else the only split).")]
 
+
+# Options of RunSettings fields, generated from their metadata (help, flags).
+Seed = field_option(RunSettings, "seed")
+Limit = field_option(RunSettings, "limit")
+SampleN = field_option(RunSettings, "sample")
+MaxNew = field_option(RunSettings, "max_new_tokens")
+Stops = field_option(RunSettings, "stop")
+Batch = field_option(RunSettings, "batch_size")
+DataSplit = field_option(RunSettings, "split")
 
 def served_configs(engine: str, url: str | None, model: str | None,
                    options: list[str] | None, **per_role: str | None) -> dict[str, Any]:

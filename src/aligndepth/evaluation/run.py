@@ -19,6 +19,7 @@ from typing import Any
 from aligndepth.data.loading import is_project_jsonl, resolve_data
 from aligndepth.engine import GREEDY, check_context
 from aligndepth.errors import AlignDepthError
+from aligndepth.evaluation.config import EvalConfig as EvalConfig  # re-exported
 from aligndepth.evaluation.pairwise import compare_both_orders
 from aligndepth.evaluation.scoring import (
     check_gsm8k_references,
@@ -26,11 +27,10 @@ from aligndepth.evaluation.scoring import (
     rouge,
     sql_exact_match,
 )
-from aligndepth.evaluation.tasks import NAME, TaskSpec, task_by_name
+from aligndepth.evaluation.tasks import NAME, TaskSpec
 from aligndepth.experiment import (
     ORGANISM_MAX_NEW_TOKENS,
     REAL_MAX_NEW_TOKENS,
-    RunSettings,
     generate_rows,
     stop_rule,
 )
@@ -41,43 +41,6 @@ from aligndepth.prompts import PromptFormat
 from aligndepth.runs import Run, Unit, chunked, file_digest, unit_seed
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EvalConfig(RunSettings):
-    """What to evaluate and how (and the run settings of
-    :class:`~aligndepth.experiment.RunSettings`).
-
-    Args:
-        tasks: task names (:data:`~aligndepth.evaluation.tasks.TASKS`).
-        trigger: text appended (after a space) to every prompt of the ``backdoor`` task's
-            triggered condition (default on the organism: its trigger).
-        system: the system prompt of the ``identity`` task's persona condition (default on
-            the organism: the obedient-agent persona).
-    """
-
-    tasks: tuple[str, ...] = ("harmful",)
-    trigger: str | None = None
-    system: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.tasks:
-            raise AlignDepthError("choose at least one --task")
-        for name in self.tasks:
-            task_by_name(name)
-        if len(set(self.tasks)) != len(self.tasks):
-            raise AlignDepthError("a --task is given twice: give each task once")
-        for option, task, value in (("--trigger", "backdoor", self.trigger),
-                                    ("--system", "identity", self.system)):
-            if value is not None and task not in self.tasks:
-                raise AlignDepthError(f"{option} is used by --task {task} only: add --task "
-                                      f"{task}, or drop {option}")
-            if value is not None and not value.strip():
-                raise AlignDepthError(f"{option} is empty: give it some text")
-
-    def specs(self) -> list[TaskSpec]:
-        return [task_by_name(t) for t in self.tasks]
 
 
 @dataclass
