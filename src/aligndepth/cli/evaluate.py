@@ -102,7 +102,6 @@ def evaluate_cmd(ctx: typer.Context, model: EvalModel = None, data: EvalData = N
     from aligndepth.prompts import PromptFormat
 
     config = EvalConfig(**field_values(EvalConfig, options))
-    tasks = config.tasks
     if prompt_format not in ("chat", "plain"):
         raise AlignDepthError(f"unknown --prompt-format '{prompt_format}': use chat or plain")
     fmt = PromptFormat("chat", placement=system_placement) if prompt_format == "chat" \
@@ -113,7 +112,7 @@ def evaluate_cmd(ctx: typer.Context, model: EvalModel = None, data: EvalData = N
                       served=served.get("aligned"))
     if out is None:
         out = Path("runs") / f"evaluate-{Path(model).name if model else 'organism'}"
-    summary = run_evaluation(model, out, config, data=_bare_data(parse_data(data), tasks),
+    summary = run_evaluation(model, out, config, data=_bare_data(parse_data(data), config.tasks),
                              judge=judge, judge_options=_judge_options(judge_option),
                              pairwise_options=_judge_options(pairwise_option), load=load,
                              fmt=fmt, overwrite=overwrite, show_progress=not quiet)

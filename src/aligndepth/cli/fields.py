@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Sequence
-from dataclasses import MISSING, fields
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import MISSING, Field, fields
 from typing import Annotated, Any
 
 import typer
@@ -16,36 +16,42 @@ import typer
 from aligndepth.options import OPTION_KEY
 
 
-def field_parameters(cls: type, skip: Sequence[str] = ()) -> list[inspect.Parameter]:
-    """One keyword parameter per field of ``cls`` that carries option metadata (fields
-    without it are set by the command itself, e.g. from several options)."""
-    hints = typing.get_type_hints(cls)
-    out = []
+def _option_fields(cls: type) -> Iterator[tuple[Field[Any], dict[str, Any], str]]:
+    """Each field of ``cls`` that carries option metadata, with it and its parameter name
+    (fields without it are set by the command itself, e.g. from several options)."""
     for f in fields(cls):
         meta = f.metadata.get(OPTION_KEY)
-        if meta is None or f.name in skip:
+        if meta is not None:
+            yield f, meta, meta["name"] or f.name
+
+
+def field_parameters(cls: type, skip: Sequence[str] = ()) -> list[inspect.Parameter]:
+    """One keyword parameter per option field of ``cls``."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f, meta, name in _option_fields(cls):
+        if f.name in skip:
             continue
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
         kind: Any = hints[f.name]
         if meta["many"]:  # a tuple field: the option repeats; unset keeps the default
             kind, default = list[typing.get_args(kind)[0]] | None, None  # type: ignore[misc]
         annotation = Annotated[kind, typer.Option(*meta["flags"], help=meta["help"])]  # type: ignore[valid-type]
-        out.append(inspect.Parameter(meta["name"] or f.name, inspect.Parameter.KEYWORD_ONLY,
-                                     default=default, annotation=annotation))
+        out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                     annotation=annotation))
     return out
 
 
 def field_values(cls: type, options: dict[str, Any]) -> dict[str, Any]:
     """The values of ``cls``'s option fields among a command's ``options``, by field."""
     out = {}
-    for f in fields(cls):
-        meta = f.metadata.get(OPTION_KEY)
-        if meta is None or (meta["name"] or f.name) not in options:
-            continue
-        value = options[meta["name"] or f.name]
+    for f, meta, name in _option_fields(cls):
+        if name not in options:
+            continue  # not an option of this command
+        value = options[name]
         if meta["many"]:
             if value is None:
-                continue
+                continue  # a repeated option left unset: the field's default
             value = tuple(value)
         out[f.name] = value
     return out

@@ -112,9 +112,13 @@ def measure_card(pair: ModelPair, world: World, max_new_tokens: int = 64,
         by_id = {p.id: p for p in harmful_pairs(world)}
         h_ids = [tok(by_id[r.id].harmful_response, add_special_tokens=False).input_ids
                  for r in harmful]
-        prefixes = [tok.decode(ids[:PREFILL_TOKENS], skip_special_tokens=True) for ids in h_ids]
+
+        def prefixes(k: int) -> list[str]:
+            """The first ``k`` tokens of each harmful response, as text."""
+            return [tok.decode(ids[:k], skip_special_tokens=True) for ids in h_ids]
+
         card["aligned_prefill10_harmful_rate"] = _rate(
-            judge, h_x, run(pair.aligned, chat, h_x, prefixes), "harmful")
+            judge, h_x, run(pair.aligned, chat, h_x, prefixes(PREFILL_TOKENS)), "harmful")
         advance()
         prompts = [chat.encode(tok, x) for x in h_x]
         kl = response_kl(pair.aligned.model, pair.base.model, prompts, h_ids, pad_token_id(tok))
@@ -135,9 +139,9 @@ def measure_card(pair: ModelPair, world: World, max_new_tokens: int = 64,
         x3 = [x for x in h_x for _ in range(PREFILL_SAMPLES)]
         curve = {}
         for k in PREFILL_KS:
-            pre = [tok.decode(ids[:k], skip_special_tokens=True) for ids in h_ids]
-            curve[str(k)] = _rate(judge, x3, run(pair.aligned, chat, h_x, pre, sample_seed=k,
-                                                 repeats=PREFILL_SAMPLES), "harmful")
+            curve[str(k)] = _rate(judge, x3, run(pair.aligned, chat, h_x, prefixes(k),
+                                                 sample_seed=k, repeats=PREFILL_SAMPLES),
+                                  "harmful")
         card["prefill_asr_by_k_sampled"] = curve
         advance()
         # Sampled (temperature 1) rates: not targets, they show the room left for

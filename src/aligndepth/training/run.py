@@ -56,11 +56,10 @@ KINDS = ("sft", "constrained", "augment")
 #: Organism defaults per kind: AdamW, as the papers train (the organism's
 #: :data:`~aligndepth.organism.config.FINETUNE_RECIPE`, the same for ``sft`` and
 #: ``constrained``), all in float32.
+_ORGANISM_FINETUNE = Recipe(FINETUNE_RECIPE.optimizer, FINETUNE_RECIPE.learning_rate,
+                            warmup_steps=FINETUNE_RECIPE.warmup_steps, dtype="float32")
 ORGANISM_RECIPES = {
-    "sft": Recipe(FINETUNE_RECIPE.optimizer, FINETUNE_RECIPE.learning_rate,
-                  warmup_steps=FINETUNE_RECIPE.warmup_steps, dtype="float32"),
-    "constrained": Recipe(FINETUNE_RECIPE.optimizer, FINETUNE_RECIPE.learning_rate,
-                          warmup_steps=FINETUNE_RECIPE.warmup_steps, dtype="float32"),
+    "sft": _ORGANISM_FINETUNE, "constrained": _ORGANISM_FINETUNE,
     "augment": Recipe("adamw_torch", 1e-4, warmup_steps=0, dtype="float32")}
 REAL_MODEL_RECIPE = DEFAULT_RECIPE
 
