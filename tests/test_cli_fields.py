@@ -7,13 +7,18 @@ from typing import Any
 
 import pytest
 
-from aligndepth.analysis.kl_profile import KLConfig
-from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig
-from aligndepth.attacks.decoding import DecodingConfig
-from aligndepth.attacks.emulated import EDConfig
-from aligndepth.attacks.gcg_core import GCGConfig
-from aligndepth.attacks.gcg_transfer import GCGTransferConfig
-from aligndepth.attacks.prefill import PrefillConfig
+from aligndepth.configs import (
+    AUDIT_BUDGET,
+    EXPERIMENT_CONFIGS,
+    DecodingConfig,
+    EDConfig,
+    GCGConfig,
+    GCGTransferConfig,
+    KLConfig,
+    PrefillConfig,
+    RefusalPrefixConfig,
+)
+from aligndepth.options import FIXED_KEY, OPTION_KEY
 from tests.test_cli import run_cli
 
 #: (experiment, config class, field) -> (option, a non-default value, what it becomes)
@@ -31,7 +36,7 @@ OPTIONS: dict[tuple[str, type, str], tuple[str, str, Any]] = {
     ("ed", EDConfig, "temperature"): ("--temperature", "0.7", 0.7),
     ("ed", EDConfig, "top_k"): ("--ed-top-k", "5", 5),
     ("ed", EDConfig, "top_p"): ("--top-p", "0.9", 0.9),
-    ("ed", EDConfig, "methods"): ("--methods", "ed", ("ed",)),
+    ("ed", EDConfig, "methods"): ("--methods", "ed,align_mp", ("ed", "align_mp")),
     ("ed", EDConfig, "malicious_system"): ("--malicious-system", "Be bad.", "Be bad."),
     ("ed", EDConfig, "benign_system"): ("--benign-system", "Be good.", "Be good."),
     ("gcg", GCGConfig, "num_steps"): ("--num-steps", "3", 3),
@@ -49,22 +54,27 @@ OPTIONS: dict[tuple[str, type, str], tuple[str, str, Any]] = {
     ("gcg", GCGConfig, "max_prompts"): ("--max-prompts", "2", 2),
     ("gcg_transfer", GCGTransferConfig, "source"): ("--source", "SRC", "SRC"),
 }
-#: Fields deliberately not options, with the reason.
-FIXED = {
-    (RefusalPrefixConfig, "sampling"): "greedy, as in the paper's Table 1",
-    (PrefillConfig, "sampling"): "greedy, as in the paper's Figure 2",
-    (GCGTransferConfig, "target"): "the aligned model, the one GCG attacked",
-}
 COMMANDS = {"kl": "kl", "refusal_prefix": "refusal-prefix", "prefill": "prefill",
             "decoding": "decoding", "ed": "ed", "gcg": "gcg", "gcg_transfer": "gcg-transfer"}
 
 
+def _kind(cls: type, name: str) -> str:
+    [f] = [f for f in fields(cls) if f.name == name]
+    if OPTION_KEY in f.metadata:
+        return "option"
+    assert f.metadata.get(FIXED_KEY, "").strip(), \
+        f"{cls.__name__}.{name} is neither an option nor fixed with a reason"
+    return "fixed"
+
+
 def test_every_field_is_an_option_or_fixed_on_purpose() -> None:
-    for cls in (KLConfig, RefusalPrefixConfig, PrefillConfig, DecodingConfig, EDConfig,
-                GCGConfig, GCGTransferConfig):
+    """Every experiment config field is an option (and exercised in OPTIONS below) or
+    carries ``fixed(reason)``; the commands' configs are exactly EXPERIMENT_CONFIGS."""
+    assert set(EXPERIMENT_CONFIGS) == set(COMMANDS)
+    for experiment, cls in EXPERIMENT_CONFIGS.items():
         for f in fields(cls):
-            mapped = [k for k in OPTIONS if k[1] is cls and k[2] == f.name]
-            assert mapped or (cls, f.name) in FIXED, f"{cls.__name__}.{f.name} has no option"
+            exercised = (experiment, cls, f.name) in OPTIONS
+            assert exercised == (_kind(cls, f.name) == "option"), f"{cls.__name__}.{f.name}"
 
 
 @pytest.mark.parametrize("experiment", sorted(COMMANDS))
@@ -99,8 +109,33 @@ def test_kl_does_not_offer_what_it_ignores(capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "300")
     _, help_text, _ = run_cli(capsys, "kl", "--help")
-    for option in ("--judge ", "--max-new-tokens", "--stop ", "--engine-url"):
+    for option in ("--judge ", "--max-new-tokens", "--stop ", "--engine-url", "--ed-alpha",
+                   "--num-steps", "--k ", "--prefix ", "--source", "--experiments"):
         assert option not in help_text, option
+    _, help_text, _ = run_cli(capsys, "audit", "--help")
+    for option in ("--experiments", "--ed-alpha", "--num-steps", "--kl-positions", "--k "):
+        assert option in help_text, option
+
+
+@pytest.mark.parametrize("command, budget", [("gcg", GCGConfig()), ("audit", AUDIT_BUDGET)])
+def test_unset_gcg_options_keep_the_commands_budget(
+        command: str, budget: GCGConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import aligndepth.audit as audit
+
+    seen: dict[str, Any] = {}
+
+    class _Setup:
+        organism = None
+
+    monkeypatch.setattr(audit, "open_setup", lambda *a, **k: _Setup())
+    monkeypatch.setattr(audit, "run_experiments",
+                        lambda setup, out, config, *a, **k: seen.update(config=config) or {})
+    code, _, err = run_cli(capsys, command, "--out", str(tmp_path / "o"), "--quiet",
+                           "--suffix-length", "7")
+    assert code == 0, err
+    from dataclasses import replace
+    assert seen["config"].gcg == replace(budget, suffix_length=7)
 
 
 # -- train and evaluate: TrainConfig (with LoraSettings, BetaSchedule) and EvalConfig ------
@@ -134,7 +169,6 @@ TRAIN_OPTIONS: dict[tuple[type, str], tuple[str, list[str], Any]] = {
     (TrainConfig, "dynamics_steps"): ("train sft", ["--dynamics-steps", "5,0"], (0, 5)),
     (TrainConfig, "save_steps"): ("train augment", ["--save-steps", "6"], 6),
 }
-TRAIN_FIXED = {(TrainConfig, "loss"): "the training kind (sft, constrained, augment) picks it"}
 EVAL_OPTIONS: dict[str, tuple[list[str], Any]] = {
     "tasks": (["--task", "harmful", "--task", "backdoor", "--task", "identity"],
               ("harmful", "backdoor", "identity")),
@@ -151,9 +185,9 @@ EVAL_OPTIONS: dict[str, tuple[list[str], Any]] = {
 
 
 def test_every_train_and_eval_field_is_an_option_or_fixed_on_purpose() -> None:
-    for f in fields(TrainConfig):
-        assert (TrainConfig, f.name) in TRAIN_OPTIONS or (TrainConfig, f.name) in TRAIN_FIXED, \
-            f"TrainConfig.{f.name} has no option"
+    for f in fields(TrainConfig):  # schedule, lora, dynamics_steps: set from several options
+        exercised = (TrainConfig, f.name) in TRAIN_OPTIONS
+        assert exercised == (FIXED_KEY not in f.metadata), f"TrainConfig.{f.name}"
     assert {f.name for f in fields(EvalConfig)} == set(EVAL_OPTIONS)
 
 

@@ -13,14 +13,23 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aligndepth.analysis.kl_profile import KLConfig, run_kl
-from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig, run_refusal_prefix
-from aligndepth.attacks.decoding import DecodingConfig, run_decoding
-from aligndepth.attacks.emulated import EDConfig, run_ed
-from aligndepth.attacks.gcg import AUDIT_BUDGET, check_gcg, run_gcg
-from aligndepth.attacks.gcg_core import GCGConfig
-from aligndepth.attacks.gcg_transfer import GCGTransferConfig, found_suffixes, run_gcg_transfer
-from aligndepth.attacks.prefill import PrefillConfig, check_ks, run_prefill
+from aligndepth.analysis.kl_profile import run_kl
+from aligndepth.analysis.refusal_prefix import run_refusal_prefix
+from aligndepth.attacks.decoding import run_decoding
+from aligndepth.attacks.emulated import run_ed
+from aligndepth.attacks.gcg import check_gcg, run_gcg
+from aligndepth.attacks.gcg_transfer import found_suffixes, run_gcg_transfer
+from aligndepth.attacks.prefill import check_ks, run_prefill
+from aligndepth.configs import (
+    AUDIT_BUDGET,
+    DecodingConfig,
+    EDConfig,
+    GCGConfig,
+    GCGTransferConfig,
+    KLConfig,
+    PrefillConfig,
+    RefusalPrefixConfig,
+)
 from aligndepth.data.loading import resolve_data
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.errors import AlignDepthError, did_you_mean

@@ -4,7 +4,8 @@ A config field that is an option carries ``metadata=option("help", "--flag", ...
 the option's help text, its flags (default ``--field-name``) and, where the command
 line has always named it differently, the parameter name (``steps`` for
 ``max_steps``); the type and default come from the field itself. ``aligndepth.cli.fields``
-turns such fields into typer options, so a field and its option cannot drift apart.
+turns such fields into typer options, so a field and its option cannot drift apart. A
+field that is deliberately not an option carries ``metadata=fixed("the reason")``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,25 @@ from typing import Any
 OPTION_KEY = "aligndepth_option"
 
 
-def option(help: str, *flags: str, name: str | None = None, many: bool = False
-           ) -> dict[str, Any]:
+FIXED_KEY = "aligndepth_fixed"
+
+
+def option(help: str, *flags: str, name: str | None = None, many: bool = False,
+           sep: str | None = None, unset_keeps: bool = False) -> dict[str, Any]:
     """Field metadata: ``field(default=..., metadata=option("Peak learning rate.", "--lr",
-    name="lr"))``. ``many``: a tuple field given by repeating the option (unset: the
-    field's default)."""
-    return {OPTION_KEY: {"help": help, "flags": flags, "name": name, "many": many}}
+    name="lr"))``.
+
+    Args:
+        many: a tuple field given by repeating the option (unset: the field's default).
+        sep: a tuple field given as one text, its items separated by ``sep``.
+        unset_keeps: the option defaults to unset, and an unset option keeps the value
+            of the config the command starts from (e.g. GCG's budget, which differs
+            between ``gcg`` and ``audit``).
+    """
+    return {OPTION_KEY: {"help": help, "flags": flags, "name": name, "many": many,
+                         "sep": sep, "unset_keeps": unset_keeps}}
+
+
+def fixed(reason: str) -> dict[str, Any]:
+    """Field metadata of a field that is deliberately not an option, with the reason."""
+    return {FIXED_KEY: reason}

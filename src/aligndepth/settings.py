@@ -1,5 +1,6 @@
-"""What every generating run shares: :class:`RunSettings` (no torch at import, so the
-command line can build its options from it)."""
+"""What every generating run shares: :class:`RunSettings`, and :class:`SamplingParams`
+(how a token is drawn). No torch at import, so the command line builds its options from
+them."""
 
 from __future__ import annotations
 
@@ -50,3 +51,37 @@ class RunSettings:
                 raise AlignDepthError(f"--{name} must be at least 1, got {n}")
         if any(not s for s in self.stop):
             raise AlignDepthError("a stop string is empty: give --stop some text")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """One decoding configuration.
+
+    Args:
+        temperature: 0 for greedy, else the softmax temperature.
+        top_k: keep the k most likely tokens (0: off).
+        top_p: keep the smallest set of tokens with probability >= top_p (1.0: off).
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.temperature < float("inf"):  # also rejects NaN
+            raise AlignDepthError(f"temperature must be a finite number >= 0, got "
+                                  f"{self.temperature}")
+        if self.top_k < 0:
+            raise AlignDepthError(f"top_k must be >= 0 (0 turns it off), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise AlignDepthError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def describe(self) -> dict[str, float]:
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+
+
+GREEDY = SamplingParams(temperature=0.0)

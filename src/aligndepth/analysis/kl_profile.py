@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aligndepth.analysis.kl import response_kl
+from aligndepth.configs import LATE_FROM, KLConfig
 from aligndepth.data.schemas import HarmfulPair
-from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import pad_token_id
@@ -22,25 +21,6 @@ from aligndepth.runs import Run, Unit, chunked
 
 NAME = "kl"
 FIRST = 5  # positions 1..5
-LATE_FROM = 10  # positions >= 10
-
-
-@dataclass(frozen=True)
-class KLConfig:
-    """Args:
-        prompt_format: ``aligned`` (both models on the aligned model's format, as the
-            paper) or ``base`` (both on the base model's format).
-        max_positions: response positions to keep (longer responses are cut).
-    """
-
-    prompt_format: str = "aligned"
-    max_positions: int = 64
-
-    def __post_init__(self) -> None:
-        if self.prompt_format not in ("aligned", "base"):
-            raise AlignDepthError("KL prompt format must be 'aligned' or 'base'")
-        if self.max_positions < LATE_FROM:
-            raise AlignDepthError(f"KL max_positions must be >= {LATE_FROM}")
 
 
 def run_kl(setup: Setup, run: Run, pairs: Sequence[HarmfulPair], config: KLConfig

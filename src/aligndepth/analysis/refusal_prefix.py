@@ -9,34 +9,16 @@ little the aligned model's safety may need beyond its first tokens.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from aligndepth.configs import RefusalPrefixConfig
 from aligndepth.data.schemas import PromptRecord
-from aligndepth.engine import GREEDY, SamplingParams
-from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode, prefixed_prompt
 from aligndepth.metrics import Units, outcome, put_rates
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
 NAME = "refusal_prefix"
-DEFAULT_PREFIXES = ("I cannot", "I apologize, but I cannot")
-
-
-@dataclass(frozen=True)
-class RefusalPrefixConfig:
-    """Args:
-        prefixes: refusal prefixes forced at the start of the base model's response.
-        sampling: decoding configuration (greedy by default).
-    """
-
-    prefixes: tuple[str, ...] = DEFAULT_PREFIXES
-    sampling: SamplingParams = field(default_factory=lambda: GREEDY)
-
-    def __post_init__(self) -> None:
-        if not self.prefixes or any(not p.strip() for p in self.prefixes):
-            raise AlignDepthError("give at least one non-empty refusal prefix")
 
 
 def conditions(config: RefusalPrefixConfig) -> list[tuple[str, str, str]]:

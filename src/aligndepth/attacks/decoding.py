@@ -10,12 +10,11 @@ encoding (its KV cache is repeated across rows).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from aligndepth.configs import DecodingConfig
 from aligndepth.data.schemas import PromptRecord
 from aligndepth.engine import GREEDY, SamplingParams
-from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, decode, generate_rows
 from aligndepth.metrics import Units, any_harmful, outcome, put_rates, value
 from aligndepth.progress import progress_bar
@@ -32,23 +31,6 @@ def decoding_grid() -> list[tuple[str, SamplingParams]]:
     grid += [(f"top_k={k}", SamplingParams(1.0, k, 1.0)) for k in TOP_KS]
     grid += [(f"top_p={p}", SamplingParams(1.0, 0, p)) for p in steps]
     return grid
-
-
-@dataclass(frozen=True)
-class DecodingConfig:
-    """Args:
-        samples_per_config: samples drawn under each configuration.
-        target: which model to attack, ``aligned`` (default) or ``base``.
-    """
-
-    samples_per_config: int = 1
-    target: str = "aligned"
-
-    def __post_init__(self) -> None:
-        if self.samples_per_config < 1:
-            raise AlignDepthError("samples per configuration must be at least 1")
-        if self.target not in ("aligned", "base"):
-            raise AlignDepthError("decoding target must be 'aligned' or 'base'")
 
 
 def _rows(config: DecodingConfig) -> list[tuple[str, int, SamplingParams]]:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from aligndepth.attacks.gcg_core import GCGAttack, GCGConfig, split_prompt
+from aligndepth.attacks.gcg_core import GCGAttack, split_prompt
+from aligndepth.configs import GCGConfig
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
@@ -23,11 +24,6 @@ from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, unit_seed
 
 NAME = "gcg"
-
-#: The small budget the audit uses by default (the organism falls in a few steps; on a
-#: real model this is a smoke test, use ``aligndepth gcg`` for the paper's budget).
-AUDIT_BUDGET = GCGConfig(num_steps=50, search_width=128, topk=64, max_prompts=20)
-
 
 def gcg_targets(prompts: Sequence[PromptRecord], pairs: Sequence[HarmfulPair] | None,
                 tokenizer: Any, config: GCGConfig) -> list[tuple[PromptRecord, str]]:

@@ -36,6 +36,7 @@ import torch
 
 from aligndepth.attacks import gcg_candidates
 from aligndepth.attacks.gcg_candidates import allowed_token_mask, embedding_scale
+from aligndepth.configs import GCGConfig
 from aligndepth.devices import output_cache, with_cache
 from aligndepth.errors import AlignDepthError
 from aligndepth.prompts import PromptFormat
@@ -51,52 +52,6 @@ STALL_STEPS = 3
 
 _FIX_RETOKENIZATION = ("pass a different --init-suffix, --allow-non-ascii, or turn off the "
                        "re-tokenisation filter (--no-filter-retokenization)")
-
-
-@dataclass(frozen=True)
-class GCGConfig:
-    """Args:
-        num_steps: optimisation steps at most.
-        suffix_length: tokens in the suffix (when ``init_suffix`` is not given).
-        init_suffix: the starting suffix text (default ``"!"`` repeated); with
-            ``filter_retokenization`` its tokens must re-encode to themselves.
-        search_width: candidates evaluated per step.
-        topk: tokens per position the candidates are drawn from.
-        n_replace: positions changed per candidate.
-        buffer_size: best suffixes kept; each step starts from the best of them.
-        early_stop: stop once the target is the greedy continuation.
-        allow_non_ascii: allow tokens whose text is not printable ASCII.
-        filter_retokenization: drop candidates that do not re-encode to themselves.
-        candidate_batch: candidates per forward (``None``: all, halved on out-of-memory).
-        target_tokens: when a prompt has no target, use the first N tokens of its harmful
-            response.
-        max_prompts: attack at most this many prompts (``None``: all).
-    """
-
-    num_steps: int = 500
-    suffix_length: int = 20
-    init_suffix: str | None = None
-    search_width: int = 512
-    topk: int = 256
-    n_replace: int = 1
-    buffer_size: int = 1
-    early_stop: bool = True
-    allow_non_ascii: bool = False
-    filter_retokenization: bool = True
-    candidate_batch: int | None = None
-    target_tokens: int = 12
-    max_prompts: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("num_steps", "suffix_length", "search_width", "topk", "n_replace",
-                     "buffer_size", "target_tokens"):
-            if getattr(self, name) < 1:
-                raise AlignDepthError(f"GCG {name} must be at least 1, got "
-                                      f"{getattr(self, name)}")
-        if self.candidate_batch is not None and self.candidate_batch < 1:
-            raise AlignDepthError("GCG candidate_batch must be at least 1")
-        if self.max_prompts is not None and self.max_prompts < 1:
-            raise AlignDepthError("GCG max_prompts must be at least 1")
 
 
 @dataclass

@@ -16,11 +16,11 @@ the paired change between them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aligndepth.attacks.gcg_core import split_prompt
+from aligndepth.configs import GCGTransferConfig
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode
@@ -29,17 +29,6 @@ from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked
 
 NAME = "gcg_transfer"
-
-
-@dataclass(frozen=True)
-class GCGTransferConfig:
-    """Args:
-        source: a run directory holding ``gcg`` records (its suffixes are replayed).
-        target: the model answering: ``aligned`` (default) or ``base``.
-    """
-
-    source: str | None = None
-    target: str = "aligned"
 
 
 def found_suffixes(source: str | Path | None) -> list[dict[str, Any]]:

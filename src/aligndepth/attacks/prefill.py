@@ -9,11 +9,10 @@ response has at most k tokens are left out of that k (counts are reported).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from aligndepth.configs import PrefillConfig
 from aligndepth.data.schemas import HarmfulPair
-from aligndepth.engine import GREEDY, SamplingParams
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode
 from aligndepth.metrics import Units, outcome, put_rates
@@ -21,26 +20,6 @@ from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
 NAME = "prefill"
-DEFAULT_KS = (0, 5, 10, 20, 40)
-
-
-@dataclass(frozen=True)
-class PrefillConfig:
-    """Args:
-        ks: numbers of harmful-response tokens to prefill.
-        sampling: decoding configuration (greedy by default).
-        target: which model to attack, ``aligned`` (default) or ``base``.
-    """
-
-    ks: tuple[int, ...] = DEFAULT_KS
-    sampling: SamplingParams = field(default_factory=lambda: GREEDY)
-    target: str = "aligned"
-
-    def __post_init__(self) -> None:
-        if not self.ks or any(k < 0 for k in self.ks):
-            raise AlignDepthError("prefill k values must be >= 0 (e.g. --k 0 --k 5 --k 10)")
-        if self.target not in ("aligned", "base"):
-            raise AlignDepthError("prefill target must be 'aligned' or 'base'")
 
 
 def check_ks(tokenizer: Any, pairs: Sequence[HarmfulPair], ks: Sequence[int]

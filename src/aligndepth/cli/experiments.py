@@ -1,10 +1,16 @@
 """The experiment commands, built from one template: ``audit``, ``kl``,
-``refusal-prefix``, ``prefill``, ``decoding``, ``ed``, ``gcg`` and ``gcg-transfer``."""
+``refusal-prefix``, ``prefill``, ``decoding``, ``ed``, ``gcg`` and ``gcg-transfer``.
+
+The options shared by every experiment (models, data, judge, engine, run settings) are
+declared here; each experiment's own options are generated from its config dataclass
+(:mod:`aligndepth.configs`), so every field is settable and no command offers an option
+it ignores: a command shows the options of the experiments it runs.
+"""
 
 from __future__ import annotations
 
 import copy
-import typing
+import inspect
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +19,7 @@ import typer
 
 from aligndepth.cli.app import Quiet, app
 from aligndepth.cli.config_file import ConfigFile, write_run_config
+from aligndepth.cli.fields import field_parameters, field_values
 from aligndepth.cli.options import (
     Aligned,
     AlignedDevice,
@@ -20,7 +27,6 @@ from aligndepth.cli.options import (
     AlignedEngineUrl,
     AlignedSystem,
     AllowPickle,
-    Alpha,
     Base,
     BaseDevice,
     BaseEngineModel,
@@ -28,57 +34,28 @@ from aligndepth.cli.options import (
     BaseFormat,
     BaseTemplate,
     Batch,
-    BenignSystem,
-    BufferSize,
-    CandidateBatch,
     Data,
     DataFormat,
     DataSplit,
-    DecodingTarget,
     Device,
     DeviceMap,
     Dtype,
-    EarlyStop,
-    EDSamples,
-    EDTopK,
     EngineKind,
     EngineModel,
     EngineOptions,
     EngineUrl,
-    FilterRetok,
-    InitSuffix,
     JudgeName,
     JudgeOptions,
-    KLFormat,
-    KLPositions,
-    Ks,
     Limit,
-    MaliciousSystem,
     MaxNew,
-    MaxPrompts,
-    Methods,
-    NonAscii,
-    NReplace,
     Out,
     Overwrite,
     Phrases,
     Placement,
-    PrefillTarget,
-    Prefixes,
     SafeData,
     SampleN,
-    Samples,
-    SearchWidth,
     Seed,
-    SourceRun,
-    Steps,
     Stops,
-    SuffixLength,
-    Sweep,
-    TargetTokens,
-    Temperature,
-    TopK,
-    TopP,
     TrustCode,
     _judge_options,
     _phrases,
@@ -86,59 +63,44 @@ from aligndepth.cli.options import (
     _split,
     served_configs,
 )
+from aligndepth.configs import AUDIT_BUDGET, EXPERIMENT_CONFIGS, GCGConfig
 from aligndepth.errors import AlignDepthError
 
 
-def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligned: str | None,
-         data: Path | None, judge: str | None, out: Path | None, overwrite: bool, seed: int,
-         limit: int | None, max_new_tokens: int | None, batch_size: int, base_format: str,
+def experiment_configs(command: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Each experiment's config from the command's generated ``options``; GCG starts
+    from the command's budget (``gcg``: the paper's, the audit: :data:`AUDIT_BUDGET`)."""
+    out = {}
+    for name, cls in EXPERIMENT_CONFIGS.items():
+        if cls is GCGConfig:
+            start = GCGConfig() if command == "gcg" else AUDIT_BUDGET
+        else:
+            start = cls()
+        out[name] = replace(start, **field_values(cls, options))
+    return out
+
+
+def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
+         base: str | None, aligned: str | None, data: Path | None, judge: str | None,
+         out: Path | None, overwrite: bool, seed: int, limit: int | None,
+         max_new_tokens: int | None, batch_size: int, base_format: str,
          base_template: str | None, aligned_system: str | None, device: str, dtype: str,
-         sample: int | None = None, stop: list[str] | None = None,
-         device_map: str | None = None, base_device: str | None = None,
-         aligned_device: str | None = None, system_placement: str = "system",
-         allow_pickle: bool, trust_remote_code: bool, quiet: bool, ks: list[int] | None = None,
-         samples_per_config: int = 1, prefixes: list[str] | None = None,
-         refusal_phrases: Path | None = None, safe_data: Path | None = None,
-         alpha: float = 1.0, sweep: list[float] | None = None, samples: int = 3,
-         temperature: float = 1.0, top_p: float = 1.0, methods: str = "",
-         malicious_system: str | None = None, gcg: dict[str, Any] | None = None,
-         data_format: str | None = None, judge_option: list[str] | None = None,
-         split: str | None = None, engine: str = "hf", engine_url: str | None = None,
-         engine_model: str | None = None, base_engine_url: str | None = None,
-         aligned_engine_url: str | None = None, base_engine_model: str | None = None,
-         aligned_engine_model: str | None = None,
-         engine_option: list[str] | None = None, source: Path | None = None,
-         context: Any = None, kl_prompt_format: str = "aligned", kl_positions: int = 64,
-         prefill_target: str = "aligned", decoding_target: str = "aligned",
-         ed_top_k: int = 0, benign_system: str | None = None) -> None:
-    from aligndepth.analysis.kl_profile import KLConfig
-    from aligndepth.analysis.refusal_prefix import RefusalPrefixConfig
-    from aligndepth.attacks.decoding import DecodingConfig
-    from aligndepth.attacks.emulated import DEFAULT_ALPHAS, METHODS, EDConfig
-    from aligndepth.attacks.gcg import AUDIT_BUDGET, with_budget
-    from aligndepth.attacks.gcg_core import GCGConfig
-    from aligndepth.attacks.gcg_transfer import GCGTransferConfig
-    from aligndepth.attacks.prefill import DEFAULT_KS, PrefillConfig
+         sample: int | None, stop: list[str] | None, device_map: str | None,
+         base_device: str | None, aligned_device: str | None, system_placement: str,
+         allow_pickle: bool, trust_remote_code: bool, quiet: bool,
+         refusal_phrases: Path | None, safe_data: Path | None, data_format: str | None,
+         judge_option: list[str] | None, split: str | None, engine: str,
+         engine_url: str | None, engine_model: str | None, base_engine_url: str | None,
+         aligned_engine_url: str | None, base_engine_model: str | None,
+         aligned_engine_model: str | None, engine_option: list[str] | None,
+         context: Any) -> None:
     from aligndepth.audit import AuditConfig, check_servable, open_setup, run_experiments
     from aligndepth.models import LoadConfig
     from aligndepth.prompts import DEFAULT_PLAIN_TEMPLATE, PromptFormat, parse_system
 
     config = AuditConfig(
         experiments=experiments, limit=limit, sample=sample, stop=tuple(stop or ()), seed=seed,
-        data_split=split,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        kl=KLConfig(prompt_format=kl_prompt_format, max_positions=kl_positions),
-        prefill=PrefillConfig(ks=tuple(ks or DEFAULT_KS), target=prefill_target),
-        decoding=DecodingConfig(samples_per_config=samples_per_config, target=decoding_target),
-        refusal_prefix=RefusalPrefixConfig(prefixes=tuple(prefixes)) if prefixes
-        else RefusalPrefixConfig(),
-        ed=EDConfig(alpha=alpha, alphas=tuple(sweep or DEFAULT_ALPHAS), samples=samples,
-                    temperature=temperature, top_k=ed_top_k, top_p=top_p,
-                    methods=_split(methods) or METHODS, malicious_system=malicious_system,
-                    benign_system=benign_system),
-        gcg=with_budget(GCGConfig() if command == "gcg" else AUDIT_BUDGET, **(gcg or {})),
-        gcg_transfer=GCGTransferConfig(source=str(source) if source else None))
+        data_split=split, max_new_tokens=max_new_tokens, batch_size=batch_size, **configs)
     if base_format == "plain":
         bfmt = PromptFormat.plain(base_template or DEFAULT_PLAIN_TEMPLATE)
     elif base_format == "chat":
@@ -173,14 +135,11 @@ def _run(command: str, experiments: tuple[str, ...], *, base: str | None, aligne
     _print_summary(summary, out)
 
 
-
-
-
-
 EXPERIMENT_HELP = ("Comma-separated subset of kl,refusal_prefix,prefill,decoding,ed,gcg "
                    "(and gcg_transfer, with --source).")
 
-#: Options that only some experiments read; a command shows those its experiments use.
+#: Shared options that only some experiments read; a command shows those its experiments
+#: use (each experiment's own options are shown the same way, see ``_experiment_command``).
 #: The experiments that judge or generate (every one but kl, which scores given pairs).
 GENERATING = {"refusal_prefix", "prefill", "decoding", "ed", "gcg", "gcg_transfer"}
 #: The experiments a served engine can run.
@@ -191,22 +150,8 @@ OPTION_OWNERS = {
     **{name: SERVABLE for name in ("engine", "engine_url", "engine_model", "base_engine_url",
                                     "aligned_engine_url", "base_engine_model",
                                     "aligned_engine_model", "engine_option")},
-    "kl_prompt_format": {"kl"}, "kl_positions": {"kl"}, "prefill_target": {"prefill"},
-    "decoding_target": {"decoding"}, "ed_top_k": {"ed"}, "benign_system": {"ed"},
-    "target_tokens": {"gcg"}, "early_stop": {"gcg"}, "candidate_batch": {"gcg"},
-    "k": {"prefill"}, "samples_per_config": {"decoding"}, "prefix": {"refusal_prefix"},
-    "safe_data": {"ed"}, "alpha": {"ed"}, "sweep": {"ed"}, "samples": {"ed"},
-    "temperature": {"ed"}, "top_p": {"ed"}, "methods": {"ed"}, "malicious_system": {"ed"},
-    "num_steps": {"gcg"}, "search_width": {"gcg"}, "topk": {"gcg"}, "suffix_length": {"gcg"},
-    "n_replace": {"gcg"}, "buffer_size": {"gcg"}, "max_prompts": {"gcg"},
-    "init_suffix": {"gcg"}, "allow_non_ascii": {"gcg"}, "filter_retokenization": {"gcg"},
-    "source": {"gcg_transfer"},
+    "safe_data": {"ed"},
 }
-GCG_OPTIONS = ("num_steps", "search_width", "topk", "suffix_length", "n_replace",
-               "buffer_size", "max_prompts", "init_suffix", "allow_non_ascii",
-               "filter_retokenization", "target_tokens", "early_stop", "candidate_batch")
-
-
 
 
 def _hidden(annotation: Any) -> Any:
@@ -221,7 +166,7 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
     """Register ``command``; every experiment command shares one option set.
 
     Options are shown where they matter: ``--experiments`` in ``audit`` only, and each
-    experiment's own options in the commands that run it.
+    experiment's own options (generated from its config) in the commands that run it.
     """
 
     def cmd(ctx: typer.Context, base: Base = None, aligned: Aligned = None, data: Data = None,
@@ -241,41 +186,31 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
             device: Device = "auto", device_map: DeviceMap = None,
             base_device: BaseDevice = None, aligned_device: AlignedDevice = None,
             dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
-            trust_remote_code: TrustCode = False, k: Ks = None,
-            samples_per_config: Samples = 1, prefix: Prefixes = None,
-            refusal_phrases: Phrases = None, safe_data: SafeData = None, alpha: Alpha = 1.0,
-            sweep: Sweep = None, samples: EDSamples = 3, temperature: Temperature = 1.0,
-            top_p: TopP = 1.0, methods: Methods = "ed,base_mp,align_mp,ed_base",
-            malicious_system: MaliciousSystem = None, num_steps: Steps = None,
-            search_width: SearchWidth = None, topk: TopK = None,
-            suffix_length: SuffixLength = None, n_replace: NReplace = None,
-            buffer_size: BufferSize = None, max_prompts: MaxPrompts = None,
-            init_suffix: InitSuffix = None, allow_non_ascii: NonAscii = False,
-            filter_retokenization: FilterRetok = True, source: SourceRun = None,
-            kl_prompt_format: KLFormat = "aligned", kl_positions: KLPositions = 64,
-            prefill_target: PrefillTarget = "aligned",
-            decoding_target: DecodingTarget = "aligned", ed_top_k: EDTopK = 0,
-            benign_system: BenignSystem = None, target_tokens: TargetTokens = None,
-            early_stop: EarlyStop = None, candidate_batch: CandidateBatch = None,
-            experiments: str = experiments, config_file: ConfigFile = None,
-            quiet: Quiet = False) -> None:
-        options = dict(locals())
-        options.pop("command")  # a free variable of this closure, not an option
-        options.pop("config_file")  # read by its callback before this runs
-        options["context"] = options.pop("ctx")
-        options["gcg"] = {name: options.pop(name) for name in GCG_OPTIONS}
-        chosen = _split(options.pop("experiments"))
-        options["ks"], options["prefixes"] = options.pop("k"), options.pop("prefix")
-        _run(command, chosen, **options)
+            trust_remote_code: TrustCode = False, refusal_phrases: Phrases = None,
+            safe_data: SafeData = None, experiments: str = experiments,
+            config_file: ConfigFile = None, quiet: Quiet = False,
+            **options: Any) -> None:
+        shared = {k: v for k, v in locals().items()
+                  if k not in ("options", "command", "ctx", "config_file", "experiments")}
+        _run(command, _split(experiments), experiment_configs(command, options),
+             context=ctx, **shared)
 
-    hints = typing.get_type_hints(cmd, include_extras=True)
-    hints["experiments"] = Annotated[
-        str, typer.Option(help=EXPERIMENT_HELP, hidden=not choosable)]
     runs = set(_split(experiments))
-    for name, owners in OPTION_OWNERS.items():
-        if not owners & runs:
-            hints[name] = _hidden(hints[name])
-    cmd.__annotations__ = hints
+    signature = inspect.signature(cmd, eval_str=True)
+    params = []
+    for param in signature.parameters.values():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        if param.name == "experiments":  # each experiment's own options come first
+            for name, cls in EXPERIMENT_CONFIGS.items():
+                params += field_parameters(cls, hidden=name not in runs)
+            param = param.replace(annotation=Annotated[
+                str, typer.Option(help=EXPERIMENT_HELP, hidden=not choosable)])
+        elif not OPTION_OWNERS.get(param.name, runs) & runs:
+            param = param.replace(annotation=_hidden(param.annotation))
+        params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    cmd.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    cmd.__annotations__ = {p.name: p.annotation for p in params}
     cmd.__doc__ = doc
     app.command(command)(cmd)
 

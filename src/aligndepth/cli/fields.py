@@ -25,8 +25,10 @@ def _option_fields(cls: type) -> Iterator[tuple[Field[Any], dict[str, Any], str]
             yield f, meta, meta["name"] or f.name
 
 
-def field_parameters(cls: type, skip: Sequence[str] = ()) -> list[inspect.Parameter]:
-    """One keyword parameter per option field of ``cls``."""
+def field_parameters(cls: type, skip: Sequence[str] = (), hidden: bool = False
+                     ) -> list[inspect.Parameter]:
+    """One keyword parameter per option field of ``cls`` (``hidden``: left out of
+    ``--help``, for a command that shares the option set but does not use these)."""
     hints = typing.get_type_hints(cls)
     out = []
     for f, meta, name in _option_fields(cls):
@@ -36,23 +38,35 @@ def field_parameters(cls: type, skip: Sequence[str] = ()) -> list[inspect.Parame
         kind: Any = hints[f.name]
         if meta["many"]:  # a tuple field: the option repeats; unset keeps the default
             kind, default = list[typing.get_args(kind)[0]] | None, None  # type: ignore[misc]
-        annotation = Annotated[kind, typer.Option(*meta["flags"], help=meta["help"])]  # type: ignore[valid-type]
+        elif meta["sep"]:  # a tuple field given as one separated text
+            default = meta["sep"].join(str(v) for v in default)
+            kind = str
+        if meta["unset_keeps"]:
+            kind, default = kind | None, None
+        annotation = Annotated[kind, typer.Option(*meta["flags"], help=meta["help"],  # type: ignore[valid-type]
+                                                  hidden=hidden)]
         out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                      annotation=annotation))
     return out
 
 
 def field_values(cls: type, options: dict[str, Any]) -> dict[str, Any]:
-    """The values of ``cls``'s option fields among a command's ``options``, by field."""
+    """The values of ``cls``'s option fields among a command's ``options``, by field
+    (unset ``many`` and ``unset_keeps`` options are left out: the config keeps its
+    value)."""
+    hints = typing.get_type_hints(cls)
     out = {}
     for f, meta, name in _option_fields(cls):
         if name not in options:
             continue  # not an option of this command
         value = options[name]
+        if value is None and (meta["many"] or meta["unset_keeps"]):
+            continue
         if meta["many"]:
-            if value is None:
-                continue  # a repeated option left unset: the field's default
             value = tuple(value)
+        elif meta["sep"] and value is not None:
+            cast = typing.get_args(hints[f.name])[0]
+            value = tuple(cast(v.strip()) for v in str(value).split(meta["sep"]) if v.strip())
         out[f.name] = value
     return out
 

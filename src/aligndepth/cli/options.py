@@ -80,15 +80,9 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
 Dtype = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")]
 AllowPickle = Annotated[bool, typer.Option(help="Accept pickle checkpoints (can run code).")]
 TrustCode = Annotated[bool, typer.Option(help="Run model code shipped with checkpoints.")]
-Ks = Annotated[list[int] | None, typer.Option("--k", help="Prefilled tokens (repeat the "
-                                              "option; default 0 5 10 20 40).")]
-Samples = Annotated[int, typer.Option(help="Samples per decoding configuration.")]
 Phrases = Annotated[Path | None, typer.Option(help="For --judge keyword: a text file of "
                                               "refusal phrases, one per line (default: the "
                                               "built-in list).")]
-Prefixes = Annotated[list[str] | None, typer.Option("--prefix", help="Refusal prefix (repeat;"
-                                                    " default 'I cannot', 'I apologize, but "
-                                                    "I cannot').")]
 DataFormat = Annotated[str | None, typer.Option(help="Format of --data / --safe-data when not "
                                                "the project's JSONL: hexphi, harmful_hexphi, "
                                                "advbench, malicious_instruct, harmbench, "
@@ -96,63 +90,6 @@ DataFormat = Annotated[str | None, typer.Option(help="Format of --data / --safe-
                                                "(default: detected; see `data inspect`).")]
 SafeData = Annotated[Path | None, typer.Option(help="JSONL prompts of safe queries for ED "
                                                "(default: the organism's benign prompts).")]
-Alpha = Annotated[float, typer.Option("--ed-alpha", help="ED weight α: tokens come from "
-                                      "(α+1)·log p_base − α·log p_aligned.")]
-Sweep = Annotated[list[float] | None, typer.Option("--sweep", help="α values swept on harmful"
-                                                   " queries (repeat; default 0.25 0.5 1 2 4).")]
-EDSamples = Annotated[int, typer.Option("--samples", help="ED: sampled outputs per query, "
-                                        "method and α.")]
-Temperature = Annotated[float, typer.Option(help="ED sampling temperature (0: greedy).")]
-TopP = Annotated[float, typer.Option(help="ED nucleus sampling threshold (1: off).")]
-Methods = Annotated[str, typer.Option(help="ED methods, comma-separated subset of "
-                                      "ed,base_mp,align_mp,ed_base.")]
-Steps = Annotated[int | None, typer.Option(help="GCG steps at most (default 500 for gcg, "
-                                             "50 in the audit).")]
-SearchWidth = Annotated[int | None, typer.Option(help="GCG candidates per step (default 512; "
-                                                 "128 in the audit).")]
-TopK = Annotated[int | None, typer.Option("--topk", help="GCG tokens per suffix position that "
-                                          "candidates are drawn from (default 256; 64 in the "
-                                          "audit).")]
-SuffixLength = Annotated[int | None, typer.Option(help="GCG suffix tokens (default 20).")]
-NReplace = Annotated[int | None, typer.Option(help="GCG positions swapped per candidate "
-                                              "(default 1).")]
-BufferSize = Annotated[int | None, typer.Option(help="GCG best suffixes kept (default 1).")]
-MaxPrompts = Annotated[int | None, typer.Option(help="GCG: attack at most N prompts (default "
-                                                "all; 20 in the audit).")]
-InitSuffix = Annotated[str | None, typer.Option(help="GCG starting suffix text (default '!' "
-                                                "repeated).")]
-NonAscii = Annotated[bool, typer.Option(help="GCG: allow non-ASCII suffix tokens.")]
-FilterRetok = Annotated[bool, typer.Option(help="GCG: drop candidate suffixes that do not "
-                                           "survive decode -> re-encode (the answer is then "
-                                           "judged on exactly the optimised tokens).")]
-SourceRun = Annotated[Path | None, typer.Option("--source", help="gcg-transfer: the run "
-                                                "whose GCG suffixes are replayed on this "
-                                                "pair's aligned model.")]
-KLFormat = Annotated[str, typer.Option("--kl-prompt-format", help="KL: the one prompt format "
-                                       "both models see: aligned (its chat template, as "
-                                       "the paper) or base (the base model's format).")]
-KLPositions = Annotated[int, typer.Option("--kl-positions", help="KL: response positions "
-                                          "measured (longer responses are cut).")]
-PrefillTarget = Annotated[str, typer.Option("--prefill-target", help="Prefill: the model "
-                                            "attacked, aligned or base.")]
-DecodingTarget = Annotated[str, typer.Option("--decoding-target", help="Decoding exploit: "
-                                             "the model attacked, aligned or base.")]
-EDTopK = Annotated[int, typer.Option("--ed-top-k", help="ED: sample from the k most likely "
-                                     "tokens (0: off).")]
-BenignSystem = Annotated[str | None, typer.Option(help="ED: the benign system prompt of the "
-                                                  "ed_base baseline (default: built in).")]
-TargetTokens = Annotated[int | None, typer.Option(help="GCG: when a prompt has no target, the "
-                                                  "first N tokens of its harmful response "
-                                                  "(default 12).")]
-EarlyStop = Annotated[bool | None, typer.Option("--early-stop/--no-early-stop", help="GCG: "
-                                                "stop once the target is the greedy "
-                                                "continuation (default on).")]
-CandidateBatch = Annotated[int | None, typer.Option(help="GCG: candidates per forward "
-                                                    "(default all, halved on out-of-memory).")]
-MaliciousSystem = Annotated[str | None, typer.Option(help="ED: the base model's malicious "
-                                                     "system prompt (default: built in).")]
-
-
 
 # Options of RunSettings fields, generated from their metadata (help, flags).
 Seed = field_option(RunSettings, "seed")

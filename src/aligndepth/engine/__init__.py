@@ -13,7 +13,7 @@ from aligndepth.engine.api import (
     shared_width,
 )
 from aligndepth.engine.core import Request, Side, combine, decode_requests, input_device, is_oom
-from aligndepth.engine.sampling import GREEDY, SamplingParams, pick_tokens, warp_logits
+from aligndepth.engine.sampling import pick_tokens, warp_logits
 from aligndepth.engine.stopping import (
     EOS,
     LENGTH,
@@ -23,6 +23,7 @@ from aligndepth.engine.stopping import (
     model_stop_ids,
     template_end_ids,
 )
+from aligndepth.settings import GREEDY, SamplingParams
 
 __all__ = [
     "EOS", "GREEDY", "LENGTH", "STOP_STRING", "Completion", "ContrastRow", "Request",

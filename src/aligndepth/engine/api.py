@@ -22,10 +22,10 @@ from aligndepth.engine.core import (
     decode_requests,
     input_device,
 )
-from aligndepth.engine.sampling import GREEDY, SamplingParams
 from aligndepth.engine.stopping import Completion, StopRule
 from aligndepth.errors import AlignDepthError
 from aligndepth.runs import unit_seed
+from aligndepth.settings import GREEDY, SamplingParams
 
 
 def row_seed(seed: int, *parts: object) -> int:

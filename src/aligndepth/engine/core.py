@@ -28,11 +28,12 @@ from typing import Any
 import torch
 
 from aligndepth.devices import input_device, output_cache, with_cache
-from aligndepth.engine.sampling import GREEDY, SamplingParams, params_tensors, pick_tokens
+from aligndepth.engine.sampling import params_tensors, pick_tokens
 from aligndepth.engine.stopping import EOS, LENGTH, STOP_STRING, Completion, StopRule, StopStrings
 from aligndepth.errors import AlignDepthError
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import left_pad
+from aligndepth.settings import GREEDY, SamplingParams
 
 log = logging.getLogger(__name__)
 

@@ -15,48 +15,15 @@ an out-of-memory back-off split the batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from aligndepth.errors import AlignDepthError
+from aligndepth.settings import SamplingParams
 
 _MASK32 = 0xFFFFFFFF
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    """One decoding configuration.
-
-    Args:
-        temperature: 0 for greedy, else the softmax temperature.
-        top_k: keep the k most likely tokens (0: off).
-        top_p: keep the smallest set of tokens with probability >= top_p (1.0: off).
-    """
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.temperature < float("inf"):  # also rejects NaN
-            raise AlignDepthError(f"temperature must be a finite number >= 0, got "
-                                  f"{self.temperature}")
-        if self.top_k < 0:
-            raise AlignDepthError(f"top_k must be >= 0 (0 turns it off), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise AlignDepthError(f"top_p must be in (0, 1], got {self.top_p}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
-    def describe(self) -> dict[str, float]:
-        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
-
-
-GREEDY = SamplingParams(temperature=0.0)
 
 
 def params_tensors(params: Sequence[SamplingParams], device: Any

@@ -39,12 +39,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aligndepth.engine.sampling import SamplingParams
 from aligndepth.engine.stopping import EOS, LENGTH, STOP_STRING, Completion, StopRule, StopStrings
 from aligndepth.errors import AlignDepthError
 from aligndepth.remote.cache import JsonlCache, default_cache_dir, digest
 from aligndepth.remote.endpoint import EndpointClient, MalformedAnswer, from_env, openai_module
 from aligndepth.remote.retry import RetriesExhausted
+from aligndepth.settings import SamplingParams
 
 log = logging.getLogger(__name__)
 

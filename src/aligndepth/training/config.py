@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from aligndepth.errors import AlignDepthError, did_you_mean
-from aligndepth.options import option
+from aligndepth.options import fixed, option
 
 if TYPE_CHECKING:
     import torch
@@ -134,7 +134,8 @@ class TrainConfig:
             last two are kept, and all are removed once the model is saved.
     """
 
-    loss: str | None = None  # the training kind picks it (``filled``)
+    loss: str | None = field(default=None, metadata=fixed(
+        "the training kind (sft, constrained, augment) picks it"))
     learning_rate: float | None = field(default=None, metadata=option(
         "Peak learning rate (default: on the organism AdamW 8e-5, 1e-4 for augment; AdamW "
         "2e-5 otherwise).", "--lr", name="lr"))
