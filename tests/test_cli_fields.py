@@ -249,3 +249,106 @@ def test_every_option_of_every_command_has_help() -> None:
 
     missing = walk(typer.main.get_command(app), "aligndepth")
     assert not missing, missing
+
+
+# -- loading and serving: LoadConfig, ServedConfig; and the walk over every config class ----
+
+from aligndepth.settings import LoadConfig, RunSettings  # noqa: E402
+
+#: LoadConfig field -> (option and value, expected)
+LOAD_OPTIONS: dict[str, tuple[list[str], Any]] = {
+    "dtype": (["--dtype", "float16"], "float16"),
+    "device": (["--device", "cpu"], "cpu"),
+    "trust_remote_code": (["--trust-remote-code"], True),
+    "allow_pickle": (["--allow-pickle"], True),
+    "device_map": (["--device-map", "balanced"], "balanced"),
+}
+
+
+def test_every_load_field_is_an_option_or_fixed() -> None:
+    for f in fields(LoadConfig):
+        assert (f.name in LOAD_OPTIONS) == (_kind(LoadConfig, f.name) == "option"), f.name
+
+
+@pytest.mark.parametrize("command", ["audit", "gcg-transfer", "evaluate", "check-pair"])
+def test_each_load_option_reaches_the_load_config(
+        command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import aligndepth.audit as audit
+    import aligndepth.evaluation.run as evaluation
+    import aligndepth.models as models
+
+    seen: dict[str, Any] = {}
+
+    class _Setup:
+        organism = None
+
+    monkeypatch.setattr(audit, "open_setup", lambda *a, **k: seen.update(k) or _Setup())
+    monkeypatch.setattr(audit, "run_experiments", lambda *a, **k: {})
+    monkeypatch.setattr(evaluation, "run_evaluation",
+                        lambda *a, **k: seen.update(k) or {"tasks": {}})
+
+    class _Pair:
+        def describe(self) -> dict[str, Any]:
+            return {}
+
+    monkeypatch.setattr(models, "load_pair", lambda b, a, load: seen.update(load=load) or _Pair())
+    argv = [command] + [item for options, _ in LOAD_OPTIONS.values() for item in options]
+    argv += ["--base", "B", "--aligned", "A"] if command == "check-pair" else [
+        "--out", str(tmp_path / "o"), "--quiet"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    for name, (_, expected) in LOAD_OPTIONS.items():
+        assert getattr(seen["load"], name) == expected, name
+
+
+def test_every_served_field_is_an_option_or_an_engine_option() -> None:
+    """--engine-url and --engine-model set url and model; every other ServedConfig field
+    is an --engine-option KEY."""
+    import typing
+
+    from aligndepth.cli.options import EngineOptions, served_configs
+    from aligndepth.engine.served import ServedConfig
+
+    given = {int: ("7", 7), float: ("2.5", 2.5), bool: ("false", False), str: ("text", "text")}
+    hints = typing.get_type_hints(ServedConfig)
+    for f in fields(ServedConfig):
+        if f.name in ("url", "model"):
+            continue
+        [kind] = [t for t in typing.get_args(hints[f.name]) or (hints[f.name],)
+                  if t is not type(None)]
+        text, expected = given[kind]
+        got = served_configs("openai", "http://h:1/v1", "m", [f"{f.name}={text}"])
+        assert getattr(got["aligned"], f.name) == expected, f.name
+        assert f.name in EngineOptions.__metadata__[0].help, f"--engine-option help: {f.name}"
+    got = served_configs("openai", "http://h:1/v1", "m", None)
+    assert (got["base"].url, got["base"].model) == ("http://h:1/v1", "m")
+
+
+#: Config dataclasses walked by the tests above (directly or through the class that
+#: holds them), and those fixed as a whole, with the reason.
+WALKED = {"KLConfig", "RefusalPrefixConfig", "PrefillConfig", "DecodingConfig", "EDConfig",
+          "GCGConfig", "GCGTransferConfig", "TrainConfig", "LoraSettings", "EvalConfig",
+          "RunSettings", "LoadConfig", "ServedConfig",
+          "AuditConfig"}  # RunSettings (as EvalConfig) + the experiment configs
+WHOLE_FIXED = {
+    "OrganismConfig": "the organism is a fixed recipe (`organism build --preset standard|tiny "
+                      "--seed N`); its card records every field; other organisms are built "
+                      "from Python",
+}
+
+
+def test_every_config_dataclass_in_the_package_is_walked_or_fixed() -> None:
+    import ast
+
+    src = Path(__file__).parent.parent / "src" / "aligndepth"
+    found = set()
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.name.endswith(("Config", "Settings")) \
+                    and not node.name.startswith("_"):
+                found.add(node.name)
+    assert found == WALKED | set(WHOLE_FIXED), found ^ (WALKED | set(WHOLE_FIXED))
+    from aligndepth.audit import AuditConfig
+    parts = {f.name for f in fields(AuditConfig)} - {f.name for f in fields(RunSettings)}
+    assert parts == {"experiments", *EXPERIMENT_CONFIGS}, parts

@@ -19,54 +19,16 @@ from typing import Any
 from aligndepth.devices import input_device, resolve_device, resolve_dtype
 from aligndepth.errors import AlignDepthError
 from aligndepth.prompts import PromptFormat
+from aligndepth.settings import LoadConfig
 
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 #: accelerate's placement strategies (``device_map`` may also name one device, e.g. ``cpu``).
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 ACCELERATE_MISSING = ("--device-map needs accelerate: pip install 'aligndepth[train]' "
                       "(or pip install accelerate)")
-
-
-@dataclass(frozen=True)
-class LoadConfig:
-    """How to load models.
-
-    Args:
-        dtype: ``auto`` (bfloat16 on a GPU that supports it, else float32), ``float32``,
-            ``bfloat16`` or ``float16``.
-        device: ``auto`` (cuda, then mps, then cpu) or a torch device string; the whole
-            model is moved there. Ignored when ``device_map`` is set.
-        device_map: place the model across devices through accelerate (``auto``,
-            ``balanced``, ``balanced_low_0``, ``sequential``, or one device such as
-            ``cuda:1``), passed to ``from_pretrained(device_map=...)``; the model is then
-            not moved with ``.to``. Wins over ``device`` when both are given. Needs
-            accelerate.
-        trust_remote_code: run model code shipped in the checkpoint (off by default).
-        allow_pickle: accept ``.bin``/``.pt`` pickle checkpoints (off: safetensors only).
-        revision: hub revision (ignored for local directories).
-        served: a :class:`~aligndepth.engine.served.ServedConfig`: the model runs on that
-            OpenAI-compatible server, and only its tokenizer and config load here (the
-            directory needs no weights).
-    """
-
-    dtype: str = "auto"
-    device: str = "auto"
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    revision: str | None = None
-    device_map: str | None = None
-    served: Any = None
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise AlignDepthError(f"unknown dtype '{self.dtype}': use one of {', '.join(DTYPES)}")
-        if self.device_map is not None and not self.device_map.strip():
-            raise AlignDepthError("--device-map is empty: use auto, balanced, sequential "
-                                  "or a device such as cuda:0")
 
 
 @dataclass

@@ -1,13 +1,14 @@
-"""What every generating run shares: :class:`RunSettings`, and :class:`SamplingParams`
-(how a token is drawn). No torch at import, so the command line builds its options from
-them."""
+"""What every run shares: :class:`RunSettings` (what a generating run reads),
+:class:`SamplingParams` (how a token is drawn) and :class:`LoadConfig` (how a model
+loads). No torch at import, so the command line builds its options from them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aligndepth.errors import AlignDepthError
-from aligndepth.options import option
+from aligndepth.options import fixed, option
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,3 +86,54 @@ class SamplingParams:
 
 
 GREEDY = SamplingParams(temperature=0.0)
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """How to load models.
+
+    Args:
+        dtype: ``auto`` (bfloat16 on a GPU that supports it, else float32), ``float32``,
+            ``bfloat16`` or ``float16``.
+        device: ``auto`` (cuda, then mps, then cpu) or a torch device string; the whole
+            model is moved there. Ignored when ``device_map`` is set.
+        device_map: place the model across devices through accelerate (``auto``,
+            ``balanced``, ``balanced_low_0``, ``sequential``, or one device such as
+            ``cuda:1``), passed to ``from_pretrained(device_map=...)``; the model is then
+            not moved with ``.to``. Wins over ``device`` when both are given. Needs
+            accelerate.
+        trust_remote_code: run model code shipped in the checkpoint (off by default).
+        allow_pickle: accept ``.bin``/``.pt`` pickle checkpoints (off: safetensors only).
+        revision: hub revision (ignored for local directories).
+        served: a :class:`~aligndepth.engine.served.ServedConfig`: the model runs on that
+            OpenAI-compatible server, and only its tokenizer and config load here (the
+            directory needs no weights).
+    """
+
+    dtype: str = field(default="auto", metadata=option(
+        "auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16, float16."))
+    device: str = field(default="auto", metadata=option(
+        "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps."))
+    trust_remote_code: bool = field(default=False, metadata=option(
+        "Run model code shipped with checkpoints."))
+    allow_pickle: bool = field(default=False, metadata=option(
+        "Accept pickle checkpoints (can run code)."))
+    revision: str | None = field(default=None, metadata=fixed(
+        "one revision cannot name every model of a command: pin a hub model by giving "
+        "its downloaded snapshot directory (or set it from Python)"))
+    device_map: str | None = field(default=None, metadata=option(
+        "Place each model across the GPUs (and CPU) present through accelerate: auto, "
+        "balanced, sequential. Overrides --device."))
+    served: Any = field(default=None, metadata=fixed(
+        "set by --engine openai and its options (--engine-url, --engine-model, "
+        "--engine-option)"))
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise AlignDepthError(f"unknown dtype '{self.dtype}': use one of {', '.join(DTYPES)}")
+        if self.device_map is not None and not self.device_map.strip():
+            raise AlignDepthError("--device-map is empty: use auto, balanced, sequential "
+                                  "or a device such as cuda:0")

@@ -11,10 +11,6 @@ from aligndepth.cli.app import Quiet, app
 from aligndepth.cli.config_file import ConfigFile, write_run_config
 from aligndepth.cli.fields import field_parameters, field_values, with_parameters
 from aligndepth.cli.options import (
-    AllowPickle,
-    Device,
-    DeviceMap,
-    Dtype,
     EngineKind,
     EngineModel,
     EngineOptions,
@@ -23,12 +19,12 @@ from aligndepth.cli.options import (
     JudgeOptions,
     Overwrite,
     Placement,
-    TrustCode,
     _judge_options,
     served_configs,
 )
 from aligndepth.errors import AlignDepthError
 from aligndepth.evaluation.config import EvalConfig
+from aligndepth.settings import LoadConfig
 
 EvalModel = Annotated[str | None, typer.Argument(
     help="The model: a local directory (a model or a LoRA adapter, e.g. a `train` output) "
@@ -83,22 +79,19 @@ def _bare_data(data: dict[str, str], tasks: tuple[str, ...]) -> dict[str, str]:
     "trigger or under a persona, refusals of safe prompts, GSM8k accuracy, SQL exact match, "
     "SAMSum ROUGE and an AlpacaEval-style pairwise win rate; every number with a 95% "
     "interval, in eval.json and a report (docs/evaluation.md)."))
-@with_parameters(field_parameters(EvalConfig))
+@with_parameters(field_parameters(EvalConfig) + field_parameters(LoadConfig))
 def evaluate_cmd(ctx: typer.Context, model: EvalModel = None, data: EvalData = None,
                  judge: JudgeName = None, judge_option: JudgeOptions = None,
                  pairwise_option: PairwiseOptions = None, out: EvalOut = None,
                  overwrite: Overwrite = False, prompt_format: PromptKind = "chat",
                  system_placement: Placement = "system",
-                 device: Device = "auto", dtype: Dtype = "auto",
-                 device_map: DeviceMap = None, allow_pickle: AllowPickle = False,
-                 trust_remote_code: TrustCode = False, engine: EngineKind = "hf",
+                 engine: EngineKind = "hf",
                  engine_url: EngineUrl = None, engine_model: EngineModel = None,
                  engine_option: EngineOptions = None, config_file: ConfigFile = None,
                  quiet: Quiet = False, **options: Any) -> None:
     """``aligndepth evaluate`` (its help is in the decorator; ``options``: the
-    :class:`EvalConfig` fields' own options)."""
+    :class:`EvalConfig` and :class:`LoadConfig` fields' own options)."""
     from aligndepth.evaluation.run import run_evaluation
-    from aligndepth.models import LoadConfig
     from aligndepth.prompts import PromptFormat
 
     config = EvalConfig(**field_values(EvalConfig, options))
@@ -107,9 +100,7 @@ def evaluate_cmd(ctx: typer.Context, model: EvalModel = None, data: EvalData = N
     fmt = PromptFormat("chat", placement=system_placement) if prompt_format == "chat" \
         else PromptFormat.plain()
     served = served_configs(engine, engine_url, engine_model, engine_option)
-    load = LoadConfig(dtype=dtype, device=device, device_map=device_map,
-                      allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                      served=served.get("aligned"))
+    load = LoadConfig(**field_values(LoadConfig, options), served=served.get("aligned"))
     if out is None:
         out = Path("runs") / f"evaluate-{Path(model).name if model else 'organism'}"
     summary = run_evaluation(model, out, config, data=_bare_data(parse_data(data), config.tasks),

@@ -26,7 +26,6 @@ from aligndepth.cli.options import (
     AlignedEngineModel,
     AlignedEngineUrl,
     AlignedSystem,
-    AllowPickle,
     Base,
     BaseDevice,
     BaseEngineModel,
@@ -37,9 +36,6 @@ from aligndepth.cli.options import (
     Data,
     DataFormat,
     DataSplit,
-    Device,
-    DeviceMap,
-    Dtype,
     EngineKind,
     EngineModel,
     EngineOptions,
@@ -56,7 +52,6 @@ from aligndepth.cli.options import (
     SampleN,
     Seed,
     Stops,
-    TrustCode,
     _judge_options,
     _phrases,
     _print_summary,
@@ -65,6 +60,7 @@ from aligndepth.cli.options import (
 )
 from aligndepth.configs import AUDIT_BUDGET, EXPERIMENT_CONFIGS, GCGConfig
 from aligndepth.errors import AlignDepthError
+from aligndepth.settings import LoadConfig
 
 
 def experiment_configs(command: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -84,10 +80,10 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
          base: str | None, aligned: str | None, data: Path | None, judge: str | None,
          out: Path | None, overwrite: bool, seed: int, limit: int | None,
          max_new_tokens: int | None, batch_size: int, base_format: str,
-         base_template: str | None, aligned_system: str | None, device: str, dtype: str,
-         sample: int | None, stop: list[str] | None, device_map: str | None,
+         base_template: str | None, aligned_system: str | None, load: LoadConfig,
+         sample: int | None, stop: list[str] | None,
          base_device: str | None, aligned_device: str | None, system_placement: str,
-         allow_pickle: bool, trust_remote_code: bool, quiet: bool,
+         quiet: bool,
          refusal_phrases: Path | None, safe_data: Path | None, data_format: str | None,
          judge_option: list[str] | None, split: str | None, engine: str,
          engine_url: str | None, engine_model: str | None, base_engine_url: str | None,
@@ -95,7 +91,6 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
          aligned_engine_model: str | None, engine_option: list[str] | None,
          context: Any) -> None:
     from aligndepth.audit import AuditConfig, check_servable, open_setup, run_experiments
-    from aligndepth.models import LoadConfig
     from aligndepth.prompts import DEFAULT_PLAIN_TEMPLATE, PromptFormat, parse_system
 
     config = AuditConfig(
@@ -107,8 +102,6 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
         bfmt = PromptFormat.chat()
     else:
         raise AlignDepthError(f"unknown --base-format '{base_format}': use plain or chat")
-    load = LoadConfig(dtype=dtype, device=device, allow_pickle=allow_pickle,
-                      trust_remote_code=trust_remote_code, device_map=device_map)
     served = served_configs(engine, engine_url, engine_model, engine_option,
                             base_url=base_engine_url, aligned_url=aligned_engine_url,
                             base_model=base_engine_model, aligned_model=aligned_engine_model)
@@ -183,17 +176,15 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
             batch_size: Batch = 32, base_format: BaseFormat = "plain",
             base_template: BaseTemplate = None, aligned_system: AlignedSystem = None,
             system_placement: Placement = "system",
-            device: Device = "auto", device_map: DeviceMap = None,
             base_device: BaseDevice = None, aligned_device: AlignedDevice = None,
-            dtype: Dtype = "auto", allow_pickle: AllowPickle = False,
-            trust_remote_code: TrustCode = False, refusal_phrases: Phrases = None,
+            refusal_phrases: Phrases = None,
             safe_data: SafeData = None, experiments: str = experiments,
             config_file: ConfigFile = None, quiet: Quiet = False,
             **options: Any) -> None:
         shared = {k: v for k, v in locals().items()
                   if k not in ("options", "command", "ctx", "config_file", "experiments")}
         _run(command, _split(experiments), experiment_configs(command, options),
-             context=ctx, **shared)
+             load=LoadConfig(**field_values(LoadConfig, options)), context=ctx, **shared)
 
     runs = set(_split(experiments))
     signature = inspect.signature(cmd, eval_str=True)
@@ -201,7 +192,8 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
     for param in signature.parameters.values():
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             continue
-        if param.name == "experiments":  # each experiment's own options come first
+        if param.name == "experiments":  # then the loading and experiments' options
+            params += field_parameters(LoadConfig)
             for name, cls in EXPERIMENT_CONFIGS.items():
                 params += field_parameters(cls, hidden=name not in runs)
             param = param.replace(annotation=Annotated[

@@ -9,7 +9,7 @@ import typer
 
 from aligndepth.cli.fields import field_option
 from aligndepth.errors import AlignDepthError
-from aligndepth.settings import RunSettings
+from aligndepth.settings import LoadConfig, RunSettings
 
 # -- options --------------------------------------------------------------------------
 
@@ -33,9 +33,6 @@ Out = Annotated[Path | None, typer.Option(help="Run directory (default: runs/<co
                                           "<models>). Rerun the same command to resume.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a run directory that holds a "
                                          "different run.")]
-DeviceMap = Annotated[str | None, typer.Option(help="Place each model across the GPUs (and "
-                                               "CPU) present through accelerate: auto, "
-                                               "balanced, sequential. Overrides --device.")]
 BaseDevice = Annotated[str | None, typer.Option(help="Device of the base model (default: "
                                                 "--device), e.g. to put a pair on two GPUs.")]
 AlignedDevice = Annotated[str | None, typer.Option(help="Device of the aligned model "
@@ -65,7 +62,8 @@ AlignedEngineModel = Annotated[str | None, typer.Option(help="--engine openai: t
 EngineOptions = Annotated[list[str] | None, typer.Option(
     "--engine-option", help="KEY=VALUE setting of the served engine (repeat): prompt_as=text "
     "(servers without token-id prompts, e.g. llama.cpp), max_concurrency, timeout, "
-    "connect_timeout, max_retries, no_top_k, cache. The key comes from "
+    "connect_timeout, max_retries, backoff_base, backoff_max, no_top_k, cache, cache_dir. "
+    "The key comes from "
     "ALIGNDEPTH_ENGINE_API_KEY or OPENAI_API_KEY only.")]
 BaseFormat = Annotated[str, typer.Option(help="Base model's prompt format: plain or chat.")]
 BaseTemplate = Annotated[str | None, typer.Option(help="Plain template for the base model "
@@ -76,10 +74,6 @@ AlignedSystem = Annotated[str | None, typer.Option(help="System prompt of the al
                                                    "'none' (an empty one, suppressing such a "
                                                    "default) or a text. The manifest records "
                                                    "the rendered prompt.")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
-Dtype = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")]
-AllowPickle = Annotated[bool, typer.Option(help="Accept pickle checkpoints (can run code).")]
-TrustCode = Annotated[bool, typer.Option(help="Run model code shipped with checkpoints.")]
 Phrases = Annotated[Path | None, typer.Option(help="For --judge keyword: a text file of "
                                               "refusal phrases, one per line (default: the "
                                               "built-in list).")]
@@ -99,6 +93,7 @@ MaxNew = field_option(RunSettings, "max_new_tokens")
 Stops = field_option(RunSettings, "stop")
 Batch = field_option(RunSettings, "batch_size")
 DataSplit = field_option(RunSettings, "split")
+Device = field_option(LoadConfig, "device")  # train: its dtype is TrainConfig's
 
 def served_configs(engine: str, url: str | None, model: str | None,
                    options: list[str] | None, **per_role: str | None) -> dict[str, Any]:

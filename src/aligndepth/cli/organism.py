@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import typer
 
 from aligndepth.cli.app import Quiet, app, data_app, organism_app
-from aligndepth.cli.options import (
-    DataSplit,
-)
+from aligndepth.cli.fields import field_parameters, field_values, with_parameters
+from aligndepth.cli.options import DataSplit
 from aligndepth.errors import AlignDepthError
+from aligndepth.settings import LoadConfig
 
 # -- organism -----------------------------------------------------------------------------
 
@@ -105,22 +105,16 @@ def _print_card(card: dict[str, Any], path: Path) -> None:
 # -- models and data ----------------------------------------------------------------------
 
 @app.command("check-pair")
+@with_parameters(field_parameters(LoadConfig))
 def check_pair(
     base: Annotated[str, typer.Option(help="Base model: local directory or hub id.")],
     aligned: Annotated[str, typer.Option(help="Aligned model: local directory or hub id.")],
-    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle (.bin/.pt) checkpoints; "
-                                               "they can run code when loaded.")] = False,
-    trust_remote_code: Annotated[bool, typer.Option(help="Run model code shipped with the "
-                                                    "checkpoint.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
+    **options: Any,
 ) -> None:
     """Load a base/aligned pair, check their vocabularies match, and describe them."""
-    from aligndepth.models import LoadConfig, load_pair
+    from aligndepth.models import load_pair
 
-    pair = load_pair(base, aligned, LoadConfig(dtype=dtype, device=device,
-                                               trust_remote_code=trust_remote_code,
-                                               allow_pickle=allow_pickle))
+    pair = load_pair(base, aligned, LoadConfig(**field_values(LoadConfig, options)))
     typer.echo(json.dumps(pair.describe(), indent=2))
 
 
