@@ -56,6 +56,8 @@ def places(tiny_organism, tmp_path_factory):
         "pair_nolimit": f"{common} --max-new-tokens 8 --data {data} --out {root / 'run'}",
         "pair_noout": f"{common} --limit 3 --max-new-tokens 8 --data {data}",
         "pair_nodata": f"{common} --limit 3 --out {root / 'run'}",
+        "pair_kl": f"--base {base} --aligned {aligned} --device cpu --quiet --limit 3 "
+                   f"--out {root / 'run'}",  # kl judges and generates nothing
         "base": str(base), "aligned": str(aligned), "data": str(data),
         "out": str(root / "new-out"), "file": str(root / "notes.txt"), "mine": str(mine),
         "corrupt": str(corrupt), "empty": str(root / "empty.jsonl"),

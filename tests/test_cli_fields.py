@@ -352,3 +352,23 @@ def test_every_config_dataclass_in_the_package_is_walked_or_fixed() -> None:
     from aligndepth.audit import AuditConfig
     parts = {f.name for f in fields(AuditConfig)} - {f.name for f in fields(RunSettings)}
     assert parts == {"experiments", *EXPERIMENT_CONFIGS}, parts
+
+
+def test_an_option_the_command_does_not_use_is_refused_not_ignored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Options of other experiments are hidden; given a value they are an error (from the
+    command line or a config file), and a run's config.yaml does not hold them."""
+    from tests.test_cli import assert_user_error
+
+    for argv, flag in ((["kl", "--num-steps", "3"], "--num-steps"),
+                       (["prefill", "--samples", "2"], "--samples"),
+                       (["gcg", "--experiments", "kl"], "--experiments"),
+                       (["kl", "--stop", "###"], "--stop")):
+        code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "o"))
+        assert_user_error(code, err, f"`aligndepth {argv[0]}` does not use {flag}")
+    config = tmp_path / "c.yaml"
+    config.write_text("ed_alpha: 2.0\n")
+    code, _, err = run_cli(capsys, "prefill", "--config", str(config), "--out",
+                           str(tmp_path / "o"))
+    assert_user_error(code, err, "`aligndepth prefill` does not use --ed-alpha")
+    assert not (tmp_path / "o").exists()

@@ -102,7 +102,9 @@ def write_run_config(ctx: Any, out: Path) -> Path | None:
     if ctx is None or not Path(out).is_dir():
         return None
     command = ctx.command_path.removeprefix(ctx.find_root().info_name or "").strip()
-    values = {k: _plain(v) for k, v in ctx.params.items() if k not in NOT_RECORDED}
+    hidden = {p.name for p in ctx.command.params if getattr(p, "hidden", False)}
+    values = {k: _plain(v) for k, v in ctx.params.items()
+              if k not in NOT_RECORDED and k not in hidden}  # hidden: options it ignores
     text = (f"# `aligndepth {command}` as it ran; rerun it with\n"
             f"#   aligndepth {command} --config {Path(out) / CONFIG_NAME}\n"
             + _yaml().safe_dump({"_command": command, **values}, sort_keys=False,

@@ -155,6 +155,24 @@ def _hidden(annotation: Any) -> Any:
     return Annotated[base, info]
 
 
+def _refuse_unused(ctx: Any, command: str) -> None:
+    """A hidden option (one the command's experiments do not read) given a value is an
+    error, not silently ignored."""
+    for param in ctx.command.params:
+        if not getattr(param, "hidden", False) or param.name not in ctx.params:
+            continue
+        value, default = ctx.params[param.name], param.default
+        if value == default or (value in (None, (), []) and default in (None, (), [])):
+            continue
+        if OPTION_OWNERS.get(param.name) is SERVABLE:  # say why the engine cannot
+            from aligndepth.audit import check_servable
+
+            check_servable(tuple(_split(ctx.params["experiments"])))
+        flag = max(param.opts, key=len)
+        raise AlignDepthError(f"`aligndepth {command}` does not use {flag}: drop it, or run "
+                              f"an experiment that does (`aligndepth audit` runs them all)")
+
+
 def _experiment_command(command: str, experiments: str, doc: str, choosable: bool) -> None:
     """Register ``command``; every experiment command shares one option set.
 
@@ -181,6 +199,7 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
             safe_data: SafeData = None, experiments: str = experiments,
             config_file: ConfigFile = None, quiet: Quiet = False,
             **options: Any) -> None:
+        _refuse_unused(ctx, command)
         shared = {k: v for k, v in locals().items()
                   if k not in ("options", "command", "ctx", "config_file", "experiments")}
         _run(command, _split(experiments), experiment_configs(command, options),

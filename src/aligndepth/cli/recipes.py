@@ -73,7 +73,8 @@ def _flags(options: dict[str, Any]) -> str:
 
 
 def command_params(command: str) -> set[str]:
-    """The option names (config keys) of ``aligndepth <command>``, e.g. ``train augment``."""
+    """The option names (config keys) of ``aligndepth <command>``, e.g. ``train augment``
+    (not the hidden ones: an experiment command hides the options it does not use)."""
     import click
 
     from aligndepth.cli.app import app as root
@@ -84,7 +85,8 @@ def command_params(command: str) -> set[str]:
         node = node.get_command(ctx, part)
         if node is None:
             raise AlignDepthError(f"a recipe step names an unknown command '{command}'")
-    return {p.name for p in node.params if p.name and p.name != "config_file"}
+    return {p.name for p in node.params
+            if p.name and p.name != "config_file" and not getattr(p, "hidden", False)}
 
 
 def _targeted(extras: dict[str, Any], steps: list[str]) -> tuple[dict[str, Any],
