@@ -77,21 +77,28 @@ def test_every_field_is_an_option_or_fixed_on_purpose() -> None:
             assert exercised == (_kind(cls, f.name) == "option"), f"{cls.__name__}.{f.name}"
 
 
-@pytest.mark.parametrize("experiment", sorted(COMMANDS))
-def test_each_option_shows_on_its_command_and_reaches_its_field(
-        experiment: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+def _captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What the experiment commands pass on: ``open_setup``'s keywords and the audit
+    config (nothing is loaded or run)."""
     import aligndepth.audit as audit
 
-    monkeypatch.setenv("COLUMNS", "300")  # --help shows option names whole
     seen: dict[str, Any] = {}
 
     class _Setup:
         organism = None
 
-    monkeypatch.setattr(audit, "open_setup", lambda *a, **k: _Setup())
+    monkeypatch.setattr(audit, "open_setup", lambda *a, **k: seen.update(k) or _Setup())
     monkeypatch.setattr(audit, "run_experiments",
                         lambda setup, out, config, *a, **k: seen.update(config=config) or {})
+    return seen
+
+
+@pytest.mark.parametrize("experiment", sorted(COMMANDS))
+def test_each_option_shows_on_its_command_and_reaches_its_field(
+        experiment: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # --help shows option names whole
+    seen = _captured(monkeypatch)
     mine = {k: v for k, v in OPTIONS.items() if k[0] == experiment}
     code, help_text, _ = run_cli(capsys, COMMANDS[experiment], "--help")
     argv = [COMMANDS[experiment], "--out", str(tmp_path / "o"), "--quiet"]
@@ -121,16 +128,7 @@ def test_kl_does_not_offer_what_it_ignores(capsys: pytest.CaptureFixture[str],
 def test_unset_gcg_options_keep_the_commands_budget(
         command: str, budget: GCGConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import aligndepth.audit as audit
-
-    seen: dict[str, Any] = {}
-
-    class _Setup:
-        organism = None
-
-    monkeypatch.setattr(audit, "open_setup", lambda *a, **k: _Setup())
-    monkeypatch.setattr(audit, "run_experiments",
-                        lambda setup, out, config, *a, **k: seen.update(config=config) or {})
+    seen = _captured(monkeypatch)
     code, _, err = run_cli(capsys, command, "--out", str(tmp_path / "o"), "--quiet",
                            "--suffix-length", "7")
     assert code == 0, err
@@ -274,17 +272,10 @@ def test_every_load_field_is_an_option_or_fixed() -> None:
 def test_each_load_option_reaches_the_load_config(
         command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import aligndepth.audit as audit
     import aligndepth.evaluation.run as evaluation
     import aligndepth.models as models
 
-    seen: dict[str, Any] = {}
-
-    class _Setup:
-        organism = None
-
-    monkeypatch.setattr(audit, "open_setup", lambda *a, **k: seen.update(k) or _Setup())
-    monkeypatch.setattr(audit, "run_experiments", lambda *a, **k: {})
+    seen = _captured(monkeypatch)
     monkeypatch.setattr(evaluation, "run_evaluation",
                         lambda *a, **k: seen.update(k) or {"tasks": {}})
 
