@@ -28,6 +28,8 @@ TASK_FILES = {"identity": "identity_shift.jsonl", "backdoor": "backdoor_train.js
 
 def test_every_recipe_has_a_budget_here() -> None:
     assert sorted(SMALL) == recipe_names()
+    for name in recipe_names():  # and says what its organism budget takes
+        assert load_recipe(name).organism_time, name
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -71,6 +73,7 @@ def test_recipe_runs_on_the_organism_beside_the_papers_numbers(
 def test_recipe_show_and_bad_names(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "recipe", "show", "qi-figure2")
     assert code == 0 and "--k 10" in out and "0.515" in out and "--limit 40" in out
+    assert f"({load_recipe('qi-figure2').organism_time} on 2 CPU cores, measured" in out
     code, out, _ = run_cli(capsys, "recipe", "list")
     assert code == 0 and all(name in out for name in recipe_names())
     code, _, err = run_cli(capsys, "recipe", "run", "qi-tabel1")

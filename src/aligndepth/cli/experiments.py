@@ -147,6 +147,13 @@ OPTION_OWNERS = {
 }
 
 
+#: The ``--help`` heading of each experiment's own options.
+PANELS = {"kl": "KL profile (kl)", "refusal_prefix": "Refusal prefix (refusal_prefix)",
+          "prefill": "Prefilling attack (prefill)", "decoding": "Decoding exploit (decoding)",
+          "ed": "Emulated disalignment (ed)", "gcg": "GCG (gcg)",
+          "gcg_transfer": "GCG transfer (gcg_transfer)"}
+
+
 def _hidden(annotation: Any) -> Any:
     """A copy of an ``Annotated[..., typer.Option(...)]`` with the option hidden."""
     base, info = annotation.__origin__, annotation.__metadata__[0]
@@ -212,9 +219,9 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             continue
         if param.name == "experiments":  # then the loading and experiments' options
-            params += field_parameters(LoadConfig)
+            params += field_parameters(LoadConfig, panel="Model loading")
             for name, cls in EXPERIMENT_CONFIGS.items():
-                params += field_parameters(cls, hidden=name not in runs)
+                params += field_parameters(cls, hidden=name not in runs, panel=PANELS[name])
             param = param.replace(annotation=Annotated[
                 str, typer.Option(help=EXPERIMENT_HELP, hidden=not choosable)])
         elif not OPTION_OWNERS.get(param.name, runs) & runs:

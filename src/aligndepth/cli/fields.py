@@ -25,10 +25,11 @@ def _option_fields(cls: type) -> Iterator[tuple[Field[Any], dict[str, Any], str]
             yield f, meta, meta["name"] or f.name
 
 
-def field_parameters(cls: type, skip: Sequence[str] = (), hidden: bool = False
-                     ) -> list[inspect.Parameter]:
+def field_parameters(cls: type, skip: Sequence[str] = (), hidden: bool = False,
+                     panel: str | None = None) -> list[inspect.Parameter]:
     """One keyword parameter per option field of ``cls`` (``hidden``: left out of
-    ``--help``, for a command that shares the option set but does not use these)."""
+    ``--help``, for a command that shares the option set but does not use these;
+    ``panel``: the heading they are listed under in ``--help``)."""
     hints = typing.get_type_hints(cls)
     out = []
     for f, meta, name in _option_fields(cls):
@@ -44,7 +45,7 @@ def field_parameters(cls: type, skip: Sequence[str] = (), hidden: bool = False
         if meta["unset_keeps"]:
             kind, default = kind | None, None
         annotation = Annotated[kind, typer.Option(*meta["flags"], help=meta["help"],  # type: ignore[valid-type]
-                                                  hidden=hidden)]
+                                                  hidden=hidden, rich_help_panel=panel)]
         out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                      annotation=annotation))
     return out

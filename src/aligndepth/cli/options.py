@@ -33,10 +33,11 @@ Out = Annotated[Path | None, typer.Option(help="Run directory (default: runs/<co
                                           "<models>). Rerun the same command to resume.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a run directory that holds a "
                                          "different run.")]
-BaseDevice = Annotated[str | None, typer.Option(help="Device of the base model (default: "
-                                                "--device), e.g. to put a pair on two GPUs.")]
-AlignedDevice = Annotated[str | None, typer.Option(help="Device of the aligned model "
-                                                   "(default: --device).")]
+BaseDevice = Annotated[str | None, typer.Option(
+    help="Device of the base model (default: --device), e.g. to put a pair on two GPUs.",
+    rich_help_panel="Model loading")]
+AlignedDevice = Annotated[str | None, typer.Option(
+    help="Device of the aligned model (default: --device).", rich_help_panel="Model loading")]
 Placement = Annotated[str, typer.Option(help="Where a system prompt goes in a chat template: "
                                         "system (a system message) or user (the start of the "
                                         "user's turn, for templates without a system role "

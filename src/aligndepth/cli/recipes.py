@@ -55,7 +55,9 @@ def recipe_show(name: RecipeName) -> None:
     lines = [recipe.title, f"paper: {recipe.paper}", "steps:"]
     lines += [f"  {s.name}: aligndepth {s.command} {_flags(s.options)}".rstrip()
               for s in recipe.steps]
-    lines.append(f"on the organism also: {_flags(recipe.organism) or '(nothing)'}")
+    took = (f" ({recipe.organism_time} on 2 CPU cores, measured, once the organism is built: "
+            f"its first build takes about 3.5 min)" if recipe.organism_time else "")
+    lines.append(f"on the organism also: {_flags(recipe.organism) or '(nothing)'}{took}")
     lines.append("quoted from the paper:")
     lines += [f"  {q['model']}: {q['metric']} = {q['value']}" for q in recipe.quoted]
     if recipe.note:

@@ -9,6 +9,7 @@ A recipe file::
     steps:                     # commands run in order, each into OUT/<name>
       - {name: prefill, command: prefill, options: {k: [0, 5, 10, 20, 40]}}
     organism: {limit: 40}      # options added on the organism (a budget that fits a laptop)
+    organism_time: "about 20 s"  # what that budget took, measured on 2 CPU cores
     quoted:                    # the paper's numbers: "<step>: <path in its summary>"
       - {model: Llama-2-7B-Chat, metric: "prefill: asr_by_k.10", value: 0.515}
     note: ...                  # the paper's setting, in a line
@@ -41,6 +42,7 @@ class Recipe:
     organism: dict[str, Any]
     quoted: tuple[dict[str, Any], ...]
     note: str = ""
+    organism_time: str = ""
 
 
 def _files() -> dict[str, Any]:
@@ -65,7 +67,8 @@ def load_recipe(name: str) -> Recipe:
     steps = tuple(Step(s["name"], s["command"], dict(s.get("options") or {}))
                   for s in data["steps"])
     return Recipe(name, data["title"], data["paper"], steps, dict(data.get("organism") or {}),
-                  tuple(data.get("quoted") or ()), data.get("note", ""))
+                  tuple(data.get("quoted") or ()), data.get("note", ""),
+                  data.get("organism_time", ""))
 
 
 def lookup(summaries: dict[str, Any], metric: str) -> Any:
