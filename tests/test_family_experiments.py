@@ -151,3 +151,37 @@ def test_gemma_rejects_a_system_prompt_with_one_line_and_user_placement_works(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "rejects the system prompt" in err[0]
     assert "--system-placement user" in err[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_command_line_on_the_family_reruns_from_its_config(pairs, data_files, tmp_path,
+                                                               capsys, family) -> None:
+    """Generated options (--kl-positions, --k, --ed-alpha, --dtype) reach a family pair's
+    run, and the run's config.yaml reruns it as the same run with identical records."""
+    import yaml
+
+    base, aligned = map(str, pairs[family])
+    out = tmp_path / "run"
+
+    def cli(*argv: str) -> None:
+        try:
+            main(list(argv))
+        except SystemExit as exc:
+            assert not exc.code, capsys.readouterr().err
+    cli("audit", "--experiments", "kl,prefill", "--base", base, "--aligned", aligned,
+        "--data", str(data_files[0]), "--device", "cpu", "--dtype", "float32", "--quiet",
+        "--judge", "keyword", "--k", "0", "--k", "3", "--kl-positions", "12",
+        "--max-new-tokens", "5", "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["prefill"]["ks"] == [0, 3]
+    assert manifest["config"]["kl"]["max_positions"] == 12
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written["k"] == [0, 3] and written["kl_positions"] == 12
+    assert written["dtype"] == "float32" and "ed_alpha" in written  # audit shows ED's
+    records = {name: (out / "records" / f"{name}.jsonl").read_bytes()
+               for name in ("kl", "prefill")}
+    for name in records:
+        (out / "records" / f"{name}.jsonl").write_bytes(b"")  # the rerun must redo them
+    cli("audit", "--config", str(out / "config.yaml"), "--quiet")
+    for name, data in records.items():
+        assert (out / "records" / f"{name}.jsonl").read_bytes() == data, name
