@@ -363,3 +363,17 @@ def test_an_option_the_command_does_not_use_is_refused_not_ignored(
                            str(tmp_path / "o"))
     assert_user_error(code, err, "`aligndepth prefill` does not use --ed-alpha")
     assert not (tmp_path / "o").exists()
+
+
+def test_train_augment_safety_weight_reaches_the_training(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Augmentation's α is --safety-weight (config key safety_weight), not ED's or LoRA's."""
+    import aligndepth.training.run as run
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(run, "run_training", lambda kind, **kw: seen.update(kw) or {})
+    code, _, err = run_cli(capsys, "train", "augment", "--safety-weight", "0.3", "--max-k",
+                           "7", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert seen["alpha"] == 0.3 and seen["max_k"] == 7

@@ -27,7 +27,7 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
            dynamics: bool = False, dynamics_steps: str | None = None, evaluate: bool = False,
            eval_data: list[str] | None = None, eval_max_new_tokens: int | None = None,
            resume: bool = False, triples: Path | None = None,
-           anchor: Path | None = None, alpha: float = 0.2, max_k: int = 100,
+           anchor: Path | None = None, safety_weight: float = 0.2, max_k: int = 100,
            config_file: Path | None = None, ctx: Any = None, **options: Any) -> None:
     """Train ``kind``; ``options`` are the :class:`TrainConfig` fields' own options."""
     from aligndepth.cli.evaluate import _bare_data, parse_data
@@ -44,7 +44,7 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
                          schedule=BetaSchedule.parse(betas, beta_after), lora=lora_settings,
                          dynamics_steps=_dynamics_steps(dynamics, dynamics_steps))
     result = run_training(kind, model=model, out=out, task=task, data=data, triples=triples,
-                          anchor=anchor, alpha=alpha, limit=limit, config=config,
+                          anchor=anchor, alpha=safety_weight, limit=limit, config=config,
                           max_k=max_k, load=LoadConfig(device=device), data_split=split,
                           show_progress=not quiet, evaluate=evaluate, resume=resume,
                           eval_data=_bare_data(parse_data(eval_data), TRAINING_TASKS[
@@ -183,15 +183,14 @@ def train_augment(
                                                  "harmful_response, refusal).")] = None,
     anchor: Annotated[Path | None, typer.Option(help="Benign utility-anchor pairs "
                                                 "(instruction, response).")] = None,
-    alpha: Annotated[float, typer.Option("--safety-weight", help="α of Eq. 2: the weight of "
-                                         "the safety-recovery objective against the "
-                                         "benign anchor's (1 − α).")]
-    = 0.2,
+    safety_weight: Annotated[float, typer.Option(help=(
+        "α of Eq. 2: the weight of the safety-recovery objective against the benign "
+        "anchor's (1 − α)."))] = 0.2,
     max_k: Annotated[int, typer.Option(help="Largest harmful prefix length k.")] = 100,
     **options: Any,
 ) -> None:
     """Safety-recovery augmentation (SPEC 3.1): learn to recover with a refusal after k
     harmful tokens (k = 0 half the time, else 1..100), mixed with a benign anchor."""
     _train("augment", ctx=ctx, model=model, out=out, task="harmful", data=None, limit=None,
-           triples=triples, anchor=anchor, alpha=alpha, max_k=max_k, betas="0.5,2,2,2,2",
-           beta_after=0.1, **options)
+           triples=triples, anchor=anchor, safety_weight=safety_weight, max_k=max_k,
+           betas="0.5,2,2,2,2", beta_after=0.1, **options)
