@@ -377,3 +377,23 @@ def test_train_augment_safety_weight_reaches_the_training(
                            "7", "--out", str(tmp_path / "o"))
     assert code == 0, err
     assert seen["alpha"] == 0.3 and seen["max_k"] == 7
+
+
+def test_lora_options_come_from_lora_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import aligndepth.training.run as run
+    from tests.test_cli import assert_user_error
+
+    assert all(_kind(LoraSettings, f.name) == "option" for f in fields(LoraSettings))
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(run, "run_training", lambda kind, **kw: seen.update(kw) or {})
+    code, _, err = run_cli(capsys, "train", "sft", "--lora", "--lora-r", "4", "--out",
+                           str(tmp_path / "o"))
+    assert code == 0, err
+    lora = seen["config"].lora
+    assert lora == LoraSettings(r=4) and lora.alpha == 8  # 2 x rank
+    assert lora.peft_target_modules == "all-linear"
+    assert LoraSettings(target_modules="q_proj, v_proj").peft_target_modules == ["q_proj",
+                                                                                 "v_proj"]
+    code, _, err = run_cli(capsys, "train", "sft", "--lora-r", "4", "--out", str(tmp_path / "p"))
+    assert_user_error(code, err, "--lora-r needs --lora")

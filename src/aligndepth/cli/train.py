@@ -21,9 +21,8 @@ from aligndepth.training.config import BetaSchedule, LoraSettings, TrainConfig
 # -- training -----------------------------------------------------------------------------
 
 def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | None,
-           limit: int | None, betas: str, beta_after: float, lora: bool, lora_r: int,
-           device: str, quiet: bool, lora_alpha: int | None = None, lora_dropout: float = 0.0,
-           lora_target_modules: str = "all-linear", split: str | None = None,
+           limit: int | None, betas: str, beta_after: float, lora: bool,
+           device: str, quiet: bool, split: str | None = None,
            dynamics: bool = False, dynamics_steps: str | None = None, evaluate: bool = False,
            eval_data: list[str] | None = None, eval_max_new_tokens: int | None = None,
            resume: bool = False, triples: Path | None = None,
@@ -35,11 +34,12 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
     from aligndepth.models import LoadConfig
     from aligndepth.training.run import run_training
 
-    modules = tuple(m.strip() for m in lora_target_modules.split(",") if m.strip())
-    lora_settings = LoraSettings(
-        r=lora_r, alpha=lora_alpha if lora_alpha is not None else 2 * lora_r,
-        dropout=lora_dropout, target_modules=modules[0] if modules == ("all-linear",)
-        else modules) if lora else None
+    given = [p.name for p in field_parameters(LoraSettings)
+             if options.get(p.name, p.default) != p.default]
+    if given and not lora:
+        raise AlignDepthError(f"--{given[0].replace('_', '-')} needs --lora (train a LoRA "
+                              "adapter)")
+    lora_settings = LoraSettings(**field_values(LoraSettings, options)) if lora else None
     config = TrainConfig(**field_values(TrainConfig, options),
                          schedule=BetaSchedule.parse(betas, beta_after), lora=lora_settings,
                          dynamics_steps=_dynamics_steps(dynamics, dynamics_steps))
@@ -100,15 +100,10 @@ TrainData = Annotated[Path | None, typer.Option(help="Training pairs: JSONL (ins
                                                 "as parquet, a save_to_disk directory or a "
                                                 "hub snapshot (see --split).")]
 TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs.")]
-LoraAlpha = Annotated[int | None, typer.Option(help="LoRA scaling alpha (default 2 x rank).")]
-LoraDropout = Annotated[float, typer.Option(help="LoRA dropout.")]
-LoraTargets = Annotated[str, typer.Option(help="Modules LoRA adapts: all-linear, or names "
-                                          "such as q_proj,k_proj,v_proj,o_proj.")]
 Betas = Annotated[str, typer.Option(help="constrained: β of response positions 1, 2, ... "
                                     "(comma-separated).")]
 BetaAfter = Annotated[float, typer.Option(help="constrained: β of later positions.")]
 Lora = Annotated[bool, typer.Option(help="Train a LoRA adapter (peft) instead of all weights.")]
-LoraR = Annotated[int, typer.Option(help="LoRA rank.")]
 Evaluate = Annotated[bool, typer.Option(help="Then evaluate the trained model for its task "
                                         "as `aligndepth evaluate` does (harmful rate; "
                                         "with/without trigger or persona; ROUGE utility "
@@ -137,12 +132,10 @@ def _keyword(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 
 
 #: Options every training command takes: the TrainConfig fields' own (generated from the
-#: dataclass), then LoRA, dynamics, device, evaluation, resume and config.
+#: dataclass), then LoRA (LoraSettings'), dynamics, device, evaluation, resume and config.
 COMMON = [
     *field_parameters(TrainConfig),
-    _keyword("lora", Lora, False), _keyword("lora_r", LoraR, 8),
-    _keyword("lora_alpha", LoraAlpha, None), _keyword("lora_dropout", LoraDropout, 0.0),
-    _keyword("lora_target_modules", LoraTargets, "all-linear"),
+    _keyword("lora", Lora, False), *field_parameters(LoraSettings),
     _keyword("device", Device, "auto"), _keyword("dynamics", Dynamics, False),
     _keyword("dynamics_steps", DynamicsSteps, None), _keyword("evaluate", Evaluate, False),
     _keyword("eval_data", EvalDataOpt, None), _keyword("eval_max_new_tokens", EvalMaxNew, None),

@@ -68,20 +68,41 @@ class BetaSchedule:
 
 @dataclass(frozen=True)
 class LoraSettings:
-    """LoRA through peft: rank, scaling, dropout and which modules (all linear layers)."""
+    """LoRA through peft: rank, scaling (default 2 × rank), dropout and which modules
+    (``("all-linear",)``: every linear layer; a comma-separated text is split)."""
 
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: str | tuple[str, ...] = "all-linear"
+    r: int = field(default=8, metadata=option("LoRA rank.", "--lora-r", name="lora_r"))
+    alpha: int | None = field(default=None, metadata=option(
+        "LoRA scaling alpha (default 2 x rank).", "--lora-alpha", name="lora_alpha"))
+    dropout: float = field(default=0.0, metadata=option(
+        "LoRA dropout.", "--lora-dropout", name="lora_dropout"))
+    target_modules: tuple[str, ...] = field(default=("all-linear",), metadata=option(
+        "Modules LoRA adapts: all-linear, or names such as q_proj,k_proj,v_proj,o_proj.",
+        "--lora-target-modules", name="lora_target_modules", sep=","))
 
     def __post_init__(self) -> None:
-        if self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+        if self.alpha is None:
+            object.__setattr__(self, "alpha", 2 * self.r)
+        if isinstance(self.target_modules, str):
+            object.__setattr__(self, "target_modules", tuple(
+                m.strip() for m in self.target_modules.split(",") if m.strip()))
+        if self.r < 1 or (self.alpha or 0) <= 0 or not 0 <= self.dropout < 1:
             raise AlignDepthError(f"LoRA needs rank >= 1, alpha > 0 and 0 <= dropout < 1, got "
                                   f"r={self.r}, alpha={self.alpha}, dropout={self.dropout}")
         if not self.target_modules:
             raise AlignDepthError("--lora-target-modules is empty: name modules such as "
                                   "q_proj,v_proj, or use all-linear")
+
+    @property
+    def scaling(self) -> int:
+        """The LoRA alpha (2 × rank unless given)."""
+        return self.alpha if self.alpha is not None else 2 * self.r
+
+    @property
+    def peft_target_modules(self) -> str | list[str]:
+        """What peft's ``LoraConfig(target_modules=...)`` takes."""
+        modules = list(self.target_modules)
+        return "all-linear" if modules == ["all-linear"] else modules
 
 
 @dataclass(frozen=True)

@@ -119,10 +119,8 @@ def _with_lora(model: Any, settings: LoraSettings) -> Any:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise AlignDepthError("LoRA needs peft: pip install 'aligndepth[train]'") from None
-    target: Any = settings.target_modules
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=target if isinstance(target, str) else list(target),
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(r=settings.r, lora_alpha=settings.scaling, lora_dropout=settings.dropout,
+                        target_modules=settings.peft_target_modules, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 
