@@ -357,6 +357,10 @@ def test_an_option_the_command_does_not_use_is_refused_not_ignored(
                        (["kl", "--stop", "###"], "--stop")):
         code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "o"))
         assert_user_error(code, err, f"`aligndepth {argv[0]}` does not use {flag}")
+    code, _, err = run_cli(capsys, "audit", "--experiments", "kl,prefill", "--num-steps", "3",
+                           "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, "--experiments kl,prefill does not use --num-steps: drop it, "
+                                 "or add an experiment that does (gcg)")
     config = tmp_path / "c.yaml"
     config.write_text("ed_alpha: 2.0\n")
     code, _, err = run_cli(capsys, "prefill", "--config", str(config), "--out",

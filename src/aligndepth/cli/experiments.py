@@ -162,11 +162,25 @@ def _hidden(annotation: Any) -> Any:
     return Annotated[base, info]
 
 
+def _owners(name: str) -> set[str] | None:
+    """The experiments that read option ``name`` (``None``: every one)."""
+    if name in OPTION_OWNERS:
+        return OPTION_OWNERS[name]
+    for experiment, cls in EXPERIMENT_CONFIGS.items():
+        if any(p.name == name for p in field_parameters(cls)):
+            return {experiment}
+    return None
+
+
 def _refuse_unused(ctx: Any, command: str) -> None:
-    """A hidden option (one the command's experiments do not read) given a value is an
-    error, not silently ignored."""
+    """An option that none of the experiments run reads (hidden from the command's
+    ``--help``, or, in ``audit``, one of an experiment left out of ``--experiments``)
+    given a value is an error, not silently ignored."""
+    chosen = set(_split(ctx.params["experiments"]))
     for param in ctx.command.params:
-        if not getattr(param, "hidden", False) or param.name not in ctx.params:
+        owners = _owners(param.name)
+        hidden = getattr(param, "hidden", False)
+        if param.name not in ctx.params or not (hidden or (owners and not owners & chosen)):
             continue
         value, default = ctx.params[param.name], param.default
         if value == default or (value in (None, (), []) and default in (None, (), [])):
@@ -174,8 +188,12 @@ def _refuse_unused(ctx: Any, command: str) -> None:
         if OPTION_OWNERS.get(param.name) is SERVABLE:  # say why the engine cannot
             from aligndepth.audit import check_servable
 
-            check_servable(tuple(_split(ctx.params["experiments"])))
+            check_servable(tuple(chosen))
         flag = max(param.opts, key=len)
+        if not hidden:  # audit, without the option's experiment
+            raise AlignDepthError(f"--experiments {ctx.params['experiments']} does not use "
+                                  f"{flag}: drop it, or add an experiment that does "
+                                  f"({', '.join(sorted(owners or ()))}) to --experiments")
         raise AlignDepthError(f"`aligndepth {command}` does not use {flag}: drop it, or run "
                               f"an experiment that does (`aligndepth audit` runs them all)")
 
