@@ -10,7 +10,6 @@ lives in :mod:`aligndepth.attacks.gcg_core`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from aligndepth.attacks.gcg_core import GCGAttack, split_prompt
@@ -106,8 +105,3 @@ def summarize_gcg(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "mean_loss_by_step": curve,
         "n_prompts": n,
     }
-
-
-def with_budget(config: GCGConfig, **overrides: Any) -> GCGConfig:
-    """``config`` with the given (non-None) fields replaced."""
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -154,6 +154,12 @@ PANELS = {"kl": "KL profile (kl)", "refusal_prefix": "Refusal prefix (refusal_pr
           "gcg_transfer": "GCG transfer (gcg_transfer)"}
 
 
+#: The experiments that read each option (every shared one and every generated one; an
+#: option not listed is read by every experiment).
+OWNERS = {**OPTION_OWNERS, **{p.name: {name} for name, cls in EXPERIMENT_CONFIGS.items()
+                              for p in field_parameters(cls)}}
+
+
 def _hidden(annotation: Any) -> Any:
     """A copy of an ``Annotated[..., typer.Option(...)]`` with the option hidden."""
     base, info = annotation.__origin__, annotation.__metadata__[0]
@@ -162,23 +168,13 @@ def _hidden(annotation: Any) -> Any:
     return Annotated[base, info]
 
 
-def _owners(name: str) -> set[str] | None:
-    """The experiments that read option ``name`` (``None``: every one)."""
-    if name in OPTION_OWNERS:
-        return OPTION_OWNERS[name]
-    for experiment, cls in EXPERIMENT_CONFIGS.items():
-        if any(p.name == name for p in field_parameters(cls)):
-            return {experiment}
-    return None
-
-
 def _refuse_unused(ctx: Any, command: str) -> None:
     """An option that none of the experiments run reads (hidden from the command's
     ``--help``, or, in ``audit``, one of an experiment left out of ``--experiments``)
     given a value is an error, not silently ignored."""
     chosen = set(_split(ctx.params["experiments"]))
     for param in ctx.command.params:
-        owners = _owners(param.name)
+        owners = OWNERS.get(param.name)
         hidden = getattr(param, "hidden", False)
         if param.name not in ctx.params or not (hidden or (owners and not owners & chosen)):
             continue
