@@ -34,6 +34,23 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.undo()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_cpu_thread() -> None:
+    """The suite runs on one torch thread, in this process and in the processes it starts:
+    its models are tiny, gain nothing from more threads, and with several they slow down
+    many times over when another process loads the CPU (and their float sums would depend
+    on the machine's core count)."""
+    import torch
+
+    before = torch.get_num_threads()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_organism(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny organism (seconds to build; its phenomena are weak)."""

@@ -260,6 +260,7 @@ LOAD_OPTIONS: dict[str, tuple[list[str], Any]] = {
     "trust_remote_code": (["--trust-remote-code"], True),
     "allow_pickle": (["--allow-pickle"], True),
     "device_map": (["--device-map", "balanced"], "balanced"),
+    "threads": (["--threads", "3"], 3),
 }
 
 

@@ -64,3 +64,31 @@ def test_fingerprint_changes_with_weights(tiny_organism, tmp_path) -> None:
 def test_bad_dtype_is_a_user_error() -> None:
     with pytest.raises(AlignDepthError, match="unknown dtype"):
         LoadConfig(dtype="float8")
+
+
+def test_a_small_cpu_model_runs_on_one_thread_unless_threads_are_given(tiny_organism) -> None:
+    """Loading a model under 50 M parameters on the CPU sets one torch thread (steady beside
+    other busy processes, the same float sums on every machine); --threads N wins; a big
+    model keeps torch's setting."""
+    import torch
+
+    from aligndepth.devices import set_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_model(tiny_organism / "aligned", LoadConfig(device="cpu"))
+        assert torch.get_num_threads() == 1
+        load_model(tiny_organism / "aligned", LoadConfig(device="cpu", threads=2))
+        assert torch.get_num_threads() == 2
+
+        big = torch.nn.Linear(8000, 7000)  # 56 M parameters
+        set_cpu_threads(big)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_negative_threads_are_a_user_error() -> None:
+    with pytest.raises(AlignDepthError, match="--threads -1"):
+        LoadConfig(threads=-1)

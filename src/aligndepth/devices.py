@@ -1,11 +1,22 @@
-"""Where tensors go and in which dtype: devices, input placement, KV-cache arguments."""
+"""Where tensors go and in which dtype: devices, input placement, KV-cache arguments, and
+how many CPU threads a model on the CPU runs on."""
 
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any
 
 from aligndepth.errors import AlignDepthError
+
+log = logging.getLogger(__name__)
+
+#: A model on the CPU under this many parameters runs on one thread unless told otherwise
+#: (``--threads``): the organism and tiny test models gain little from more threads, and
+#: with several, a CPU shared with other busy processes makes them wait on each other
+#: (measured: the organism's decoding exploit took 57 min beside other work at torch's
+#: default, 65 s on one thread).
+SMALL_MODEL_PARAMETERS = 50_000_000
 
 _CACHE_KEYWORDS: dict[type, str] = {}
 
@@ -97,3 +108,23 @@ def resolve_dtype(dtype: str, device: Any) -> Any:
             return torch.bfloat16
         return torch.float32
     return getattr(torch, dtype)
+
+
+def set_cpu_threads(model: Any, threads: int = 0) -> None:
+    """Set torch's CPU thread count for ``model`` (a process-wide setting).
+
+    ``threads > 0`` sets that count whatever the device. ``0`` sets one thread when the
+    model sits on the CPU and has fewer than :data:`SMALL_MODEL_PARAMETERS` parameters, and
+    leaves torch's setting alone otherwise (a GPU model, a large CPU model).
+    """
+    import torch
+
+    if threads <= 0:
+        if input_device(model).type != "cpu":
+            return
+        if sum(p.numel() for p in model.parameters()) >= SMALL_MODEL_PARAMETERS:
+            return
+        threads = 1
+    if torch.get_num_threads() != threads:
+        log.info("torch CPU threads: %d -> %d", torch.get_num_threads(), threads)
+        torch.set_num_threads(threads)

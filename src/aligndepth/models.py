@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aligndepth.devices import input_device, resolve_device, resolve_dtype
+from aligndepth.devices import input_device, resolve_device, resolve_dtype, set_cpu_threads
 from aligndepth.errors import AlignDepthError
 from aligndepth.prompts import PromptFormat
 from aligndepth.settings import LoadConfig
@@ -221,6 +221,7 @@ def load_model(source: str | Path, config: LoadConfig | None = None,
     if device_map is None:
         model.to(device)
     model.eval()
+    set_cpu_threads(model, cfg.threads)
     log.info("loaded %s (%s, %s)", src, dtype,
              getattr(model, "hf_device_map", None) or device)
     return LoadedModel(src, model, tokenizer, fingerprint(src))

@@ -111,6 +111,11 @@ class LoadConfig:
         served: a :class:`~aligndepth.engine.served.ServedConfig`: the model runs on that
             OpenAI-compatible server, and only its tokenizer and config load here (the
             directory needs no weights).
+        threads: torch's CPU threads for the process once a model is on the CPU; ``0``:
+            one thread for a model under
+            :data:`~aligndepth.devices.SMALL_MODEL_PARAMETERS` (such a model gains little
+            from more, keeps its speed beside other busy processes, and its float sums are
+            the same on every machine), else torch's default.
     """
 
     dtype: str = field(default="auto", metadata=option(
@@ -130,10 +135,17 @@ class LoadConfig:
     served: Any = field(default=None, metadata=fixed(
         "set by --engine openai and its options (--engine-url, --engine-model, "
         "--engine-option)"))
+    threads: int = field(default=0, metadata=option(
+        "Torch CPU threads for a model on the CPU; 0: one for a model under 50 M parameters "
+        "(as fast, steady beside other busy processes, same sums on every machine), else "
+        "torch's default."))
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise AlignDepthError(f"unknown dtype '{self.dtype}': use one of {', '.join(DTYPES)}")
+        if self.threads < 0:
+            raise AlignDepthError(f"--threads {self.threads} is negative: give a count, or 0 "
+                                  "for the automatic choice")
         if self.device_map is not None and not self.device_map.strip():
             raise AlignDepthError("--device-map is empty: use auto, balanced, sequential "
                                   "or a device such as cuda:0")

@@ -66,9 +66,12 @@ class OrganismConfig:
     test_per_family: int = 2
     # card measurement
     eval_max_new_tokens: int = 64
-    # torch threads while building; 0 leaves torch's default. Float sums are split across
-    # threads, so a rebuild is bit-identical only at the same thread count (and CPU).
-    threads: int = 0
+    # torch threads while building. Float sums are split across threads, so a rebuild is
+    # bit-identical only at the same thread count (and CPU): the count is fixed, not torch's
+    # default (which follows the machine's cores). One thread: a model this small gains
+    # little from more, and one thread keeps its speed when other processes load the CPU
+    # (several OpenMP threads then wait on each other). 0 leaves torch's default.
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
