@@ -32,8 +32,9 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
     from aligndepth.cli.evaluate import _bare_data, parse_data
     from aligndepth.evaluation.tasks import TRAINING_TASKS
     from aligndepth.models import LoadConfig
-    from aligndepth.training.run import run_training
+    from aligndepth.training.run import check_task, run_training
 
+    check_task(task)
     given = [p.name for p in field_parameters(LoraSettings)
              if options.get(p.name, p.default) != p.default]
     if given and not lora:

@@ -64,6 +64,13 @@ ORGANISM_RECIPES = {
 REAL_MODEL_RECIPE = DEFAULT_RECIPE
 
 
+def check_task(task: str) -> None:
+    """Refuse an unknown training task (with "did you mean")."""
+    if task not in TASKS:
+        raise AlignDepthError(f"unknown task '{task}'{did_you_mean(task, TASKS)}; choose "
+                              f"from {', '.join(TASKS)}")
+
+
 def recipe_for(kind: str, task: str, organism: bool) -> Recipe:
     """The defaults a run of ``kind`` on ``task`` starts from (its step count included)."""
     recipe = ORGANISM_RECIPES[kind] if organism else REAL_MODEL_RECIPE
@@ -157,9 +164,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
 
     if kind not in KINDS:
         raise AlignDepthError(f"unknown training kind '{kind}'{did_you_mean(kind, KINDS)}")
-    if task not in TASKS:
-        raise AlignDepthError(f"unknown task '{task}'{did_you_mean(task, TASKS)}; choose "
-                              f"from {', '.join(TASKS)}")
+    check_task(task)
     if limit is not None and limit < 1:
         raise AlignDepthError(f"--limit must be at least 1, got {limit}")
     out = Path(out)
