@@ -2,8 +2,10 @@
 file that existed before left byte-identical."""
 
 import hashlib
+import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,7 @@ def places(tiny_organism, tmp_path_factory):
         '[{"question": "How many pens?", "answer": "Some pens."}]')
     gemma_base, gemma_aligned = build_family_pair("gemma2", root / "families")
     base, aligned = tiny_organism / "base", tiny_organism / "aligned"
+    broken = _broken_models(aligned, root / "broken")
     data = tiny_organism / "data" / "harmful_pairs.jsonl"
     common = f"--base {base} --aligned {aligned} --device cpu --quiet --judge keyword"
     return root, {
@@ -64,7 +67,26 @@ def places(tiny_organism, tmp_path_factory):
         "gemma_base": str(gemma_base), "gemma_aligned": str(gemma_aligned),
         "gsm8k_noanswer": str(root / "gsm8k_noanswer.json"),
         "gsm8k_nonumber": str(root / "gsm8k_nonumber.json"),
+        **broken,
     }
+
+
+def _broken_models(good: Path, root: Path) -> dict[str, str]:
+    """Copies of a model directory, each broken in one way a download or an edit breaks
+    one: weights overwritten with text, cut short, a shard missing, a foreign config."""
+    weights = (good / "model.safetensors").read_bytes()
+    made = {}
+    for name in ("text_weights", "truncated_weights", "missing_shard", "foreign_config"):
+        made[name] = root / name
+        shutil.copytree(good, made[name])
+    (made["text_weights"] / "model.safetensors").write_text("these are not weights\n" * 99)
+    (made["truncated_weights"] / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    (made["missing_shard"] / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "model.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    config = json.loads((good / "config.json").read_text())
+    config["intermediate_size"] *= 2
+    (made["foreign_config"] / "config.json").write_text(json.dumps(config))
+    return {name: str(path) for name, path in made.items()}
 
 
 @pytest.mark.parametrize("command,needle", rows())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -132,6 +133,55 @@ def _check_local_dir(path: Path, cfg: LoadConfig) -> None:
             "if you trust it")
     if not has_safetensors and not pickles:
         raise AlignDepthError(f"model directory '{path}' has no weights (*.safetensors)")
+    check_weight_files(path)
+
+
+def check_weight_files(path: Path) -> None:
+    """Refuse a directory whose safetensors files cannot load, before any weights do: a
+    shard its index names that is missing, a file whose header is not safetensors, or one
+    shorter than its header says (an interrupted download or copy)."""
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, AttributeError) as exc:
+            raise AlignDepthError(f"'{index}' is not a safetensors index ({exc}): download "
+                                  "the model's files again") from exc
+        missing = [s for s in shards if not (path / s).is_file()]
+        if missing:
+            raise AlignDepthError(f"model directory '{path}' lacks {len(missing)} of the "
+                                  f"{len(shards)} weight shards its index names "
+                                  f"({missing[0]} first): download the missing files")
+    for file in sorted(path.glob("*.safetensors")):
+        problem = _safetensors_problem(file)
+        if problem:
+            raise AlignDepthError(f"weights file '{file}' {problem}: the file is damaged or "
+                                  "incomplete; download or copy it again")
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    """Why ``file`` is not a whole safetensors file (8-byte header length, JSON header,
+    then the tensors' bytes), or ``None``."""
+    size = file.stat().st_size
+    with file.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return f"is {size} bytes long, too short for safetensors"
+        length = int.from_bytes(head, "little")
+        if length > size - 8:
+            return "does not start with a safetensors header"
+        try:
+            header = json.loads(fh.read(length))
+        except ValueError:
+            return "has an unreadable safetensors header"
+    if not isinstance(header, dict):
+        return "has an unreadable safetensors header"
+    ends = [t["data_offsets"][1] for k, t in header.items()
+            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
+    needed = 8 + length + max(ends, default=0)
+    if size < needed:
+        return f"is truncated ({size} of {needed} bytes)"
+    return None
 
 
 def fingerprint(source: str) -> str:
@@ -218,6 +268,12 @@ def load_model(source: str | Path, config: LoadConfig | None = None,
             src, dtype=dtype, use_safetensors=None if cfg.allow_pickle else True, **kwargs)
     except (OSError, ValueError) as exc:
         raise _load_error(src, local, exc) from exc
+    except RuntimeError as exc:
+        if "mismatch" not in str(exc):
+            raise
+        raise AlignDepthError(f"the weights of '{src}' do not match its config.json (tensor "
+                              "sizes differ): the directory mixes files of different models; "
+                              "restore the config.json that came with the weights") from exc
     if device_map is None:
         model.to(device)
     model.eval()
