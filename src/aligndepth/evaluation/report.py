@@ -32,6 +32,7 @@ from aligndepth.metrics import (
     INVALID,
     fmt_rate,
     invalid_warning,
+    judged,
     mean_stats,
     outcome,
     proportion,
@@ -63,7 +64,7 @@ def summarize_task(task: str, records: Sequence[Mapping[str, Any]],
         for cond, metric in CONDITION_METRICS.items():
             chosen = [r for r in records if r["condition"] == cond]
             if chosen:
-                out[metric] = rate_stats(outcome(r["verdict"]) for r in chosen)
+                out[metric] = rate_stats(judged(r) for r in chosen)
         out.update(conditions.get(task, {}))
     elif scoring == "benign":
         out["refusal_rate"] = _label_rate(records, "refusal")
