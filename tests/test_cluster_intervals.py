@@ -115,6 +115,14 @@ def test_a_clustered_null_change_is_rarely_significant_and_a_planted_one_is() ->
     planted = difference(*_pair(before, after, samples))
     assert planted["significant"] and planted["ci95"][1] < 0
     assert "in 25 prompts" in planted["method"]
+    # unpaired (other prompts): each run's rate at its own effective size
+    a, _ = _pair(before, before, samples)
+    other = {f"q{k}": Judged(u.outcome, "q" + str(u.cluster)) for k, u in a.items()}
+    unpaired = difference(a, other)
+    bare = difference({k: u.outcome for k, u in a.items()},
+                      {k: u.outcome for k, u in other.items()})
+    assert not unpaired["paired"] and unpaired["clustered"] and unpaired["difference"] == 0
+    assert unpaired["ci95"][1] - unpaired["ci95"][0] > bare["ci95"][1] - bare["ci95"][0]
 
 
 def _ed_run(root: Path, harmful: np.ndarray, samples: int) -> Path:

@@ -117,20 +117,18 @@ def difference(before: Mapping[str, Judged | str], after: Mapping[str, Judged | 
         shared = sorted(set(a) & set(b))
         if not shared:
             return out
-        changes = [float(b[k].outcome == HARMFUL) - float(a[k].outcome == HARMFUL)
-                   for k in shared]
+        pairs = [(a[k].outcome == HARMFUL, b[k].outcome == HARMFUL) for k in shared]
+        changes = [float(y) - float(x) for x, y in pairs]
         s = spread(changes, unit_clusters([a[k] for k in shared], shared))
-        table = {(x, y): 0 for x in (1.0, 0.0) for y in (1.0, 0.0)}
-        for key, change in zip(shared, changes):
-            harmful_before = float(a[key].outcome == HARMFUL)
-            table[(harmful_before, harmful_before + change)] += 1
+        # both, only before, only after, neither; each unit counts 1 / scale
+        cells = [pairs.count(cell) for cell in ((True, True), (True, False), (False, True),
+                                                (False, False))]
         diff = sum(changes) / len(shared)
         if s.clustered and s.clusters < 2:
             lo, hi = -1.0, 1.0
         else:
             scale = _scale(s)
-            lo, hi = paired_interval(table[(1.0, 1.0)] / scale, table[(1.0, 0.0)] / scale,
-                                     table[(0.0, 1.0)] / scale, table[(0.0, 0.0)] / scale)
+            lo, hi = paired_interval(*(c / scale for c in cells))
         where = f" in {s.clusters} prompts (design effect {s.design_effect:.2f})" \
             if s.clustered else ""
         out.update(paired=True, n_paired=len(shared), clustered=s.clustered,

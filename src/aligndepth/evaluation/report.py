@@ -13,8 +13,9 @@
                "alpaca": {"win_rate": <mean dict>, "position_consistency": ...,
                           "wins": 3, "ties": 1, "losses": 2, "unparseable": 0, "error": 0}}}
 
-A rate dict is :func:`aligndepth.metrics.rate_stats`'s (rate, Wilson ``ci95``, ``n`` valid
-verdicts and the count of every outcome); a mean dict is ``{"mean", "ci95", "n"}``
+A rate dict is :func:`aligndepth.metrics.rate_stats`'s (rate, ``ci95``, ``n`` valid
+verdicts, the count of every outcome, the ``interval`` used and, under a graded judge
+such as StrongREJECT, ``mean_score``); a mean dict is ``{"mean", "ci95", "n"}``
 (:func:`aligndepth.metrics.mean_stats`). Unparseable and failed verdicts are never counted.
 """
 
