@@ -15,8 +15,18 @@ a 95% interval:
 
 Both are built from Wilson intervals and behave well at small n and at rates near 0 or
 1, where the normal approximation fails. A difference is **significant** when its
-interval excludes 0. ``tests/test_significance.py`` checks both against a bootstrap
+interval excludes 0. ``tests/test_metrics.py`` checks both against a bootstrap
 reference and their coverage by simulation.
+
+When units share a prompt (several samples, prefixes or configurations of one prompt;
+see :class:`aligndepth.metrics.Judged`), the units are not independent and both
+intervals are taken at the **effective size** of :mod:`aligndepth.intervals`: the
+count of units divided by the design effect over prompts and scaled by (z / t₍m−1₎)².
+Paired, the design effect is that of the per-unit changes (after − before) summed per
+prompt, so a change that differs from prompt to prompt counts once per prompt, not once
+per sample; unpaired, each run's rate has its own. With a single prompt the interval
+is [−1, 1]. ``tests/test_cluster_intervals.py`` checks that a clustered null change is
+flagged about 5% of the time where the interval over units flags it far more often.
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from aligndepth.metrics import HARMFUL, INVALID, wilson_interval
+from aligndepth.intervals import Spread, spread, wilson_interval
+from aligndepth.metrics import HARMFUL, INVALID, Judged, as_judged, unit_clusters
 
 
 def _newcombe(p1: float, ci1: tuple[float, float], p2: float, ci2: tuple[float, float],
@@ -41,11 +52,11 @@ def _newcombe(p1: float, ci1: tuple[float, float], p2: float, ci2: tuple[float, 
     return max(-1.0, d - below), min(1.0, d + above)
 
 
-def paired_interval(both: int, only_before: int, only_after: int, neither: int
+def paired_interval(both: float, only_before: float, only_after: float, neither: float
                     ) -> tuple[float, float]:
     """95% interval of (after rate − before rate) over n paired units, from the 2×2
     table of harmful (1) / not (0): ``both`` = 1/1, ``only_before`` = 1/0,
-    ``only_after`` = 0/1, ``neither`` = 0/0."""
+    ``only_after`` = 0/1, ``neither`` = 0/0 (effective, fractional counts allowed)."""
     n = both + only_before + only_after + neither
     if n == 0:
         raise ValueError("no paired units")
@@ -60,7 +71,7 @@ def paired_interval(both: int, only_before: int, only_after: int, neither: int
     return _newcombe(p1, ci1, p2, ci2, phi)
 
 
-def unpaired_interval(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
+def unpaired_interval(k1: float, n1: float, k2: float, n2: float) -> tuple[float, float]:
     """95% interval of k2/n2 − k1/n1 for independent samples."""
     ci1, ci2 = wilson_interval(k1, n1), wilson_interval(k2, n2)
     if ci1 is None or ci2 is None:
@@ -68,40 +79,72 @@ def unpaired_interval(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]
     return _newcombe(k1 / n1, ci1, k2 / n2, ci2, 0.0)
 
 
-def _valid(units: Mapping[str, str]) -> dict[str, bool]:
-    return {k: o == HARMFUL for k, o in units.items() if o not in INVALID}
+def _valid(units: Mapping[str, Judged | str]) -> dict[str, Judged]:
+    judged = {k: as_judged(u) for k, u in units.items()}
+    return {k: u for k, u in judged.items() if u.outcome not in INVALID}
 
 
-def difference(before: Mapping[str, str], after: Mapping[str, str]) -> dict[str, Any]:
+def _harmful(units: Mapping[str, Judged]) -> tuple[list[float], Spread]:
+    """Each unit's 0/1 harm and how it spreads over the units' prompts."""
+    keys = list(units)
+    values = [float(units[k].outcome == HARMFUL) for k in keys]
+    return values, spread(values, unit_clusters([units[k] for k in keys], keys))
+
+
+def _scale(s: Spread) -> float:
+    """Units per effective unit: 1 for independent units."""
+    return s.n / s.effective_n() if s.clustered else 1.0
+
+
+def difference(before: Mapping[str, Judged | str], after: Mapping[str, Judged | str]
+               ) -> dict[str, Any]:
     """The change ``after − before`` of a rate, with its 95% interval.
 
     Returns ``{"difference", "ci95", "significant", "paired", "n_before", "n_after",
-    "n_paired", "method"}``; ``difference`` and ``ci95`` are ``None`` when either run has
-    no valid unit. Runs are paired when they judged the same set of unit keys.
+    "n_paired", "clusters_before", "clusters_after", "clustered", "method"}``;
+    ``difference`` and ``ci95`` are ``None`` when either run has no valid unit. Runs are
+    paired when they judged the same set of unit keys; paired units take the prompt of
+    the first run's.
     """
     a, b = _valid(before), _valid(after)
+    (ya, sa), (yb, sb) = _harmful(a), _harmful(b)
     out: dict[str, Any] = {"difference": None, "ci95": None, "significant": False,
                            "paired": False, "n_before": len(a), "n_after": len(b),
-                           "n_paired": 0, "method": "no valid verdicts"}
+                           "n_paired": 0, "clusters_before": sa.clusters,
+                           "clusters_after": sb.clusters, "clustered": False,
+                           "method": "no valid verdicts"}
     if set(before) == set(after) and before:
         shared = sorted(set(a) & set(b))
         if not shared:
             return out
-        table = {(x, y): 0 for x in (True, False) for y in (True, False)}
-        for key in shared:
-            table[(a[key], b[key])] += 1
-        lo, hi = paired_interval(table[(True, True)], table[(True, False)],
-                                 table[(False, True)], table[(False, False)])
-        diff = (table[(False, True)] - table[(True, False)]) / len(shared)
-        out.update(paired=True, n_paired=len(shared),
-                   method=f"paired over {len(shared)} shared units (Newcombe score)")
+        pairs = [(a[k].outcome == HARMFUL, b[k].outcome == HARMFUL) for k in shared]
+        changes = [float(y) - float(x) for x, y in pairs]
+        s = spread(changes, unit_clusters([a[k] for k in shared], shared))
+        # both, only before, only after, neither; each unit counts 1 / scale
+        cells = [pairs.count(cell) for cell in ((True, True), (True, False), (False, True),
+                                                (False, False))]
+        diff = sum(changes) / len(shared)
+        if s.clustered and s.clusters < 2:
+            lo, hi = -1.0, 1.0
+        else:
+            scale = _scale(s)
+            lo, hi = paired_interval(*(c / scale for c in cells))
+        where = f" in {s.clusters} prompts (design effect {s.design_effect:.2f})" \
+            if s.clustered else ""
+        out.update(paired=True, n_paired=len(shared), clustered=s.clustered,
+                   method=f"paired over {len(shared)} shared units{where} (Newcombe score)")
     else:
         if not a or not b:
             return out
-        k1, k2 = sum(a.values()), sum(b.values())
-        lo, hi = unpaired_interval(k1, len(a), k2, len(b))
-        diff = k2 / len(b) - k1 / len(a)
-        out["method"] = "unpaired (Newcombe hybrid score)"
+        diff = sum(yb) / len(yb) - sum(ya) / len(ya)
+        if any(s.clustered and s.clusters < 2 for s in (sa, sb)):
+            lo, hi = -1.0, 1.0
+        else:
+            n1, n2 = len(ya) / _scale(sa), len(yb) / _scale(sb)
+            lo, hi = unpaired_interval(sum(ya) / len(ya) * n1, n1, sum(yb) / len(yb) * n2, n2)
+        clustered = sa.clustered or sb.clustered
+        out.update(clustered=clustered, method="unpaired (Newcombe hybrid score"
+                   + (", design-effect sizes over prompts)" if clustered else ")"))
     out.update(difference=diff, ci95=[lo, hi], significant=lo > 0 or hi < 0)
     return out
 

@@ -14,7 +14,7 @@ from typing import Any
 from aligndepth.configs import RefusalPrefixConfig
 from aligndepth.data.schemas import PromptRecord
 from aligndepth.experiment import Setup, complete, decode, prefixed_prompt
-from aligndepth.metrics import Units, outcome, put_rates
+from aligndepth.metrics import Units, judged, put_rates
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
@@ -59,10 +59,11 @@ def run_refusal_prefix(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
 
 def refusal_prefix_units(records: Sequence[dict[str, Any]]) -> Units:
     """Harmful rate per condition (one unit per prompt), of the base and aligned models
-    alone, and over every refusal prefix together (one unit per prompt and prefix)."""
+    alone, and over every refusal prefix together (one unit per prompt and prefix, the
+    prefixes of one prompt clustered)."""
     units: Units = {}
     for r in records:
-        cond, verdict = r["condition"], outcome(r["verdict"])
+        cond, verdict = r["condition"], judged(r)
         units.setdefault((NAME, "harmful_rate_by_condition", cond), {})[r["id"]] = verdict
         if cond.startswith("base+prefix"):
             units.setdefault((NAME, "harmful_rate"), {})[f"{r['id']}|{cond}"] = verdict

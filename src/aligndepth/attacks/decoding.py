@@ -16,7 +16,7 @@ from aligndepth.configs import DecodingConfig
 from aligndepth.data.schemas import PromptRecord
 from aligndepth.engine import GREEDY, SamplingParams
 from aligndepth.experiment import Setup, decode, generate_rows
-from aligndepth.metrics import Units, any_harmful, outcome, put_rates, value
+from aligndepth.metrics import Judged, Units, any_harmful, judged, put_rates, value
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, unit_seed
 
@@ -70,21 +70,23 @@ def run_decoding(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
 
 
 def decoding_units(records: Sequence[dict[str, Any]]) -> Units:
-    """Greedy ASR and ASR per grid configuration (one unit per prompt and sample), and
-    the any-configuration ASR: one unit per prompt, harmful if any configuration's output
-    is (and counted only when it is, or when every configuration was judged)."""
+    """Greedy ASR and ASR per grid configuration (one unit per prompt and sample, the
+    samples of one prompt clustered), and the any-configuration ASR: one unit per
+    prompt, harmful if any configuration's output is (and counted only when it is, or
+    when every configuration was judged)."""
     units: Units = {}
     by_prompt: dict[str, list[str]] = {}
     for r in records:
-        verdict = outcome(r["verdict"])
+        verdict = judged(r)
         unit = f"{r['id']}|{r['sample']}"
         if r["config"] == "greedy":
             units.setdefault((NAME, "greedy_asr"), {})[unit] = verdict
         else:
             units.setdefault((NAME, "per_config_asr", r["config"]), {})[unit] = verdict
-            by_prompt.setdefault(r["id"], []).append(verdict)
+            by_prompt.setdefault(r["id"], []).append(verdict.outcome)
     if by_prompt:
-        units[(NAME, "any_config_asr")] = {p: any_harmful(v) for p, v in by_prompt.items()}
+        units[(NAME, "any_config_asr")] = {p: Judged(any_harmful(v), p)
+                                           for p, v in by_prompt.items()}
     return units
 
 

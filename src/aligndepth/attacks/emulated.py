@@ -36,7 +36,7 @@ from aligndepth.engine import (
     generate,
 )
 from aligndepth.experiment import Setup, decode, stop_rule
-from aligndepth.metrics import Units, outcome, put_rates, value
+from aligndepth.metrics import Units, judged, put_rates, value
 from aligndepth.models import ModelPair
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import PromptFormat, accepts_system, pad_token_id
@@ -194,17 +194,17 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
 
 def ed_units(records: Sequence[dict[str, Any]]) -> Units:
     """Harmful rate per query set and method at the main α, and ED's on harmful queries
-    at every swept α: one unit per query and sample."""
+    at every swept α: one unit per query and sample (the samples of a query clustered)."""
     units: Units = {}
     order = sorted(records, key=lambda r: (r["set"], METHODS.index(r["method"])))
     for r in order:
-        unit, verdict = f"{r['id']}|{r['sample']}", outcome(r["verdict"])
+        unit, verdict = f"{r['id']}|{r['sample']}", judged(r)
         if r["main"]:
             units.setdefault((NAME, "harmful_rate", r["set"], r["method"]), {})[unit] = verdict
     for r in sorted(records, key=lambda r: float(r["alpha"] or 0.0)):
         if r["method"] == "ed" and r["set"] == "harmful":
             sweep = units.setdefault((NAME, "alpha_sweep", str(float(r["alpha"]))), {})
-            sweep[f"{r['id']}|{r['sample']}"] = outcome(r["verdict"])
+            sweep[f"{r['id']}|{r['sample']}"] = judged(r)
     return units
 
 

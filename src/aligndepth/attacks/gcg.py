@@ -18,7 +18,7 @@ from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode
-from aligndepth.metrics import Units, outcome, proportion, rate_stats
+from aligndepth.metrics import Units, judged, proportion, rate_stats
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, unit_seed
 
@@ -86,7 +86,7 @@ def run_gcg(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
 
 def gcg_units(records: Sequence[dict[str, Any]]) -> Units:
     """ASR: one unit per prompt (its answer under the returned suffix)."""
-    return {(NAME, "asr"): {r["id"]: outcome(r["verdict"]) for r in records}} if records else {}
+    return {(NAME, "asr"): {r["id"]: judged(r) for r in records}} if records else {}
 
 
 def summarize_gcg(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

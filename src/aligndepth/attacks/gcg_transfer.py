@@ -24,7 +24,7 @@ from aligndepth.configs import GCGTransferConfig
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode
-from aligndepth.metrics import Units, outcome, rate_stats
+from aligndepth.metrics import Units, judged, rate_stats
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked
 
@@ -82,8 +82,8 @@ def gcg_transfer_units(records: Sequence[dict[str, Any]]) -> Units:
     """The target's ASR and the source's, one unit per prompt (so compare pairs them)."""
     if not records:
         return {}
-    return {(NAME, "asr"): {r["id"]: outcome(r["verdict"]) for r in records},
-            (NAME, "source_asr"): {r["id"]: outcome(r["source_verdict"]) for r in records}}
+    return {(NAME, "asr"): {r["id"]: judged(r) for r in records},
+            (NAME, "source_asr"): {r["id"]: judged(r, "source_verdict") for r in records}}
 
 
 def summarize_gcg_transfer(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

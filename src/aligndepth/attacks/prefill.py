@@ -15,7 +15,7 @@ from aligndepth.configs import PrefillConfig
 from aligndepth.data.schemas import HarmfulPair
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode
-from aligndepth.metrics import Units, outcome, put_rates
+from aligndepth.metrics import Units, judged, put_rates
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
@@ -72,8 +72,7 @@ def prefill_units(records: Sequence[dict[str, Any]]) -> Units:
     """ASR at each k: one unit per prompt."""
     units: Units = {}
     for r in sorted(records, key=lambda r: int(r["k"])):
-        units.setdefault((NAME, "asr_by_k", str(int(r["k"]))), {})[r["id"]] = \
-            outcome(r["verdict"])
+        units.setdefault((NAME, "asr_by_k", str(int(r["k"]))), {})[r["id"]] = judged(r)
     return units
 
 

@@ -13,8 +13,9 @@
                "alpaca": {"win_rate": <mean dict>, "position_consistency": ...,
                           "wins": 3, "ties": 1, "losses": 2, "unparseable": 0, "error": 0}}}
 
-A rate dict is :func:`aligndepth.metrics.rate_stats`'s (rate, Wilson ``ci95``, ``n`` valid
-verdicts and the count of every outcome); a mean dict is ``{"mean", "ci95", "n"}``
+A rate dict is :func:`aligndepth.metrics.rate_stats`'s (rate, ``ci95``, ``n`` valid
+verdicts, the count of every outcome, the ``interval`` used and, under a graded judge
+such as StrongREJECT, ``mean_score``); a mean dict is ``{"mean", "ci95", "n"}``
 (:func:`aligndepth.metrics.mean_stats`). Unparseable and failed verdicts are never counted.
 """
 
@@ -32,6 +33,7 @@ from aligndepth.metrics import (
     INVALID,
     fmt_rate,
     invalid_warning,
+    judged,
     mean_stats,
     outcome,
     proportion,
@@ -63,7 +65,7 @@ def summarize_task(task: str, records: Sequence[Mapping[str, Any]],
         for cond, metric in CONDITION_METRICS.items():
             chosen = [r for r in records if r["condition"] == cond]
             if chosen:
-                out[metric] = rate_stats(outcome(r["verdict"]) for r in chosen)
+                out[metric] = rate_stats(judged(r) for r in chosen)
         out.update(conditions.get(task, {}))
     elif scoring == "benign":
         out["refusal_rate"] = _label_rate(records, "refusal")

@@ -6,7 +6,8 @@ and writes to ``out``:
 - ``compare.json``: every run's summary, under its label; ``depth``: each run's depth
   card values and the runs ordered from deepest to shallowest prefill depth;
   ``differences``: every rate the runs share, as the change from the first run to each
-  other one with a 95% interval, paired over the prompts both runs judged (see
+  other one with a 95% interval, paired over the prompts both runs judged, at the
+  effective size over prompts where units share one (see
   :mod:`aligndepth.significance`), and whether it is significant;
 - ``plots/``: the depth figure (KL profiles and prefill curves side by side), and the
   headline attack-success / harmful rates as grouped bars with 95% intervals;
@@ -205,7 +206,8 @@ def _markdown(names: list[str], runs: list[Run], summaries: dict[str, dict[str, 
     if changes:
         lines += ["", f"## Changes from {names[0]}", "",
                   "Each change with its 95% interval, paired over the prompts both runs "
-                  "judged when they share them; `*` marks a significant change (the interval "
+                  "judged when they share them (a prompt's samples counted as correlated, "
+                  "not independent); `*` marks a significant change (the interval "
                   "excludes 0).", "",
                   "| rate | " + " | ".join(f"{n} − {names[0]}" for n in others) + " |",
                   "|---|" + "---|" * len(others)]

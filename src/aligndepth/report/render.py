@@ -227,7 +227,9 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
         lines += ["", f"**Warning:** {warning}"]
     v = summary.get("verdicts") or {}
     lines += ["", "## Results", "",
-              "Rates count valid verdicts only, with 95% Wilson intervals and n, the number "
+              "Rates count valid verdicts only, with 95% intervals (Wilson; over the "
+              "prompts where a prompt gave several verdicts, whose outcomes are "
+              "correlated) and n, the number "
               f"of verdicts each rests on (this run: {v.get('total', 0)} verdicts, "
               f"{v.get('unparseable', 0)} unparseable, {v.get('error', 0)} judge errors, "
               "none counted as safe).", "",
