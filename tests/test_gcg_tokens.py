@@ -207,7 +207,8 @@ def test_gcg_candidates_never_hold_a_control_token(name, monkeypatch) -> None:
 def test_init_suffix_with_a_control_token_is_refused(name, text, token) -> None:
     tok = tokenizer_of(name)
     config = GCGConfig(init_suffix=text)
-    with pytest.raises(AlignDepthError, match=re.escape(f"holds {token!r}, a control token")) as exc:
+    needle = re.escape(f"holds {token!r}, a control token")
+    with pytest.raises(AlignDepthError, match=needle) as exc:
         check_init_suffix(tok, config)
     assert "\n" not in str(exc.value) and "--init-suffix" in str(exc.value)
     assert user_suffix_ids(tok, GCGConfig(init_suffix="hello world")) == tok(

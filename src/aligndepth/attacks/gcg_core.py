@@ -14,9 +14,11 @@ Each step:
    is embedded as ``s * (one_hot @ W)`` where ``s`` is the embedding module's own scale
    (``sqrt(hidden_size)`` in Gemma models, 1 in most others), measured once, so the
    hand-built ``inputs_embeds`` equal what ``embed(ids)`` gives;
-2. for each position the ``topk`` tokens with the most negative gradient (disallowed
-   tokens excluded), and ``search_width`` candidates, each replacing ``n_replace``
-   random positions with random top-k tokens (one tensor operation, no Python loop);
+2. for each position the ``topk`` tokens with the most negative gradient among the
+   allowed ones (tokens a user could type: no control token, printable ASCII unless
+   ``allow_non_ascii``; :mod:`aligndepth.attacks.gcg_tokens`), and ``search_width``
+   candidates, each replacing ``n_replace`` random positions with random top-k tokens
+   (one tensor operation, no Python loop);
 3. candidates that do not survive decode → re-encode are dropped (no survivor for
    :data:`STALL_STEPS` steps in a row is an error);
 4. every candidate's target loss from one batched forward that reuses the cached
