@@ -9,6 +9,7 @@ with one experiment.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from aligndepth.experiment import (
     provenance,
 )
 from aligndepth.judges.registry import make_judge
-from aligndepth.models import LoadConfig, load_pair
+from aligndepth.models import LoadConfig, load_pair, load_tokenizer
 from aligndepth.prompts import PromptFormat
 from aligndepth.report.render import render_report
 from aligndepth.runs import Run, file_digest
@@ -117,14 +118,17 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
                batch_size: int = 32, max_new_tokens: int | None = None,
                show_progress: bool = True, judge_options: dict[str, Any] | None = None,
                base_load: LoadConfig | None = None, aligned_load: LoadConfig | None = None,
-               stop_strings: tuple[str, ...] = ()) -> Setup:
+               stop_strings: tuple[str, ...] = (),
+               check_tokenizer: Callable[[Any], None] | None = None) -> Setup:
     """Models and judge: the given pair, or the organism when neither model is given.
 
     The judge defaults to ``organism`` on the organism (also when ``base`` is the
     organism's base model, e.g. against a fine-tuned aligned model) and ``keyword``
     otherwise. ``max_new_tokens`` defaults to 64 on the organism and to 512 on a real pair
     (the papers judge answers of up to 512 tokens). ``base_load`` / ``aligned_load``
-    place the two models differently (default: ``load``).
+    place the two models differently (default: ``load``). ``check_tokenizer`` is called
+    with the aligned model's tokenizer before any weights load (e.g. to refuse a GCG
+    ``--init-suffix`` holding a control token).
     """
     from aligndepth.organism.build import build_organism, organism_home
 
@@ -141,6 +145,8 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
     assert aligned is not None
     judge_obj = make_judge(judge or ("organism" if organism else "keyword"), organism,
                            **(judge_options or {}))
+    if check_tokenizer is not None:
+        check_tokenizer(load_tokenizer(aligned, aligned_load or load))
     pair = load_pair(base, aligned, load, base_format, aligned_format,
                      base_config=base_load, aligned_config=aligned_load)
     if max_new_tokens is None:
@@ -239,8 +245,9 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
     pairs, prompts, data_provenance = _load_data(data, setup, config, data_format)
     if "prefill" in config.experiments and pairs is not None:  # fail before writing anything
         check_ks(setup.pair.tokenizer, pairs, config.prefill.ks)
-    if "gcg" in config.experiments:
-        check_gcg(setup, prompts, pairs, config.gcg)
+    gcg_space = None
+    if "gcg" in config.experiments:  # the search space and start the manifest records
+        gcg_space = check_gcg(setup, prompts, pairs, config.gcg).provenance()
     if "gcg_transfer" in config.experiments:
         found_suffixes(config.gcg_transfer.source)  # fail before writing anything
         config = replace(config, gcg_transfer=replace(
@@ -260,6 +267,7 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         "seed": setup.seed,
         "prompts": provenance(setup, prompts[0].instruction) if prompts else None,
         "organism": str(setup.organism) if setup.organism else None,
+        **({"gcg": gcg_space} if gcg_space is not None else {}),
     }
     if any(setup.role(r)[0].served is not None for r in ("base", "aligned")):
         check_servable(config.experiments)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,6 +119,7 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
                        base_load=base_load, aligned_load=aligned_load,
                        stop_strings=tuple(stop or ()),
                        base_format=bfmt, aligned_format=aligned_fmt,
+                       check_tokenizer=_tokenizer_check(config),
                        judge_options={**_phrases(refusal_phrases),
                                       **_judge_options(judge_option)})
     if out is None:
@@ -126,6 +129,16 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
                               safe_data=safe_data, data_format=data_format)
     write_run_config(context, out)
     _print_summary(summary, out)
+
+
+def _tokenizer_check(config: Any) -> Callable[[Any], None] | None:
+    """What the aligned tokenizer alone can refuse before any weights load: a GCG
+    ``--init-suffix`` holding a control token, non-ASCII text or one that cannot move."""
+    if "gcg" not in config.experiments or config.gcg.init_suffix is None:
+        return None
+    from aligndepth.attacks.gcg_tokens import check_init_suffix
+
+    return partial(check_init_suffix, config=config.gcg)
 
 
 EXPERIMENT_HELP = ("Comma-separated subset of kl,refusal_prefix,prefill,decoding,ed,gcg "
