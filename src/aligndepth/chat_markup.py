@@ -44,6 +44,15 @@ def render_probe(tokenizer: Any, system: bool = False) -> str | None:
         return None
 
 
+def answer_tail(tokenizer: Any) -> str | None:
+    """The text the chat template writes right after an assistant message (its end of
+    turn, e.g. ``<|eot_id|>`` or ``<end_of_turn>\\n``), or ``None`` without a template."""
+    text = render_probe(tokenizer)
+    if text is None or text.count(PROBE_ANSWER) != 1:
+        return None
+    return text.split(PROBE_ANSWER, 1)[1]
+
+
 def markup(tokenizer: Any) -> list[str]:
     """The pieces of text the chat template writes around the probe's contents (in the
     order rendered, from the probe with and without a system message); empty without a

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aligndepth.chat_markup import PROBE_ANSWER, render_probe, special_ids
+from aligndepth.chat_markup import answer_tail, special_ids
 from aligndepth.errors import AlignDepthError
 
 EOS, STOP_STRING, LENGTH = "eos", "stop_string", "length"
@@ -56,10 +56,9 @@ class Completion:
 
 def template_end_ids(tokenizer: Any) -> set[int]:
     """Special tokens the chat template writes right after an assistant message."""
-    text = render_probe(tokenizer)
-    if text is None or PROBE_ANSWER not in text:
+    after = answer_tail(tokenizer)
+    if after is None:
         return set()
-    after = text.split(PROBE_ANSWER, 1)[1]
     special = special_ids(tokenizer)
     out: set[int] = set()
     for token in tokenizer(after, add_special_tokens=False).input_ids:
