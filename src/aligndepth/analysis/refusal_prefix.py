@@ -4,8 +4,9 @@ Conditions: the aligned model (no prefix), the base model (no prefix), and the b
 model with each refusal prefix forced at the start of its response. A harm judge reads
 prefix + continuation; a judge that reads refusals only (keyword) reads the continuation
 after the prefix, which would otherwise always hold a refusal phrase
-(:mod:`aligndepth.judges.scope`); each record says what was judged. A base model steered to safety by a few refusal tokens shows how
-little the aligned model's safety may need beyond its first tokens.
+(:mod:`aligndepth.judges.scope`); each record says what was judged. A base model
+steered to safety by a few refusal tokens shows how little the aligned model's safety may
+need beyond its first tokens.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ Harmful and safe query sets are reported separately (ED also raises harm on safe
 queries). Under a judge that reads refusals only (keyword), an answer to a safe query
 without a refusal phrase is compliance, not harm: that rate is ``compliance_rate``
 (:mod:`aligndepth.judges.scope`). On the harmful set ``ed`` is also run over an α sweep
-(harm rises, then falls: over-optimisation). Every generated sample is one record; the summary is computed from
-records, so interrupted runs resume where they stopped.
+(harm rises, then falls: over-optimisation). Every generated sample is one record; the
+summary is computed from records, so interrupted runs resume where they stopped.
 """
 
 from __future__ import annotations
