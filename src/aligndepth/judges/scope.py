@@ -52,8 +52,8 @@ READINGS: dict[str, dict[str, Reading]] = {
     },
     "prefill": {
         HARM: Reading("harmful prefix + continuation"),
-        REFUSAL: Reading("harmful prefix + continuation (the prefilled tokens come from the "
-                         "data and hold no refusal: the verdict is the continuation's)"),
+        REFUSAL: Reading("harmful prefix + continuation (the prefix is the data's harmful "
+                         "answer, so a refusal phrase is normally the continuation's)"),
     },
     "decoding": {HARM: _RESPONSE, REFUSAL: _RESPONSE},
     "ed:harmful": {HARM: _RESPONSE, REFUSAL: _RESPONSE},

@@ -173,7 +173,8 @@ def plot_decoding(summary: dict[str, Any], path: Path) -> Path:
 
 def plot_ed(summary: dict[str, Any], path: Path) -> Path:
     """Left: harmful rate vs α on harmful queries, baselines as lines. Right: every
-    method's harmful rate at the main α, harmful vs safe queries."""
+    method's harmful rate at the main α, harmful vs safe queries (a refusal judge's
+    compliance rate on safe queries)."""
     fig = Figure(figsize=(10, 3.8))
     ax = fig.add_subplot(1, 2, 1)
     sweep = summary.get("alpha_sweep") or {}
