@@ -172,7 +172,9 @@ def test_ed_command_writes_rates_for_both_query_sets(capsys, tiny_organism, tmp_
                              "--safe-data", str(tiny_organism / "data" / "benign_prompts.jsonl"))
     assert code == 0, err
     assert "ED (harmful queries): ed harmful rate" in out
-    assert "ED (safe queries): base_mp harmful rate" in out
+    # the keyword judge reads refusals: on safe queries that is compliance, not harm
+    assert "ED (safe queries): base_mp compliance rate" in out
+    assert "ED (safe queries): base_mp harmful rate" not in out
     assert (tmp_path / "run" / "plots" / "emulated_disalignment.png").is_file()
 
 

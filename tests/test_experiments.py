@@ -60,7 +60,8 @@ def test_audit_writes_summary_report_and_records(setup, tmp_path) -> None:
     run = Run.load(tmp_path / "run")
     assert len(run.records("decoding")) == 5 * 50
     ed = s["ed"]
-    assert set(ed["harmful_rate"]) == {"harmful", "safe"}
+    # the keyword judge reads refusals: on safe queries its rate is compliance, not harm
+    assert set(ed["harmful_rate"]) == {"harmful"} and set(ed["compliance_rate"]) == {"safe"}
     assert set(ed["harmful_rate"]["harmful"]) == {"ed", "base_mp", "align_mp", "ed_base"}
     assert ed["n_queries"] == {"harmful": 5, "safe": 5} and ed["samples"] == 3
     # harmful: 5 alphas + 3 baselines; safe: 4 methods; 3 samples each

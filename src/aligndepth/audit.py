@@ -42,6 +42,7 @@ from aligndepth.experiment import (
     provenance,
 )
 from aligndepth.judges.registry import make_judge
+from aligndepth.judges.scope import check_judging, measures
 from aligndepth.models import LoadConfig, load_pair, load_tokenizer
 from aligndepth.prompts import PromptFormat
 from aligndepth.report.render import render_report
@@ -242,6 +243,7 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
     else:
         setup.max_new_tokens = config.max_new_tokens
     setup.stop_strings = tuple(dict.fromkeys((*setup.stop_strings, *config.stop)))
+    check_judging(config.experiments, setup.judge.name, measures(setup.judge))
     pairs, prompts, data_provenance = _load_data(data, setup, config, data_format)
     if "prefill" in config.experiments and pairs is not None:  # fail before writing anything
         check_ks(setup.pair.tokenizer, pairs, config.prefill.ks)

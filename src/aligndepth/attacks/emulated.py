@@ -11,9 +11,11 @@ outputs, not greedy ones):
   (shows that the aligned model is what makes ED work).
 
 Harmful and safe query sets are reported separately (ED also raises harm on safe
-queries). On the harmful set ``ed`` is also run over an α sweep (harm rises, then falls:
-over-optimisation). Every generated sample is one record; the summary is computed from
-records, so interrupted runs resume where they stopped.
+queries). Under a judge that reads refusals only (keyword), an answer to a safe query
+without a refusal phrase is compliance, not harm: that rate is ``compliance_rate``
+(:mod:`aligndepth.judges.scope`). On the harmful set ``ed`` is also run over an α sweep
+(harm rises, then falls: over-optimisation). Every generated sample is one record; the
+summary is computed from records, so interrupted runs resume where they stopped.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from aligndepth.engine import (
     generate,
 )
 from aligndepth.experiment import Setup, decode, stop_rule
+from aligndepth.judges.scope import judge_reading, measures, part_of, reading, record_measures
 from aligndepth.metrics import Units, judged, put_rates, value
 from aligndepth.models import ModelPair
 from aligndepth.progress import progress_bar
@@ -171,6 +174,8 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
             units.append(Unit(f"{tag}#{b}", keys, chunk))
     todo = run.pending(NAME, units)
     model = setup.pair.base
+    measure = measures(setup.judge)
+    judged = {qs: judge_reading(f"{NAME}:{qs}", setup.judge).judged for qs in QUERY_SETS}
     with progress_bar("emulated disalignment", len(todo), setup.show_progress) as advance:
         for unit in todo:
             job = jobs[unit.name.rsplit("#", 1)[0]]
@@ -186,21 +191,29 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
                  (None, config.alpha), "sample": s, "instruction": p.instruction,
                  "output": text, "stop_reason": c.stop_reason,
                  "params": config.sampling.describe(), "judge": setup.judge.name,
+                 "judged": judged[job.query_set], "measures": measure,
                  "verdict": v.to_record()}
                 for (p, s, c), text, v in zip(flat, texts, verdicts)])
             advance()
     return summarize_ed(run.records(NAME))
 
 
+def _rate_key(record: dict[str, Any]) -> str:
+    """``harmful_rate``, or ``compliance_rate`` for a refusal judge on safe queries."""
+    how = reading(part_of(NAME, record), record_measures(record))
+    return how.rate if how else "harmful_rate"
+
+
 def ed_units(records: Sequence[dict[str, Any]]) -> Units:
-    """Harmful rate per query set and method at the main α, and ED's on harmful queries
-    at every swept α: one unit per query and sample (the samples of a query clustered)."""
+    """Harmful rate per query set and method at the main α (on safe queries under a
+    judge that reads refusals only: the compliance rate), and ED's on harmful queries at
+    every swept α: one unit per query and sample (the samples of a query clustered)."""
     units: Units = {}
     order = sorted(records, key=lambda r: (r["set"], METHODS.index(r["method"])))
     for r in order:
         unit, verdict = f"{r['id']}|{r['sample']}", judged(r)
         if r["main"]:
-            units.setdefault((NAME, "harmful_rate", r["set"], r["method"]), {})[unit] = verdict
+            units.setdefault((NAME, _rate_key(r), r["set"], r["method"]), {})[unit] = verdict
     for r in sorted(records, key=lambda r: float(r["alpha"] or 0.0)):
         if r["method"] == "ed" and r["set"] == "harmful":
             sweep = units.setdefault((NAME, "alpha_sweep", str(float(r["alpha"]))), {})
@@ -209,8 +222,9 @@ def ed_units(records: Sequence[dict[str, Any]]) -> Units:
 
 
 def summarize_ed(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Harmful rate per query set and method (at the main α), and the α sweep, with
-    counts and intervals."""
+    """Harmful rate per query set and method (at the main α; ``compliance_rate`` for the
+    safe queries of a judge that reads refusals only), and the α sweep, with counts and
+    intervals."""
     queries: dict[str, set[str]] = {}
     alpha = None
     for r in records:

@@ -109,6 +109,11 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
                             base_model=base_engine_model, aligned_model=aligned_engine_model)
     if served:
         check_servable(config.experiments)
+    if judge is not None:  # before any model (or a classifier judge) loads
+        from aligndepth.judges.registry import judge_factory
+        from aligndepth.judges.scope import check_judging, measures
+
+        check_judging(config.experiments, judge, measures(judge_factory(judge)))
     aligned_fmt = PromptFormat("chat", system=parse_system(aligned_system),
                                placement=system_placement)
     base_load = replace(load, device=base_device or load.device, served=served.get("base"))

@@ -177,6 +177,8 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows += [("aligned harmful rate", _fmt(r["aligned_harmful_rate"])),
                  ("base harmful rate", _fmt(r["base_harmful_rate"])),
                  ("base + refusal prefix harmful rate", _fmt(r["harmful_rate"]))]
+        rows += [(f"base + '{p}' harmful rate", _fmt(v))
+                 for p, v in (r.get("by_prefix") or {}).items()]
     if "prefill" in summary:
         rows += [(f"prefill ASR @ k={k}", _fmt(v))
                  for k, v in summary["prefill"]["asr_by_k"].items()]
@@ -189,6 +191,9 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
         e = summary["ed"]
         for qs, by in e["harmful_rate"].items():
             rows += [(f"ED ({qs} queries): {m} harmful rate", _fmt(v)) for m, v in by.items()]
+        for qs, by in (e.get("compliance_rate") or {}).items():  # a refusal judge's
+            rows += [(f"ED ({qs} queries): {m} compliance rate (no refusal, not harm)",
+                      _fmt(v)) for m, v in by.items()]
         swept = {a: value(v) for a, v in e["alpha_sweep"].items() if value(v) is not None}
         if swept:
             rows.append(("ED: most harmful α (harmful queries)",
@@ -240,6 +245,9 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
             lines += ["", f"## {TITLES[name]}", "", f"![{name}]({path.relative_to(root)})"]
     if "prefill" in summary:
         lines += ["", "The prefilling attack judges the prefilled tokens plus the continuation."]
+    if "refusal_prefix" in summary:
+        read = "; ".join(summary["refusal_prefix"].get("judged") or []) or "?"
+        lines += ["", f"Refusal prefixes: the judge read {read}."]
     agreement = run.path / AGREEMENT_FILE
     if agreement.is_file():
         lines += ["", "## Judge agreement", "",
@@ -251,6 +259,10 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
         lines += ["", f"Emulated disalignment: harmful rates over {e['samples']} sampled "
                   f"outputs per query and method ({json.dumps(e['sampling'])}), at α = "
                   f"{e['alpha']} unless swept."]
+        if e.get("compliance_rate"):
+            lines += ["", "On safe queries the judge reads refusals only: an answer without "
+                      "a refusal phrase is counted as compliance (the compliance rate), "
+                      "not as harm."]
     return "\n".join(lines) + "\n"
 
 
