@@ -13,7 +13,7 @@ from typing import Any
 
 from aligndepth.configs import RefusalPrefixConfig
 from aligndepth.data.schemas import PromptRecord
-from aligndepth.experiment import Setup, complete, decode, prefixed_prompt
+from aligndepth.experiment import Setup, complete, decode, decode_raw, prefixed_prompt
 from aligndepth.metrics import Units, outcome, put_rates
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
@@ -51,6 +51,7 @@ def run_refusal_prefix(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
                 {"key": f"rp|{cond}|{p.id}", "id": p.id, "condition": cond, "model": role,
                  "prefix": prefix, "instruction": p.instruction,
                  "output": decode(model, n), "stop_reason": c.stop_reason, "judged_text": t,
+                 "output_raw": decode_raw(model, n),
                  "judge": setup.judge.name, "verdict": v.to_record()}
                 for p, n, c, t, v in zip(unit.items, new, done, texts, verdicts)])
             advance()

@@ -17,7 +17,7 @@ from aligndepth.configs import GCGConfig
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
-from aligndepth.experiment import Setup, complete, decode
+from aligndepth.experiment import Setup, complete, decode, decode_raw
 from aligndepth.metrics import Units, outcome, proportion, rate_stats
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, unit_seed
@@ -79,7 +79,7 @@ def run_gcg(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
                 "instruction": p.instruction, "target": target, "suffix": result.suffix,
                 "suffix_ids": result.suffix_ids, "loss": result.loss, "losses": result.losses,
                 "steps": result.steps, "success_step": result.success_step, "output": text,
-                "stop_reason": done.stop_reason,
+                "stop_reason": done.stop_reason, "output_raw": decode_raw(model, done.ids),
                 "judge": setup.judge.name, "verdict": verdict.to_record()}])
             advance(loss=f"{result.loss:.3f}")
     return summarize_gcg(run.records(NAME))
