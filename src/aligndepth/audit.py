@@ -17,7 +17,7 @@ from typing import Any
 from aligndepth.analysis.kl_profile import run_kl
 from aligndepth.analysis.refusal_prefix import run_refusal_prefix
 from aligndepth.attacks.decoding import run_decoding
-from aligndepth.attacks.emulated import run_ed
+from aligndepth.attacks.emulated import ed_prompts, run_ed
 from aligndepth.attacks.gcg import check_gcg, run_gcg
 from aligndepth.attacks.gcg_transfer import found_suffixes, run_gcg_transfer
 from aligndepth.attacks.prefill import check_ks, run_prefill
@@ -260,7 +260,7 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         safe, safe_provenance = _load_safe(safe_data, setup, config, data_format)
         if safe_provenance:
             data_provenance = {**data_provenance, "safe": safe_provenance}
-    manifest = {
+    manifest: dict[str, Any] = {
         "experiments": list(config.experiments),
         "config": config.identity(),
         "models": setup.pair.describe(),
@@ -271,6 +271,8 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         "organism": str(setup.organism) if setup.organism else None,
         **({"gcg": gcg_space} if gcg_space is not None else {}),
     }
+    if "ed" in config.experiments and prompts:  # ED's own prompts: its system prompts
+        manifest["prompts"]["ed"] = ed_prompts(setup, config.ed, prompts[0].instruction)
     if any(setup.role(r)[0].served is not None for r in ("base", "aligned")):
         check_servable(config.experiments)
     check_contexts(setup, prompts, config)  # before anything is written

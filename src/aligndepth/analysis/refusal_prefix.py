@@ -16,7 +16,7 @@ from typing import Any
 
 from aligndepth.configs import RefusalPrefixConfig
 from aligndepth.data.schemas import PromptRecord
-from aligndepth.experiment import Setup, complete, decode, prefixed_prompt
+from aligndepth.experiment import Setup, complete, decode, decode_raw, prefixed_prompt
 from aligndepth.judges.scope import judge_reading, measures
 from aligndepth.metrics import Units, judged, put_rates
 from aligndepth.progress import progress_bar
@@ -59,8 +59,9 @@ def run_refusal_prefix(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
                  "prefix": prefix, "instruction": p.instruction,
                  "output": o, "stop_reason": c.stop_reason, "judged_text": t,
                  "judged": how.judged, "measures": measure,
+                 "output_raw": decode_raw(model, n),
                  "judge": setup.judge.name, "verdict": v.to_record()}
-                for p, o, c, t, v in zip(unit.items, outputs, done, texts, verdicts)])
+                for p, o, n, c, t, v in zip(unit.items, outputs, new, done, texts, verdicts)])
             advance()
     return summarize_refusal_prefix(run.records(NAME))
 

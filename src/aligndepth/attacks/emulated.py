@@ -37,10 +37,10 @@ from aligndepth.engine import (
     contrastive_generate,
     generate,
 )
-from aligndepth.experiment import Setup, decode, stop_rule
+from aligndepth.experiment import Setup, decode, decode_raw, stop_rule
 from aligndepth.judges.scope import judge_reading, measures, part_of, reading, record_measures
 from aligndepth.metrics import Units, judged, put_rates, value
-from aligndepth.models import ModelPair
+from aligndepth.models import LoadedModel, ModelPair
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import PromptFormat, accepts_system, pad_token_id
 from aligndepth.runs import Run, Unit, chunked, unit_seed
@@ -89,11 +89,8 @@ def ed_completions(pair: ModelPair, instructions: Sequence[str], *, alpha: float
     and a row ends at whichever stops first. ``batch_size`` counts queries; ``seeds``
     gives one seed per query.
     """
-    malicious = pair.base_format.with_system(malicious_system)
-    if divide_by_base_with is None:
-        second, second_fmt = pair.aligned, pair.aligned_format
-    else:
-        second, second_fmt = pair.base, pair.base_format.with_system(divide_by_base_with)
+    (_, malicious), (second, second_fmt) = contrast_sides(pair, malicious_system,
+                                                          divide_by_base_with)
     stop = stop_rule(pair.base, malicious, stop_strings).union(
         stop_rule(second, second_fmt, stop_strings))
     return contrastive_generate(
@@ -105,6 +102,38 @@ def ed_completions(pair: ModelPair, instructions: Sequence[str], *, alpha: float
         aligned_pad_id=pad_token_id(second.tokenizer), seed=seed, seeds=seeds,
         batch_size=batch_size * samples, vocab_size=len(pair.tokenizer),
         tokenizer=pair.base.tokenizer)
+
+
+def contrast_sides(pair: ModelPair, malicious_system: str | None,
+                   divide_by_base_with: str | None = None
+                   ) -> tuple[tuple[LoadedModel, PromptFormat], tuple[LoadedModel, PromptFormat]]:
+    """ED's two sides, each (model, prompt format): the base model under the malicious
+    system prompt, and the divided-out one (the aligned model in its format, or for
+    ED_base the base model under ``divide_by_base_with``)."""
+    malicious = pair.base_format.with_system(malicious_system)
+    if divide_by_base_with is None:
+        return (pair.base, malicious), (pair.aligned, pair.aligned_format)
+    return (pair.base, malicious), (pair.base, pair.base_format.with_system(divide_by_base_with))
+
+
+def ed_prompts(setup: Setup, config: EDConfig, instruction: str) -> dict[str, dict[str, str]]:
+    """What each method feeds each model for ``instruction``, as fed (special tokens such
+    as the BOS kept), for the run manifest: ``{method: {side: prompt}}``."""
+    config = config.resolved(setup.ed_systems)
+    out: dict[str, dict[str, str]] = {}
+    for method in config.methods:
+        if method in ("base_mp", "align_mp"):
+            role = "base" if method == "base_mp" else "aligned"
+            model, _ = setup.role(role)
+            fmt = malicious_format(setup, method, config.malicious_system)
+            out[method] = {role: fmt.fed(model.tokenizer, instruction)}
+            continue
+        sides = contrast_sides(setup.pair, config.malicious_system,
+                               config.benign_system if method == "ed_base" else None)
+        names = ("base", "aligned") if method == "ed" else ("base", "base_benign")
+        out[method] = {name: fmt.fed(model.tokenizer, instruction)
+                       for name, (model, fmt) in zip(names, sides)}
+    return out
 
 
 def emulated_disalignment(pair: ModelPair, instructions: Sequence[str], *, alpha: float = 1.0,
@@ -189,7 +218,8 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
                 {"key": f"ed|{job.tag}|{p.id}|{s}", "id": p.id, "set": job.query_set,
                  "method": job.method, "alpha": job.alpha, "main": job.alpha in
                  (None, config.alpha), "sample": s, "instruction": p.instruction,
-                 "output": text, "stop_reason": c.stop_reason,
+                 "output": text, "output_raw": decode_raw(model, c.ids),
+                 "stop_reason": c.stop_reason,
                  "params": config.sampling.describe(), "judge": setup.judge.name,
                  "judged": judged[job.query_set], "measures": measure,
                  "verdict": v.to_record()}

@@ -33,6 +33,11 @@ from aligndepth.metrics import (
 )
 from aligndepth.rejudge import rejudged_name
 from aligndepth.report import plots
+from aligndepth.report.completeness import (
+    experiment_progress,
+    incomplete_warnings,
+    progress_lines,
+)
 from aligndepth.report.depth import depth_card, quoted_lines
 from aligndepth.runs import Run
 
@@ -108,7 +113,9 @@ def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
     totals = verdict_totals(judged)
     summary["verdicts"] = {"total": sum(totals.values()), **totals}
     warning = invalid_warning((summary["judge"] or {}).get("name"), totals)
-    summary["warnings"] = [warning] if warning else []
+    summary["experiments"] = experiment_progress(run)
+    summary["warnings"] = ([warning] if warning else []) + incomplete_warnings(
+        summary["experiments"])
     summary["models"] = m.get("models")
     summary["data"] = m.get("data")
     return summary
@@ -230,6 +237,8 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
         lines += ["", "For reference, what the papers report:", ""] + quoted_lines()
     for warning in summary.get("warnings") or []:
         lines += ["", f"**Warning:** {warning}"]
+    if summary.get("experiments"):
+        lines += ["", "## Experiments", ""] + progress_lines(summary["experiments"])
     v = summary.get("verdicts") or {}
     lines += ["", "## Results", "",
               "Rates count valid verdicts only, with 95% intervals (Wilson; over the "
