@@ -61,7 +61,7 @@ def test_set_fields_win_and_unset_ones_come_from_the_recipe() -> None:
         recipe_for("constrained", "benign", organism=False), loss="constrained")
     assert (real.optimizer, real.learning_rate, real.warmup_steps) == ("sgd", 2e-5, 0)
     assert real.max_steps == 300 and real.loss == "constrained" and real.dtype == "auto"
-    assert recipe_for("constrained", "harmful", organism=True).warmup_steps == 5
+    assert recipe_for("constrained", "harmful", organism=True).warmup_steps == 10
     assert TrainConfig(epochs=2.0).filled(Recipe()).max_steps is None  # steps from epochs
     assert TrainConfig(mixed_precision="bf16").filled(Recipe()).dtype == "float32"
     assert ORGANISM_RECIPES["augment"].learning_rate == 1e-4
