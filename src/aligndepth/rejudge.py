@@ -149,9 +149,10 @@ def _with_judged_text(run: Run, chosen: list[str], explicit: bool) -> list[str]:
         raise AlignDepthError(f"'{run.path}' holds no records to judge ({names} missing or "
                               "empty): finish the run first by rerunning its original "
                               "command, which resumes it")
-    which = "--experiments" if explicit else "the run's experiments"
-    raise AlignDepthError(f"{which} ({', '.join(chosen)}) produce no judged text (kl scores "
-                          f"given pairs): judge a run of an experiment that generates")
+    which = "--experiments" if explicit else "its experiments"
+    raise AlignDepthError(f"'{run.path}' holds nothing to judge: {which} ({', '.join(chosen)}) "
+                          "generate no text (kl scores given pairs); judge a run of an "
+                          "experiment that generates")
 
 
 def _rejudge_experiment(run: Run, exp: str, judge: Judge, label: str, batch_size: int,
