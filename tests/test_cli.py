@@ -166,13 +166,17 @@ def test_ed_bad_inputs_exit_2(capsys, tiny_organism, tmp_path) -> None:
     assert_user_error(code, err, "different vocabularies")
 
 
-def test_ed_command_writes_rates_for_both_query_sets(capsys, tiny_organism, tmp_path) -> None:
+def test_ed_command_writes_rates_for_both_query_sets(capsys, tiny_organism, tmp_path,
+                                                     monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the summary's rows on one line each
     args = _tiny_args(tiny_organism, tmp_path / "run") + ["--judge", "keyword"]
     code, out, err = run_cli(capsys, "ed", *args, "--sweep", "0.5", "--samples", "2",
                              "--safe-data", str(tiny_organism / "data" / "benign_prompts.jsonl"))
     assert code == 0, err
     assert "ED (harmful queries): ed harmful rate" in out
-    assert "ED (safe queries): base_mp harmful rate" in out
+    # the keyword judge reads refusals: on safe queries that is compliance, not harm
+    assert "ED (safe queries): base_mp compliance rate" in out
+    assert "ED (safe queries): base_mp harmful rate" not in out
     assert (tmp_path / "run" / "plots" / "emulated_disalignment.png").is_file()
 
 

@@ -60,7 +60,8 @@ def test_audit_writes_summary_report_and_records(setup, tmp_path) -> None:
     run = Run.load(tmp_path / "run")
     assert len(run.records("decoding")) == 5 * 50
     ed = s["ed"]
-    assert set(ed["harmful_rate"]) == {"harmful", "safe"}
+    # the keyword judge reads refusals: on safe queries its rate is compliance, not harm
+    assert set(ed["harmful_rate"]) == {"harmful"} and set(ed["compliance_rate"]) == {"safe"}
     assert set(ed["harmful_rate"]["harmful"]) == {"ed", "base_mp", "align_mp", "ed_base"}
     assert ed["n_queries"] == {"harmful": 5, "safe": 5} and ed["samples"] == 3
     # harmful: 5 alphas + 3 baselines; safe: 4 methods; 3 samples each
@@ -209,3 +210,43 @@ def test_compare_puts_two_runs_side_by_side(setup, tiny_organism, tmp_path, caps
         err = capsys.readouterr().err
         assert exc.value.code == 2 and needle in err and "Traceback" not in err
         assert not (tmp_path / "bad").exists()
+
+
+def test_an_interrupted_audit_re_renders_as_incomplete(setup, tmp_path, capsys) -> None:
+    """Every requested experiment is listed with its units done / planned; one killed
+    part-way (its last unit's records lost) or never started is named in a warning."""
+    from tests.test_cli import run_cli
+
+    config = AuditConfig(experiments=("refusal_prefix", "gcg"), limit=3,
+                         gcg=GCGConfig(num_steps=2, search_width=8, topk=4, max_prompts=3))
+    summary = run_experiments(setup, tmp_path / "run", config)
+    rp = summary["experiments"]["refusal_prefix"]
+    assert list(summary["experiments"]) == ["refusal_prefix", "gcg"]
+    assert rp["complete"] and rp["units_done"] == rp["units_planned"] > 0
+    assert summary["experiments"]["gcg"] == {"units_done": 3, "units_planned": 3,
+                                             "records": 3, "complete": True}
+    assert summary["warnings"] == []
+    path = Run.load(tmp_path / "run").records_path("gcg")
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))  # killed
+    code, _, err = run_cli(capsys, "report", str(tmp_path / "run"))
+    assert code == 0, err
+    again = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert again["experiments"]["gcg"] == {"units_done": 2, "units_planned": 3,
+                                           "records": 2, "complete": False}
+    assert again["experiments"]["refusal_prefix"]["complete"] is True
+    assert again["warnings"] == ["gcg is incomplete: 2 of 3 units done (2 records), so its "
+                                 "numbers cover part of the data; rerun the same command to "
+                                 "finish it"]
+    assert "gcg is incomplete" in err
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| gcg | 2 / 3 | 2 | INCOMPLETE |" in report
+    assert (f"| refusal_prefix | {rp['units_done']} / {rp['units_planned']} | "
+            f"{rp['records']} | complete |") in report
+    path.unlink()  # killed before gcg began: no plan, no records
+    Run.load(tmp_path / "run").plan_path("gcg").unlink()
+    again = render_report(tmp_path / "run")
+    assert again["experiments"]["gcg"]["complete"] is False
+    assert again["warnings"] == ["gcg did not start: the run was interrupted before it; "
+                                 "rerun the same command to run it"]
+    run_experiments(setup, tmp_path / "run", config)  # the rerun finishes it
+    assert render_report(tmp_path / "run")["warnings"] == []

@@ -165,6 +165,22 @@ def test_a_resumed_run_says_how_much_was_done(run_dir, caplog) -> None:
     assert "resuming, 3 of 4 units already done" in caplog.text
 
 
+def test_pending_plans_every_unit_it_is_shown(run_dir) -> None:
+    from aligndepth.report.completeness import experiment_progress
+    from aligndepth.runs import Unit
+
+    run = Run.open(run_dir, {**MANIFEST, "experiments": ["x", "y"]})
+    assert run.planned("x") is None
+    run.pending("x", [Unit("a#0", ["k0", "k1"]), Unit("a#1", ["k2"])])
+    run.pending("x", [Unit("b#0", ["k3"])])  # a second batch of units (evaluate's tasks)
+    assert run.planned("x") == {"a#0": ["k0", "k1"], "a#1": ["k2"], "b#0": ["k3"]}
+    run.append("x", _records(2))  # the first unit, whole
+    run.append("x", [{"key": "k3", "value": 3}])
+    assert experiment_progress(Run.load(run_dir)) == {
+        "x": {"units_done": 2, "units_planned": 3, "records": 3, "complete": False},
+        "y": {"units_done": 0, "units_planned": None, "records": 0, "complete": False}}
+
+
 def test_train_resume_into_a_new_directory_is_an_error(tmp_path) -> None:
     from aligndepth.training.trainer import resume_point
 

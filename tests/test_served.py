@@ -62,7 +62,7 @@ def test_prefill_refusal_prefix_and_decoding_equal_the_local_engine(
         local = open_setup(base, aligned, show_progress=False, load=LoadConfig(device="cpu"))
         run_experiments(local, tmp_path / "local", config)
         with FakeOpenAI(KEY, completion=models, models=models.models()) as server:
-            loads = _served(server, tmp_path)
+            loads = _served(server, tmp_path, revision="organism-1")
             setup = open_setup(base, aligned, show_progress=False, load=loads["base"],
                                base_load=loads["base"], aligned_load=loads["aligned"])
             summary = run_experiments(setup, tmp_path / "served", config)
@@ -122,7 +122,7 @@ def test_1000_completions_through_faults_each_once_then_free(models: ServedModel
     with FakeOpenAI(KEY, fault_rate=0.2, hang=0.3, completion=models,
                     models=models.models()) as server, one_torch_thread():
         config = ServedConfig(url=server.url, model="base", cache_dir=str(tmp_path),
-                              max_concurrency=16, **{**FAST, "timeout": 0.25})
+                              max_concurrency=16, revision="r1", **{**FAST, "timeout": 0.25})
         served = ServedModel(config, tok)
         rows = served.complete(prompts, [GREEDY] * 1000, list(range(1000)), 3, StopRule())
         assert sum(server.faults.values()) > 100 and set(server.faults) == {
@@ -135,6 +135,42 @@ def test_1000_completions_through_faults_each_once_then_free(models: ServedModel
     lines = (tmp_path / "completions.jsonl").read_text().splitlines()
     assert len(lines) == 1000 and len({json.loads(x)["key"] for x in lines}) == 1000
     assert KEY not in (tmp_path / "completions.jsonl").read_text()
+
+
+def test_cached_answers_are_reused_only_for_the_same_served_weights(
+        tiny_organism: Path, tmp_path: Path) -> None:
+    """The fine-tuned model served under the old name: without a revision every run asks
+    the server again (and keeps nothing on disk); with one, a run reuses the answers of an
+    earlier run under the same revision, and a new revision asks again."""
+    from aligndepth.prompts import PromptFormat
+
+    before = ServedModels({"chat": tiny_organism / "aligned"})
+    after = ServedModels({"chat": tiny_organism / "base"})  # other weights, the same name
+    tok = before.loaded["chat"].tokenizer
+    data = tiny_organism / "data"
+    queries = [json.loads((data / name).read_text().splitlines()[0])["instruction"]
+               for name in ("harmful_pairs.jsonl", "benign_prompts.jsonl")]
+    prompts = [PromptFormat.chat().encode(tok, q) for q in queries]
+    stop = StopRule(frozenset({tok.eos_token_id}))
+
+    def answers(server: FakeOpenAI, revision: str | None = None) -> list[Any]:
+        config = ServedConfig(url=server.url, model="chat", cache_dir=str(tmp_path / "c"),
+                              revision=revision, **FAST)
+        sampled = [SamplingParams(1.0)] * 2
+        return ServedModel(config, tok).complete(prompts, sampled, [0, 1], 12, stop)
+
+    with one_torch_thread(), FakeOpenAI(KEY, completion=before,
+                                        models=before.models()) as server:
+        old, old_v1 = answers(server), answers(server, "v1")
+        assert old == old_v1 and server.requests == 4  # no revision: nothing was reused
+        server.completion, server.models = after, after.models()
+        new = answers(server)
+        assert server.requests == 6 and new != old  # fresh answers from the new weights
+        assert answers(server, "v1") == old and server.requests == 6  # same revision: cached
+        assert answers(server, "v2") == new and server.requests == 8
+    lines = [json.loads(x) for x in (tmp_path / "c" / "completions.jsonl").read_text()
+             .splitlines()]
+    assert len(lines) == 4  # v1's and v2's answers; none from the runs without a revision
 
 
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(

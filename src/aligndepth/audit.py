@@ -9,6 +9,7 @@ with one experiment.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from aligndepth.analysis.kl_profile import run_kl
 from aligndepth.analysis.refusal_prefix import run_refusal_prefix
 from aligndepth.attacks.decoding import run_decoding
-from aligndepth.attacks.emulated import run_ed
+from aligndepth.attacks.emulated import ed_prompts, run_ed
 from aligndepth.attacks.gcg import check_gcg, run_gcg
 from aligndepth.attacks.gcg_transfer import found_suffixes, run_gcg_transfer
 from aligndepth.attacks.prefill import check_ks, run_prefill
@@ -41,7 +42,8 @@ from aligndepth.experiment import (
     provenance,
 )
 from aligndepth.judges.registry import make_judge
-from aligndepth.models import LoadConfig, load_pair
+from aligndepth.judges.scope import check_judging, measures
+from aligndepth.models import LoadConfig, load_pair, load_tokenizer
 from aligndepth.prompts import PromptFormat
 from aligndepth.report.render import render_report
 from aligndepth.runs import Run, file_digest
@@ -134,18 +136,23 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
                batch_size: int = 32, max_new_tokens: int | None = None,
                show_progress: bool = True, judge_options: dict[str, Any] | None = None,
                base_load: LoadConfig | None = None, aligned_load: LoadConfig | None = None,
-               stop_strings: tuple[str, ...] = ()) -> Setup:
+               stop_strings: tuple[str, ...] = (),
+               check_tokenizer: Callable[[Any], None] | None = None) -> Setup:
     """Models and judge: the given pair, or the organism when neither model is given.
 
     The judge defaults to ``organism`` on the organism (also when ``base`` is the
     organism's base model, e.g. against a fine-tuned aligned model) and ``keyword``
     otherwise. ``max_new_tokens`` defaults to 64 on the organism and to 512 on a real pair
     (the papers judge answers of up to 512 tokens). ``base_load`` / ``aligned_load``
-    place the two models differently (default: ``load``).
+    place the two models differently (default: ``load``). ``check_tokenizer`` is called
+    with the aligned model's tokenizer before any weights load (e.g. to refuse a GCG
+    ``--init-suffix`` holding a control token).
     """
     organism, base, aligned = resolve_pair(base, aligned, show_progress)
     judge_obj = make_judge(judge or ("organism" if organism else "keyword"), organism,
                            **(judge_options or {}))
+    if check_tokenizer is not None:
+        check_tokenizer(load_tokenizer(aligned, aligned_load or load))
     pair = load_pair(base, aligned, load, base_format, aligned_format,
                      base_config=base_load, aligned_config=aligned_load)
     if max_new_tokens is None:
@@ -267,13 +274,15 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
     else:
         setup.max_new_tokens = config.max_new_tokens
     setup.stop_strings = tuple(dict.fromkeys((*setup.stop_strings, *config.stop)))
+    check_judging(config.experiments, setup.judge.name, measures(setup.judge))
     if inputs is None:
         inputs = read_inputs(setup.organism, config, data, safe_data, data_format)
     pairs, prompts, data_provenance = inputs.pairs, inputs.prompts, inputs.provenance
     if "prefill" in config.experiments and pairs is not None:  # fail before writing anything
         check_ks(setup.pair.tokenizer, pairs, config.prefill.ks)
-    if "gcg" in config.experiments:
-        check_gcg(setup, prompts, pairs, config.gcg)
+    gcg_space = None
+    if "gcg" in config.experiments:  # the search space and start the manifest records
+        gcg_space = check_gcg(setup, prompts, pairs, config.gcg).provenance()
     if "gcg_transfer" in config.experiments:
         found_suffixes(config.gcg_transfer.source)  # fail before writing anything
         config = replace(config, gcg_transfer=replace(
@@ -281,7 +290,7 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
     safe = inputs.safe
     if "ed" in config.experiments:
         config = replace(config, ed=config.ed.resolved(setup.ed_systems))
-    manifest = {
+    manifest: dict[str, Any] = {
         "experiments": list(config.experiments),
         "config": config.identity(),
         "models": setup.pair.describe(),
@@ -290,7 +299,10 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         "seed": setup.seed,
         "prompts": provenance(setup, prompts[0].instruction) if prompts else None,
         "organism": str(setup.organism) if setup.organism else None,
+        **({"gcg": gcg_space} if gcg_space is not None else {}),
     }
+    if "ed" in config.experiments and prompts:  # ED's own prompts: its system prompts
+        manifest["prompts"]["ed"] = ed_prompts(setup, config.ed, prompts[0].instruction)
     if any(setup.role(r)[0].served is not None for r in ("base", "aligned")):
         check_servable(config.experiments)
     check_contexts(setup, prompts, config)  # before anything is written

@@ -196,14 +196,17 @@ class GCGConfig:
     """Args:
         num_steps: optimisation steps at most.
         suffix_length: tokens in the suffix (when ``init_suffix`` is not given).
-        init_suffix: the starting suffix text (default ``"!"`` repeated); with
-            ``filter_retokenization`` its tokens must re-encode to themselves.
+        init_suffix: the starting suffix text (default Zou et al.'s ``"! ! ..."``, else
+            the nearest printable token that re-encodes, repeated); it may hold no
+            control token, and with ``filter_retokenization`` its tokens must re-encode
+            to themselves.
         search_width: candidates evaluated per step.
         topk: tokens per position the candidates are drawn from.
         n_replace: positions changed per candidate.
         buffer_size: best suffixes kept; each step starts from the best of them.
         early_stop: stop once the target is the greedy continuation.
-        allow_non_ascii: allow tokens whose text is not printable ASCII.
+        allow_non_ascii: allow tokens whose text is not printable ASCII (control
+            tokens, special or of the chat template, are never allowed).
         filter_retokenization: drop candidates that do not re-encode to themselves.
         candidate_batch: candidates per forward (``None``: all, halved on out-of-memory).
         target_tokens: when a prompt has no target, use the first N tokens of its harmful
@@ -215,7 +218,8 @@ class GCGConfig:
         "GCG steps at most (default 500 for gcg, 50 in the audit)."))
     suffix_length: int = field(default=20, metadata=_gcg("GCG suffix tokens (default 20)."))
     init_suffix: str | None = field(default=None, metadata=_gcg(
-        "GCG starting suffix text (default '!' repeated)."))
+        "GCG starting suffix text (default '! ! ...'); a control token such as "
+        "<|eot_id|> is refused."))
     search_width: int = field(default=512, metadata=_gcg(
         "GCG candidates per step (default 512; 128 in the audit)."))
     topk: int = field(default=256, metadata=_gcg(
@@ -229,7 +233,7 @@ class GCGConfig:
         "GCG: stop once the target is the greedy continuation (default on).",
         "--early-stop/--no-early-stop"))
     allow_non_ascii: bool = field(default=False, metadata=_gcg(
-        "GCG: allow non-ASCII suffix tokens (default off).",
+        "GCG: allow non-ASCII suffix tokens (default off; control tokens never).",
         "--allow-non-ascii/--no-allow-non-ascii"))
     filter_retokenization: bool = field(default=True, metadata=_gcg(
         "GCG: drop candidate suffixes that do not survive decode -> re-encode, so the "

@@ -17,7 +17,7 @@ from aligndepth.engine import (
 )
 from aligndepth.judges.base import Judge, Verdict
 from aligndepth.models import LoadedModel, ModelPair
-from aligndepth.prompts import PromptFormat, pad_token_id
+from aligndepth.prompts import PromptFormat, pad_token_id, verbatim
 from aligndepth.settings import RunSettings as RunSettings  # re-exported
 
 #: New tokens per response on a real pair (the papers judge answers of up to 512 tokens).
@@ -110,7 +110,14 @@ def prefixed_prompt(model: LoadedModel, fmt: PromptFormat, instruction: str, pre
 
 
 def decode(model: LoadedModel, ids: Sequence[int]) -> str:
+    """The clean text of generated ids (special tokens dropped): what is judged."""
     return str(model.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+
+def decode_raw(model: LoadedModel, ids: Sequence[int]) -> str:
+    """Generated ids with their special tokens (records' ``output_raw``): shows what
+    :func:`decode` drops, such as the markers of a turn the model opened itself."""
+    return verbatim(model.tokenizer, ids)
 
 
 def judged(setup: Setup, instructions: Sequence[str], texts: Sequence[str]) -> list[Verdict]:
@@ -118,13 +125,14 @@ def judged(setup: Setup, instructions: Sequence[str], texts: Sequence[str]) -> l
 
 
 def provenance(setup: Setup, instruction: str) -> dict[str, Any]:
-    """What each model really sees and how it stops, for the run manifest: the rendered
-    prompt of ``instruction`` (default system prompts included), stop ids and strings."""
+    """What each model really sees and how it stops, for the run manifest: the prompt of
+    ``instruction`` as fed (default system prompts and the BOS the tokenizer adds
+    included), stop ids and strings."""
     out: dict[str, Any] = {}
     for role in ("base", "aligned"):
         model, fmt = setup.role(role)
         rule = setup.stop_rule(model, fmt)
-        out[role] = {"first_prompt": fmt.render(model.tokenizer, instruction),
+        out[role] = {"first_prompt": fmt.fed(model.tokenizer, instruction),
                      "stop_ids": sorted(rule.ids), "stop_strings": list(rule.strings),
                      "stop_tokens": [model.tokenizer.convert_ids_to_tokens(i)
                                      for i in sorted(rule.ids)]}

@@ -130,6 +130,19 @@ class PromptFormat:
         text = self.render(tokenizer, instruction, prefix)
         return list(tokenizer(text, add_special_tokens=self.adds_special_tokens).input_ids)
 
+    def fed(self, tokenizer: Any, instruction: str, prefix: str = "") -> str:
+        """The prompt exactly as the model is fed it (:meth:`encode`, decoded with its
+        special tokens, so a BOS the tokenizer adds shows): what manifests record."""
+        return verbatim(tokenizer, self.encode(tokenizer, instruction, prefix))
+
+
+def verbatim(tokenizer: Any, ids: Sequence[int]) -> str:
+    """The text of ``ids`` with every special token kept (BOS, turn markers) and no
+    clean-up of spaces: a prompt as fed, or an output as generated (records'
+    ``output_raw``, beside the clean ``output``)."""
+    return str(tokenizer.decode(list(ids), skip_special_tokens=False,
+                                clean_up_tokenization_spaces=False))
+
 
 def _apply(tokenizer: Any, messages: list[dict[str, str]], continue_final: bool) -> str:
     if continue_final:

@@ -15,8 +15,11 @@ the file. ``<judge>`` is the judge's name (``rubric``, ``moderation``, ...) or t
 ``name`` given to :func:`rejudge_run`; it may not contain a dot.
 
 The judged text is the record's ``judged_text`` when present (prefilling and refusal
-prefixes: prefix + continuation), else its ``output``. Records with neither, or with no
-``instruction`` (the ``kl`` experiment), are not judged.
+prefixes: prefix + continuation), else its ``output``; a judge that reads refusals only
+reads a refusal-prefix record's ``output`` (the continuation after the prefix), as
+:mod:`aligndepth.judges.scope` says, and each re-judged record says what was judged
+(``judged``) and what its verdict measures (``measures``). Records with neither, or with
+no ``instruction`` (the ``kl`` experiment), are not judged.
 
 Resumable: records whose key is already in the target file are skipped, and each batch
 is appended (fsynced) as soon as it is judged, so a killed re-judge reruns from where it
@@ -36,6 +39,7 @@ from typing import Any
 
 from aligndepth.errors import AlignDepthError
 from aligndepth.judges.base import Judge
+from aligndepth.judges.scope import Reading, check_judging, measures, part_of, reading
 from aligndepth.metrics import INVALID, outcome, records_rate
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, chunked
@@ -51,9 +55,10 @@ def rejudged_name(experiment: str, judge_name: str) -> str:
     return f"{experiment}.{judge_name}"
 
 
-def judged_text(record: dict[str, Any]) -> str | None:
-    """The text a judge should read: ``judged_text`` if recorded, else ``output``."""
-    text = record.get("judged_text")
+def judged_text(record: dict[str, Any], how: Reading | None = None) -> str | None:
+    """The text a judge should read: ``output`` when ``how`` reads the continuation only,
+    else ``judged_text`` if recorded, else ``output``."""
+    text = None if how is not None and how.continuation_only else record.get("judged_text")
     if text is None:
         text = record.get("output")
     return text if isinstance(text, str) else None
@@ -120,6 +125,7 @@ def rejudge_run(run_dir: str | Path, judge: Judge, experiments: Sequence[str] | 
         if missing:
             raise AlignDepthError(f"run '{run.path}' has no experiment {', '.join(missing)}: "
                                   f"choose from {', '.join(available) or 'none'}")
+    check_judging(chosen, label, measures(judge))
     chosen = _with_judged_text(run, chosen, explicit=experiments is not None)
     _pin_judge(run, label, judge.describe(), overwrite)
     out: dict[str, Any] = {"judge": label, "describe": judge.describe(), "experiments": {}}
@@ -170,14 +176,17 @@ def _rejudge_experiment(run: Run, exp: str, judge: Judge, label: str, batch_size
     done = run.done_keys(target)
     todo = [r for r in todo_all if r["key"] not in done]
     batches = chunked(todo, batch_size)
+    measure = measures(judge)
     with progress_bar(f"re-judging {exp} ({label})", len(batches), show_progress) as advance:
         for batch in batches:
+            readings = [reading(part_of(exp, r), measure) for r in batch]
             verdicts = judge.judge([r["instruction"] for r in batch],
-                                   [judged_text(r) or "" for r in batch])
+                                   [judged_text(r, how) or "" for r, how in zip(batch, readings)])
             run.append(target, [
-                {**r, "judge": label, "verdict": v.to_record(),
+                {**r, "judge": label, "verdict": v.to_record(), "measures": measure,
+                 **({"judged": how.judged} if how else {}),
                  "original_judge": r.get("judge"), "original_verdict": r.get("verdict")}
-                for r, v in zip(batch, verdicts)])
+                for r, v, how in zip(batch, verdicts, readings)])
             advance()
     new = run.records(target)
     labels: dict[str, int] = {}

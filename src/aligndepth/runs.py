@@ -5,6 +5,7 @@ Layout::
     RUN/manifest.json          what was run: config, models (with fingerprints), judge,
                                data (with a hash), seed, versions, prompt formats
     RUN/records/<exp>.jsonl    one JSON object per sample, each with a unique "key"
+    RUN/records/<exp>.plan.json  every unit the experiment plans (name -> record keys)
     RUN/summary.json, report.md, report.html, plots/   derived from records, re-renderable
 
 Resume: work is split into units in a fixed order; a unit's records are appended in one
@@ -273,11 +274,26 @@ class Run:
         self._done.pop(experiment, None)
         return len(good) - len(kept)
 
+    def plan_path(self, experiment: str) -> Path:
+        return self.path / "records" / f"{experiment}.plan.json"
+
+    def planned(self, experiment: str) -> dict[str, list[str]] | None:
+        """Unit name -> record keys of every unit ``experiment`` planned (``None``: it
+        never started), as :meth:`pending` saw them."""
+        path = self.plan_path(experiment)
+        return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
     def pending(self, experiment: str, units: Iterable[Unit]) -> list[Unit]:
         """Units not yet complete, in their original order (a resumed run says how many
-        were already done)."""
+        were already done). The units are added to the experiment's plan first, so a
+        report knows what an interrupted run left undone."""
         done = self.done_keys(experiment)
         units = list(units)
+        plan = self.planned(experiment) or {}
+        if self.writable and any(plan.get(u.name) != u.keys for u in units):
+            plan.update({u.name: list(u.keys) for u in units})
+            self.plan_path(experiment).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.plan_path(experiment), json.dumps(plan))
         todo = [u for u in units if not set(u.keys) <= done]
         if self.resumed and len(todo) < len(units):
             log.warning("%s: resuming, %d of %d units already done", experiment,

@@ -15,7 +15,7 @@ from typing import Any
 from aligndepth.configs import DecodingConfig
 from aligndepth.data.schemas import PromptRecord
 from aligndepth.engine import GREEDY, SamplingParams
-from aligndepth.experiment import Setup, decode, generate_rows
+from aligndepth.experiment import Setup, decode, decode_raw, generate_rows
 from aligndepth.metrics import Judged, Units, any_harmful, judged, put_rates, value
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, unit_seed
@@ -63,6 +63,7 @@ def run_decoding(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
                 {"key": f"dec|{p.id}|{name}|{s}", "id": p.id, "config": name, "sample": s,
                  "params": params.describe(), "model": config.target,
                  "instruction": p.instruction, "output": t, "stop_reason": c.stop_reason,
+                 "output_raw": decode_raw(model, c.ids),
                  "judge": setup.judge.name, "verdict": v.to_record()}
                 for (name, s, params), c, t, v in zip(rows, done, texts, verdicts)])
             advance()

@@ -11,9 +11,11 @@ outputs, not greedy ones):
   (shows that the aligned model is what makes ED work).
 
 Harmful and safe query sets are reported separately (ED also raises harm on safe
-queries). On the harmful set ``ed`` is also run over an α sweep (harm rises, then falls:
-over-optimisation). Every generated sample is one record; the summary is computed from
-records, so interrupted runs resume where they stopped.
+queries). Under a judge that reads refusals only (keyword), an answer to a safe query
+without a refusal phrase is compliance, not harm: that rate is ``compliance_rate``
+(:mod:`aligndepth.judges.scope`). On the harmful set ``ed`` is also run over an α sweep
+(harm rises, then falls: over-optimisation). Every generated sample is one record; the
+summary is computed from records, so interrupted runs resume where they stopped.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ from aligndepth.engine import (
     contrastive_generate,
     generate,
 )
-from aligndepth.experiment import Setup, decode, stop_rule
+from aligndepth.experiment import Setup, decode, decode_raw, stop_rule
+from aligndepth.judges.scope import judge_reading, measures, part_of, reading, record_measures
 from aligndepth.metrics import Units, judged, put_rates, value
-from aligndepth.models import ModelPair
+from aligndepth.models import LoadedModel, ModelPair
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import PromptFormat, accepts_system, pad_token_id
 from aligndepth.runs import Run, Unit, chunked, unit_seed
@@ -86,11 +89,8 @@ def ed_completions(pair: ModelPair, instructions: Sequence[str], *, alpha: float
     and a row ends at whichever stops first. ``batch_size`` counts queries; ``seeds``
     gives one seed per query.
     """
-    malicious = pair.base_format.with_system(malicious_system)
-    if divide_by_base_with is None:
-        second, second_fmt = pair.aligned, pair.aligned_format
-    else:
-        second, second_fmt = pair.base, pair.base_format.with_system(divide_by_base_with)
+    (_, malicious), (second, second_fmt) = contrast_sides(pair, malicious_system,
+                                                          divide_by_base_with)
     stop = stop_rule(pair.base, malicious, stop_strings).union(
         stop_rule(second, second_fmt, stop_strings))
     return contrastive_generate(
@@ -102,6 +102,38 @@ def ed_completions(pair: ModelPair, instructions: Sequence[str], *, alpha: float
         aligned_pad_id=pad_token_id(second.tokenizer), seed=seed, seeds=seeds,
         batch_size=batch_size * samples, vocab_size=len(pair.tokenizer),
         tokenizer=pair.base.tokenizer)
+
+
+def contrast_sides(pair: ModelPair, malicious_system: str | None,
+                   divide_by_base_with: str | None = None
+                   ) -> tuple[tuple[LoadedModel, PromptFormat], tuple[LoadedModel, PromptFormat]]:
+    """ED's two sides, each (model, prompt format): the base model under the malicious
+    system prompt, and the divided-out one (the aligned model in its format, or for
+    ED_base the base model under ``divide_by_base_with``)."""
+    malicious = pair.base_format.with_system(malicious_system)
+    if divide_by_base_with is None:
+        return (pair.base, malicious), (pair.aligned, pair.aligned_format)
+    return (pair.base, malicious), (pair.base, pair.base_format.with_system(divide_by_base_with))
+
+
+def ed_prompts(setup: Setup, config: EDConfig, instruction: str) -> dict[str, dict[str, str]]:
+    """What each method feeds each model for ``instruction``, as fed (special tokens such
+    as the BOS kept), for the run manifest: ``{method: {side: prompt}}``."""
+    config = config.resolved(setup.ed_systems)
+    out: dict[str, dict[str, str]] = {}
+    for method in config.methods:
+        if method in ("base_mp", "align_mp"):
+            role = "base" if method == "base_mp" else "aligned"
+            model, _ = setup.role(role)
+            fmt = malicious_format(setup, method, config.malicious_system)
+            out[method] = {role: fmt.fed(model.tokenizer, instruction)}
+            continue
+        sides = contrast_sides(setup.pair, config.malicious_system,
+                               config.benign_system if method == "ed_base" else None)
+        names = ("base", "aligned") if method == "ed" else ("base", "base_benign")
+        out[method] = {name: fmt.fed(model.tokenizer, instruction)
+                       for name, (model, fmt) in zip(names, sides)}
+    return out
 
 
 def emulated_disalignment(pair: ModelPair, instructions: Sequence[str], *, alpha: float = 1.0,
@@ -171,6 +203,8 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
             units.append(Unit(f"{tag}#{b}", keys, chunk))
     todo = run.pending(NAME, units)
     model = setup.pair.base
+    measure = measures(setup.judge)
+    judged = {qs: judge_reading(f"{NAME}:{qs}", setup.judge).judged for qs in QUERY_SETS}
     with progress_bar("emulated disalignment", len(todo), setup.show_progress) as advance:
         for unit in todo:
             job = jobs[unit.name.rsplit("#", 1)[0]]
@@ -184,23 +218,32 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
                 {"key": f"ed|{job.tag}|{p.id}|{s}", "id": p.id, "set": job.query_set,
                  "method": job.method, "alpha": job.alpha, "main": job.alpha in
                  (None, config.alpha), "sample": s, "instruction": p.instruction,
-                 "output": text, "stop_reason": c.stop_reason,
+                 "output": text, "output_raw": decode_raw(model, c.ids),
+                 "stop_reason": c.stop_reason,
                  "params": config.sampling.describe(), "judge": setup.judge.name,
+                 "judged": judged[job.query_set], "measures": measure,
                  "verdict": v.to_record()}
                 for (p, s, c), text, v in zip(flat, texts, verdicts)])
             advance()
     return summarize_ed(run.records(NAME))
 
 
+def _rate_key(record: dict[str, Any]) -> str:
+    """``harmful_rate``, or ``compliance_rate`` for a refusal judge on safe queries."""
+    how = reading(part_of(NAME, record), record_measures(record))
+    return how.rate if how else "harmful_rate"
+
+
 def ed_units(records: Sequence[dict[str, Any]]) -> Units:
-    """Harmful rate per query set and method at the main α, and ED's on harmful queries
-    at every swept α: one unit per query and sample (the samples of a query clustered)."""
+    """Harmful rate per query set and method at the main α (on safe queries under a
+    judge that reads refusals only: the compliance rate), and ED's on harmful queries at
+    every swept α: one unit per query and sample (the samples of a query clustered)."""
     units: Units = {}
     order = sorted(records, key=lambda r: (r["set"], METHODS.index(r["method"])))
     for r in order:
         unit, verdict = f"{r['id']}|{r['sample']}", judged(r)
         if r["main"]:
-            units.setdefault((NAME, "harmful_rate", r["set"], r["method"]), {})[unit] = verdict
+            units.setdefault((NAME, _rate_key(r), r["set"], r["method"]), {})[unit] = verdict
     for r in sorted(records, key=lambda r: float(r["alpha"] or 0.0)):
         if r["method"] == "ed" and r["set"] == "harmful":
             sweep = units.setdefault((NAME, "alpha_sweep", str(float(r["alpha"]))), {})
@@ -209,8 +252,9 @@ def ed_units(records: Sequence[dict[str, Any]]) -> Units:
 
 
 def summarize_ed(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Harmful rate per query set and method (at the main α), and the α sweep, with
-    counts and intervals."""
+    """Harmful rate per query set and method (at the main α; ``compliance_rate`` for the
+    safe queries of a judge that reads refusals only), and the α sweep, with counts and
+    intervals."""
     queries: dict[str, set[str]] = {}
     alpha = None
     for r in records:

@@ -17,10 +17,10 @@ from aligndepth.configs import GCGConfig
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
-from aligndepth.experiment import Setup, complete, decode
+from aligndepth.experiment import Setup, complete, decode, decode_raw
 from aligndepth.metrics import Units, judged, proportion, rate_stats
 from aligndepth.progress import progress_bar
-from aligndepth.runs import Run, unit_seed
+from aligndepth.runs import Run, Unit, unit_seed
 
 NAME = "gcg"
 
@@ -62,8 +62,9 @@ def run_gcg(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
     """Attack each prompt; one record per prompt (resumable); returns the summary."""
     model, fmt = setup.role(target_model)
     tok = model.tokenizer
-    todo = [(p, t) for p, t in gcg_targets(prompts, pairs, tok, config)
-            if f"gcg|{p.id}" not in run.done_keys(NAME)]
+    todo = [u.items[0] for u in run.pending(NAME, [
+        Unit(p.id, [f"gcg|{p.id}"], [(p, t)]) for p, t in gcg_targets(prompts, pairs, tok,
+                                                                       config)])]
     attack = check_gcg(setup, prompts, pairs, config, target_model)
     with progress_bar("GCG", len(todo), setup.show_progress) as advance:
         for p, target in todo:
@@ -78,7 +79,7 @@ def run_gcg(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
                 "instruction": p.instruction, "target": target, "suffix": result.suffix,
                 "suffix_ids": result.suffix_ids, "loss": result.loss, "losses": result.losses,
                 "steps": result.steps, "success_step": result.success_step, "output": text,
-                "stop_reason": done.stop_reason,
+                "stop_reason": done.stop_reason, "output_raw": decode_raw(model, done.ids),
                 "judge": setup.judge.name, "verdict": verdict.to_record()}])
             advance(loss=f"{result.loss:.3f}")
     return summarize_gcg(run.records(NAME))

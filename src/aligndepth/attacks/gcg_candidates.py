@@ -1,6 +1,6 @@
-"""GCG's token-level pieces (SPEC §2.3): how the model embeds a one-hot suffix, which
-tokens a suffix may use, how candidates are sampled from the token gradient, and which
-candidates survive decode → re-encode.
+"""GCG's token-level pieces (SPEC §2.3): how the model embeds a one-hot suffix, how
+candidates are sampled from the token gradient, and which candidates survive decode →
+re-encode (which tokens a suffix may use: :mod:`aligndepth.attacks.gcg_tokens`).
 
 Used by :class:`aligndepth.attacks.gcg_core.GCGAttack`; pure tensor/tokenizer functions.
 """
@@ -12,22 +12,6 @@ from typing import Any
 import torch
 
 from aligndepth.errors import AlignDepthError
-
-
-def allowed_token_mask(tokenizer: Any, vocab: int, allow_non_ascii: bool) -> torch.Tensor:
-    """``(vocab,)`` bool: tokens a suffix may use (no special tokens, no empty text,
-    printable ASCII unless ``allow_non_ascii``; ids past the tokenizer are never allowed)."""
-    mask = torch.zeros(vocab, dtype=torch.bool)
-    n = min(vocab, len(tokenizer))
-    special = set(tokenizer.all_special_ids)
-    texts = tokenizer.batch_decode([[i] for i in range(n)])
-    for i, text in enumerate(texts):
-        if i in special or not text.strip():
-            continue
-        if not allow_non_ascii and not (text.isascii() and text.isprintable()):
-            continue
-        mask[i] = True
-    return mask
 
 
 def sample_candidates(suffix: torch.Tensor, grad: torch.Tensor, allowed: torch.Tensor,

@@ -14,9 +14,11 @@ Each step:
    is embedded as ``s * (one_hot @ W)`` where ``s`` is the embedding module's own scale
    (``sqrt(hidden_size)`` in Gemma models, 1 in most others), measured once, so the
    hand-built ``inputs_embeds`` equal what ``embed(ids)`` gives;
-2. for each position the ``topk`` tokens with the most negative gradient (disallowed
-   tokens excluded), and ``search_width`` candidates, each replacing ``n_replace``
-   random positions with random top-k tokens (one tensor operation, no Python loop);
+2. for each position the ``topk`` tokens with the most negative gradient among the
+   allowed ones (tokens a user could type: no control token, printable ASCII unless
+   ``allow_non_ascii``; :mod:`aligndepth.attacks.gcg_tokens`), and ``search_width``
+   candidates, each replacing ``n_replace`` random positions with random top-k tokens
+   (one tensor operation, no Python loop);
 3. candidates that do not survive decode → re-encode are dropped (no survivor for
    :data:`STALL_STEPS` steps in a row is an error);
 4. every candidate's target loss from one batched forward that reuses the cached
@@ -35,7 +37,14 @@ from typing import Any
 import torch
 
 from aligndepth.attacks import gcg_candidates
-from aligndepth.attacks.gcg_candidates import allowed_token_mask, embedding_scale
+from aligndepth.attacks.gcg_candidates import embedding_scale
+from aligndepth.attacks.gcg_tokens import (
+    FIX_RETOKENIZATION,
+    allowed_token_mask,
+    start_suffix,
+    user_suffix_ids,
+)
+from aligndepth.chat_markup import control_token_ids
 from aligndepth.configs import GCGConfig
 from aligndepth.devices import output_cache, with_cache
 from aligndepth.errors import AlignDepthError
@@ -49,9 +58,6 @@ PLACEHOLDER = "\u27e6aligndepth-suffix\u27e7"
 #: Consecutive steps without a candidate that re-encodes to itself before GCG gives up
 #: (fewer when ``num_steps`` is smaller: a run in which no step had one always fails).
 STALL_STEPS = 3
-
-_FIX_RETOKENIZATION = ("pass a different --init-suffix, --allow-non-ascii, or turn off the "
-                       "re-tokenisation filter (--no-filter-retokenization)")
 
 
 @dataclass
@@ -123,31 +129,27 @@ class GCGAttack:
 
     # -- setup ----------------------------------------------------------------------
     def initial_suffix(self) -> list[int]:
-        """The starting suffix's ids ``(L,)``; raises when ``init_suffix`` (or, without
-        it, every repeated single token) does not re-encode to itself while
-        ``filter_retokenization`` is on (the search could never move from it)."""
+        """The starting suffix's ids ``(L,)``: ``init_suffix`` (refused when it holds a
+        control token, a token that is not printable ASCII without ``allow_non_ascii``, or,
+        with ``filter_retokenization``, does not re-encode to itself), else Zou et al.'s
+        ``! ! ! ...`` or the nearest printable allowed token repeated
+        (:func:`~aligndepth.attacks.gcg_tokens.start_suffix`)."""
         c = self.config
         if c.init_suffix is not None:
-            ids = [int(i) for i in self.tok(c.init_suffix, add_special_tokens=False).input_ids]
-            if not ids:
-                raise AlignDepthError("the initial GCG suffix encodes to no tokens: give text")
-            if c.filter_retokenization and not self._round_trips(ids):
-                raise AlignDepthError(
-                    f"the initial GCG suffix {c.init_suffix!r} does not survive decode -> "
-                    f"re-encode (it decodes to {self.tok.decode(ids)!r}, which encodes to other "
-                    f"tokens), so GCG could never move from it: {_FIX_RETOKENIZATION}")
-            return ids
-        bang = self.tok("!", add_special_tokens=False).input_ids
-        options = [int(bang[0])] if len(bang) == 1 and bool(self.allowed[bang[0]]) else []
-        options += [int(i) for i in self.allowed.nonzero()[:, 0].tolist()[:200]]
-        for token in options:  # "!" repeated, else the first token that survives re-encoding
-            if self._round_trips([token] * c.suffix_length):
-                return [token] * c.suffix_length
-        if c.filter_retokenization:
-            raise AlignDepthError(f"no allowed token repeated {c.suffix_length} times "
-                                  f"re-encodes to itself, so GCG cannot start: "
-                                  f"{_FIX_RETOKENIZATION}")
-        return [options[0]] * c.suffix_length
+            return user_suffix_ids(self.tok, c)
+        return start_suffix(self.tok, self.allowed, c.suffix_length, self._round_trips,
+                            c.filter_retokenization)
+
+    def provenance(self) -> dict[str, Any]:
+        """What the run manifest records about the search space: the vocabulary, how many
+        tokens a suffix may use, how many control tokens are excluded, and the initial
+        suffix (text and ids)."""
+        ids = self.initial_suffix()
+        control = control_token_ids(self.tok)
+        return {"vocab": self.vocab, "allowed_tokens": int(self.allowed.sum()),
+                "control_tokens": len([i for i in control if i < self.vocab]),
+                "allow_non_ascii": self.config.allow_non_ascii,
+                "initial_suffix": str(self.tok.decode(ids)), "initial_suffix_ids": ids}
 
     def _round_trips(self, ids: list[int]) -> bool:
         return bool(self.retokenizes(torch.tensor([ids], device=self.device))[0])
@@ -319,7 +321,7 @@ class GCGAttack:
                         f"GCG stalled at step {step} for {instruction[:40]!r}: no candidate "
                         f"suffix re-encodes to itself (the tokenizer merges tokens at the "
                         f"suffix boundary) in {stalled} step(s) in a row; "
-                        f"{_FIX_RETOKENIZATION}")
+                        f"{FIX_RETOKENIZATION}")
                 log.debug("step %d: no candidate re-encodes to itself; suffix kept", step)
             result.losses.append(buffer[0].loss)
             result.steps = step

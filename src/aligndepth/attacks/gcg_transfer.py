@@ -23,7 +23,7 @@ from aligndepth.attacks.gcg_core import split_prompt
 from aligndepth.configs import GCGTransferConfig
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
-from aligndepth.experiment import Setup, complete, decode
+from aligndepth.experiment import Setup, complete, decode, decode_raw
 from aligndepth.metrics import Units, judged, rate_stats
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked
@@ -72,6 +72,7 @@ def run_gcg_transfer(setup: Setup, run: Run, config: GCGTransferConfig) -> dict[
                 {"key": key, "id": r["id"], "model": config.target,
                  "instruction": r["instruction"], "suffix": r["suffix"],
                  "source_verdict": r["verdict"], "output": text, "stop_reason": c.stop_reason,
+                 "output_raw": decode_raw(model, c.ids),
                  "judge": setup.judge.name, "verdict": v.to_record()}
                 for key, r, text, c, v in zip(unit.keys, unit.items, texts, done, verdicts)])
             advance()

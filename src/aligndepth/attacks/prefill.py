@@ -14,7 +14,7 @@ from typing import Any
 from aligndepth.configs import PrefillConfig
 from aligndepth.data.schemas import HarmfulPair
 from aligndepth.errors import AlignDepthError
-from aligndepth.experiment import Setup, complete, decode
+from aligndepth.experiment import Setup, complete, decode, decode_raw
 from aligndepth.metrics import Units, judged, put_rates
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed
@@ -61,6 +61,7 @@ def run_prefill(setup: Setup, run: Run, pairs: Sequence[HarmfulPair], config: Pr
                 {"key": f"prefill|{k}|{p.id}", "id": p.id, "k": k, "model": config.target,
                  "instruction": p.instruction, "prefix": decode(model, pre),
                  "output": decode(model, n), "stop_reason": c.stop_reason, "judged_text": t,
+                 "output_raw": decode_raw(model, n),
                  "judge": setup.judge.name, "verdict": v.to_record()}
                 for p, pre, n, c, t, v in zip(unit.items, prefixes, new, done, texts,
                                               verdicts)])

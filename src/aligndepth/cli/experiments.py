@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -115,6 +117,11 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
                             base_model=base_engine_model, aligned_model=aligned_engine_model)
     if served:
         check_servable(config.experiments)
+    if judge is not None:  # before any model (or a classifier judge) loads
+        from aligndepth.judges.registry import judge_factory
+        from aligndepth.judges.scope import check_judging, measures
+
+        check_judging(config.experiments, judge, measures(judge_factory(judge)))
     aligned_fmt = PromptFormat("chat", system=parse_system(aligned_system),
                                placement=system_placement)
     base_load = replace(load, device=base_device or load.device, served=served.get("base"))
@@ -132,12 +139,23 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
                        base_load=base_load, aligned_load=aligned_load,
                        stop_strings=tuple(stop or ()),
                        base_format=bfmt, aligned_format=aligned_fmt,
+                       check_tokenizer=_tokenizer_check(config),
                        judge_options={**_phrases(refusal_phrases),
                                       **_judge_options(judge_option)})
     summary = run_experiments(setup, out, config, data, overwrite=overwrite,
                               safe_data=safe_data, data_format=data_format, inputs=inputs)
     write_run_config(context, out)
     _print_summary(summary, out)
+
+
+def _tokenizer_check(config: Any) -> Callable[[Any], None] | None:
+    """What the aligned tokenizer alone can refuse before any weights load: a GCG
+    ``--init-suffix`` holding a control token, non-ASCII text or one that cannot move."""
+    if "gcg" not in config.experiments or config.gcg.init_suffix is None:
+        return None
+    from aligndepth.attacks.gcg_tokens import check_init_suffix
+
+    return partial(check_init_suffix, config=config.gcg)
 
 
 EXPERIMENT_HELP = ("Comma-separated subset of kl,refusal_prefix,prefill,decoding,ed,gcg "

@@ -63,8 +63,9 @@ AlignedEngineModel = Annotated[str | None, typer.Option(help="--engine openai: t
 EngineOptions = Annotated[list[str] | None, typer.Option(
     "--engine-option", help="KEY=VALUE setting of the served engine (repeat): prompt_as=text "
     "(servers without token-id prompts, e.g. llama.cpp), max_concurrency, timeout, "
-    "connect_timeout, max_retries, backoff_base, backoff_max, no_top_k, cache, cache_dir. "
-    "The key comes from "
+    "connect_timeout, max_retries, backoff_base, backoff_max, no_top_k, cache, cache_dir, "
+    "revision (names the served weights: answers are reused across runs only under the "
+    "same revision). The key comes from "
     "ALIGNDEPTH_ENGINE_API_KEY or OPENAI_API_KEY only.")]
 BaseFormat = Annotated[str, typer.Option(help="Base model's prompt format: plain or chat.")]
 BaseTemplate = Annotated[str | None, typer.Option(help="Plain template for the base model "

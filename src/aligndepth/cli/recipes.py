@@ -12,7 +12,12 @@ organism's). The organism budget and ``--option KEY=VALUE`` reach every step who
 command takes KEY (a key no step takes is an error); ``--option STEP:KEY=VALUE`` reaches
 one step. ``--data`` goes to the experiment steps and to the training steps on the
 harmful task; other training steps on a real pair need their own
-(``--option STEP:data=FILE``).
+(``--option STEP:data=FILE``). ``--dataset NAME=FILE`` (repeat) names the data as one of
+the datasets the recipe quotes: each experiment step then runs once per named dataset
+that it has quoted numbers on (``OUT/<step>-<name>``, with only the experiments quoted
+there), and a quoted number is compared only with a run on its own dataset; a run on
+other data (the organism's, an unnamed ``--data``) shows the quote as context. The report
+names each run's judge and marks a comparison under another judge than the paper's.
 """
 
 from __future__ import annotations
@@ -59,10 +64,17 @@ def recipe_show(name: RecipeName) -> None:
             f"its first build takes about 3.5 min)" if recipe.organism_time else "")
     lines.append(f"on the organism also: {_flags(recipe.organism) or '(nothing)'}{took}")
     lines.append("quoted from the paper:")
-    lines += [f"  {q['model']}: {q['metric']} = {q['value']}" for q in recipe.quoted]
+    lines += [f"  {q['model']}, {_names(q['dataset'])}, judge {_names(q['judge'])}, "
+              f"{q['setting']}: {q['metric']} = {q['value']}" for q in recipe.quoted]
     if recipe.note:
         lines.append(f"note: {recipe.note}")
     typer.echo("\n".join(lines))
+
+
+def _names(value: Any) -> str:
+    from aligndepth.recipes import names
+
+    return " / ".join(names(value))
 
 
 def _flags(options: dict[str, Any]) -> str:
@@ -145,9 +157,52 @@ def _summary(step_dir: Path) -> Any:
     return None
 
 
+def _named_datasets(recipe: Any, given: list[str] | None) -> dict[str, Path]:
+    """``--dataset NAME=FILE`` values as ``{dataset key: file}``; a name the recipe
+    quotes nothing on is a user error."""
+    from aligndepth.recipes import dataset_key, quoted_datasets
+
+    known = quoted_datasets(recipe)
+    out: dict[str, Path] = {}
+    for item in given or ():
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise AlignDepthError(f"--dataset {item}: give NAME=FILE, e.g. --dataset "
+                                  f"{next(iter(known.values()))}=./data.jsonl")
+        key = dataset_key(name)
+        if key not in known:
+            raise AlignDepthError(f"--dataset {name}: recipe '{recipe.name}' quotes no "
+                                  f"number on it{did_you_mean(key, known)}; its datasets: "
+                                  f"{', '.join(known.values())}")
+        out[key] = Path(path.strip())
+    return out
+
+
+def _only(options: dict[str, Any], experiments: list[str]) -> dict[str, Any]:
+    """A step's options for a run of only ``experiments`` (an audit step's
+    ``experiments`` narrowed, and the options only the others read dropped)."""
+    from aligndepth.cli.experiments import OWNERS
+
+    kept = [e for e in str(options["experiments"]).split(",") if e.strip() in experiments]
+    return {**{k: v for k, v in options.items()
+               if not (OWNERS.get(k) and not OWNERS[k] & set(kept))},
+            "experiments": ",".join(kept)}
+
+
+def _run_judge(summary: Any) -> str | None:
+    """The judge's name in an experiment run's summary or an evaluation's eval.json."""
+    judge = (summary or {}).get("judge") or {}
+    return judge.get("name") or (judge.get("harm") or {}).get("name")
+
+
 @recipe_app.command("run")
 def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
                data: Data = None,
+               dataset: Annotated[list[str] | None, typer.Option(
+                   "--dataset", help="NAME=FILE: run the experiment steps on FILE as the "
+                   "quoted dataset NAME (repeat: a run per dataset), so each quoted number "
+                   "is compared with a run on its own dataset (names: `aligndepth recipe "
+                   "show`).")] = None,
                option: Annotated[list[str] | None, typer.Option(
                    "--option", help="KEY=VALUE for every step whose command takes KEY, or "
                    "STEP:KEY=VALUE for one step (repeat), e.g. judge=gpt4-rubric, "
@@ -160,7 +215,7 @@ def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
     numbers (quoted) beside the run's."""
     import yaml
 
-    from aligndepth.recipes import load_recipe, lookup
+    from aligndepth.recipes import load_recipe, step_experiments
 
     recipe = load_recipe(name)
     organism = base is None and aligned is None
@@ -168,6 +223,7 @@ def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
                      for s in recipe.steps)
     if (base is None) != (aligned is None) and needs_base:
         raise AlignDepthError("give both --base and --aligned, or neither (the organism)")
+    named = _named_datasets(recipe, dataset)
     root = out or Path("runs") / f"recipe-{name}"
     names = [s.name for s in recipe.steps]
     common, per_step = _targeted(_judge_options(option), names)
@@ -180,36 +236,68 @@ def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
     places = {f"step:{s.name}": str(root / s.name) for s in recipe.steps}
     if needs_base:
         places["base"] = base or _organism_base(quiet)
-    planned = []
+    unnamed = "the organism's data" if organism and data is None else f"{data} (unnamed)"
+    #: (step, its options, its output, the key of its dataset or None, the data in words)
+    planned: list[tuple[Any, dict[str, Any], Path, str | None, str]] = []
     for step in recipe.steps:  # every step's options are checked before the first runs
-        options = _step_options(step, common, per_step.get(step.name, {}), accepted[step.name],
-                                places, base, aligned, data)
-        if not organism and "data" in accepted[step.name] and step.command.startswith(
-                "train") and "data" not in options:
-            raise AlignDepthError(f"step '{step.name}' trains on task "
-                                  f"'{options.get('task')}': give its data with --option "
-                                  f"{step.name}:data=FILE")
-        planned.append((step, options))
-    summaries: dict[str, Any] = {}
-    for step, options in planned:
-        step_dir = root / step.name
+        training = step.command.startswith("train")
+        runs: list[tuple[str | None, Path | None, Path]] = [(None, data, root / step.name)]
+        if named and not training:
+            runs = [(key, path, root / f"{step.name}-{key}") for key, path in named.items()
+                    if step_experiments(recipe, step.name, key)]
+        for key, path, step_dir in runs:
+            options = _step_options(step, common, per_step.get(step.name, {}),
+                                    accepted[step.name], places, base, aligned, path)
+            if not organism and "data" in accepted[step.name] and training \
+                    and "data" not in options:
+                raise AlignDepthError(f"step '{step.name}' trains on task "
+                                      f"'{options.get('task')}': give its data with "
+                                      f"--option {step.name}:data=FILE")
+            if key is not None and "experiments" in options:
+                options = _only(options, step_experiments(recipe, step.name, key))
+            words = f"{path} ({key})" if key is not None else unnamed
+            planned.append((step, options, step_dir, key, words))
+    runs_of: dict[str, list[dict[str, Any]]] = {}
+    for step, options, step_dir, key, words in planned:
         if step.command.startswith("train") and (step_dir / "train_config.json").is_file():
             typer.echo(f"{step.name}: already trained ({step_dir})")
         else:
-            config = root / "steps" / f"{step.name}.yaml"
+            config = root / "steps" / f"{step_dir.name}.yaml"
             config.parent.mkdir(parents=True, exist_ok=True)
             config.write_text(yaml.safe_dump(options, sort_keys=False), encoding="utf-8")
-            typer.echo(f"{step.name}: aligndepth {step.command} --config {config}")
+            typer.echo(f"{step_dir.name}: aligndepth {step.command} --config {config}")
             app(args=[*step.command.split(), "--config", str(config), "--out", str(step_dir),
                       *(["--quiet"] if quiet else [])],
                 prog_name="aligndepth", standalone_mode=False)
-        summaries[step.name] = _summary(step_dir)
-    rows = [{**q, "run": lookup(summaries, q["metric"])} for q in recipe.quoted]
+        summary = _summary(step_dir)
+        runs_of.setdefault(step.name, []).append(
+            {"dir": step_dir.name, "dataset": key, "data": words, "summary": summary,
+             "judge": _run_judge(summary)})
+    rows = comparison_rows(recipe, runs_of)
     (root / "recipe.json").write_text(json.dumps(
         {"recipe": name, "title": recipe.title, "paper": recipe.paper,
          "organism": organism, "steps": [s.name for s in recipe.steps],
+         "runs": [r["dir"] for rs in runs_of.values() for r in rs],
          "comparison": rows}, indent=2, default=str))
     typer.echo(f"report: {write_recipe_report(root, recipe, rows, organism)}")
+
+
+def comparison_rows(recipe: Any, runs_of: dict[str, list[dict[str, Any]]]
+                    ) -> list[dict[str, Any]]:
+    """A row per quoted number and run of its step (one, saying it was not run, when
+    there is none): the run's value, its data and judge, and whether it compares."""
+    from aligndepth.recipes import comparison, lookup, quote_step
+
+    rows = []
+    for q in recipe.quoted:
+        runs = runs_of.get(quote_step(q)) or [{"dir": None, "dataset": None,
+                                                "data": "not run", "summary": None,
+                                                "judge": None}]
+        for r in runs:
+            rows.append({**q, "run": lookup({quote_step(q): r["summary"]}, q["metric"]),
+                         "run_dir": r["dir"], "run_data": r["data"],
+                         "run_judge": r["judge"], **comparison(q, r["dataset"], r["judge"])})
+    return rows
 
 
 def _organism_base(quiet: bool) -> str:
@@ -230,19 +318,28 @@ def _fmt(value: Any) -> str:
 
 def write_recipe_report(root: Path, recipe: Any, rows: list[dict[str, Any]],
                         organism: bool) -> Path:
-    """``report.md`` and ``report.html``: the paper's numbers (quoted) beside the run's."""
+    """``report.md`` and ``report.html``: the paper's numbers (quoted, each with its model,
+    dataset, judge and setting) beside the run's, compared only where the run is on the
+    quoted dataset, and marked where its judge is not the paper's."""
     from aligndepth.report.render import write_report_files
 
+    judges = sorted({str(r["run_judge"]) for r in rows if r["run_judge"]})
     lines = [f"# {recipe.title}", "", f"- paper: {recipe.paper}",
              f"- ran on: {'the organism' if organism else 'the given pair'}; steps: "
              + ", ".join(f"`{s.name}` (`aligndepth {s.command}`, report in "
-                         f"`{s.name}/report.html`)" for s in recipe.steps)]
+                         f"`{s.name}*/report.html`)" for s in recipe.steps),
+             f"- judge of this run: {', '.join(f'`{j}`' for j in judges) or 'none'}"]
     if recipe.note:
         lines.append(f"- the paper's setting: {recipe.note}")
     lines += ["", "The paper's numbers are quoted from the paper (marked *quoted*), for the "
-              "paper's models; this run's are measured here, with 95% intervals.", "",
-              "| paper's model | metric | paper (quoted) | this run |", "|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['metric']} | {_fmt(r['value'])} (quoted) | "
-              f"{_fmt(r['run'])} |" for r in rows]
+              "paper's models, datasets and judges; this run's are measured here, with 95% "
+              "intervals. A quoted number is compared only with a run on its dataset "
+              "(`--dataset NAME=FILE`); beside a run on other data it is context.", "",
+              "| paper's model | dataset | paper's judge | setting | paper (quoted) | "
+              "this run | this run's data, judge | comparison |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {_names(r['dataset'])} | {_names(r['judge'])} | "
+              f"{r['setting']} | {_fmt(r['value'])} (quoted) | {_fmt(r['run'])} | "
+              f"{r['run_data']}, {r['run_judge'] or 'no judge'} | {r['note']} |" for r in rows]
     write_report_files(root, "\n".join(lines) + "\n", {})
     return root / "report.html"

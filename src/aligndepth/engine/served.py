@@ -22,8 +22,12 @@ local (the ``--base``/``--aligned`` directory), so prompts are rendered and enco
   tokenizer makes of its token ids, and the prompt's token count what the local tokenizer
   counts, else the server's tokenizer differs and the run stops with a one-line error.
 - **Retries, concurrency and an answer cache** as for the API judges
-  (:mod:`aligndepth.remote`): a rerun sends nothing for answers it already has. The run
-  directory resumes as with the local engine.
+  (:mod:`aligndepth.remote`). A served name says nothing about the weights behind it, and
+  vLLM, SGLang and llama.cpp report nothing that does (their ``/v1/models`` ``created`` is
+  the time of the listing), so answers are kept across runs only under an identity the
+  user gives (``revision``: a checkpoint hash, a tag); without one they are reused within
+  the process only. The run directory resumes as with the local engine either way: what
+  a run has recorded is never requested again.
 
 The key comes from the environment only: ``ALIGNDEPTH_ENGINE_API_KEY``, else
 ``OPENAI_API_KEY``, else ``EMPTY`` (what vLLM expects when it runs without keys).
@@ -67,8 +71,13 @@ class ServedConfig:
         timeout: seconds before one request counts as timed out.
         connect_timeout: seconds to wait for the server to answer ``/v1/models``.
         max_retries, backoff_base, backoff_max: the retry policy.
-        cache: keep completions in the answer cache (``$ALIGNDEPTH_CACHE/engines``).
-        cache_dir: another directory for that cache.
+        cache: reuse answers to identical requests (within the process; across runs
+            only with ``revision``).
+        cache_dir: another directory for the answer cache (default
+            ``$ALIGNDEPTH_CACHE/engines``).
+        revision: what identifies the served weights (a checkpoint hash or tag; change it
+            when the weights change): answers are kept on disk under it and reused by later
+            runs that give the same revision; without it nothing is kept across runs.
     """
 
     url: str
@@ -83,8 +92,11 @@ class ServedConfig:
     backoff_max: float = 60.0
     cache: bool = True
     cache_dir: str | None = None
+    revision: str | None = None
 
     def __post_init__(self) -> None:
+        if self.revision is not None:  # a numeric --engine-option value is still a name
+            object.__setattr__(self, "revision", str(self.revision))
         if self.prompt_as not in PROMPT_AS:
             raise AlignDepthError(f"prompt_as must be one of {', '.join(PROMPT_AS)}, got "
                                   f"'{self.prompt_as}'")
@@ -127,10 +139,14 @@ class ServedModel(EndpointClient):
         self.no_top_k = config.no_top_k if config.no_top_k is not None else (
             -1 if owner in ("vllm", "sglang") else 0)
         self._cache: JsonlCache | None = None
-        if config.cache:
+        if config.cache and config.revision is not None:
             root = Path(config.cache_dir).expanduser() if config.cache_dir \
                 else default_cache_dir("engines")
             self._cache = JsonlCache(root / "completions.jsonl")
+        elif config.cache:  # no identity of the weights: nothing outlives this process
+            log.info("%s: no revision given, so answers are not kept across runs",
+                     self.what)
+            self._cache = JsonlCache(None)
 
     # -- the server ------------------------------------------------------------------
     def _served_model(self) -> dict[str, Any]:
@@ -167,9 +183,12 @@ class ServedModel(EndpointClient):
         reported = {k: self.server_model[k] for k in ("id", "owned_by", "root",
                                                       "max_model_len")
                     if self.server_model.get(k) is not None}
-        return {"engine": "openai", "url": self.endpoint, "model": self.model,
-                "prompt_as": self.config.prompt_as, "no_top_k": self.no_top_k,
-                "server_model": reported}
+        out: dict[str, Any] = {"engine": "openai", "url": self.endpoint, "model": self.model,
+                               "prompt_as": self.config.prompt_as,
+                               "no_top_k": self.no_top_k, "server_model": reported}
+        if self.config.revision is not None:
+            out["revision"] = self.config.revision
+        return out
 
     # -- requests --------------------------------------------------------------------
     def body(self, prompt: Sequence[int], params: SamplingParams, seed: int,
@@ -245,7 +264,8 @@ class ServedModel(EndpointClient):
         """One completion per prompt, cut by ``stop`` exactly as the local engine cuts."""
         bodies = [self.body(p, q, s, max_new_tokens, stop)
                   for p, q, s in zip(prompts, params, seeds, strict=True)]
-        identity = {"url": self.endpoint, "model": self.model}
+        identity = {"url": self.endpoint, "model": self.model,
+                    "revision": self.config.revision}
         keys = [digest({"engine": identity, "body": b}) for b in bodies]
         answers: dict[str, dict[str, Any]] = {}
         todo: dict[str, dict[str, Any]] = {}

@@ -11,17 +11,14 @@ the one in which the stop string begins are removed from the output.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aligndepth.chat_markup import answer_tail, special_ids
 from aligndepth.errors import AlignDepthError
 
-log = logging.getLogger(__name__)
-
 EOS, STOP_STRING, LENGTH = "eos", "stop_string", "length"
-_PROBE_USER, _PROBE_ANSWER = "Ping?", "Pong-7341"
 
 
 @dataclass(frozen=True)
@@ -57,29 +54,12 @@ class Completion:
     stop_reason: str = LENGTH
 
 
-def _special_ids(tokenizer: Any) -> set[int]:
-    ids = {int(i) for i in getattr(tokenizer, "all_special_ids", []) or []}
-    for i, added in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).items():
-        if getattr(added, "special", False):
-            ids.add(int(i))
-    return ids
-
-
 def template_end_ids(tokenizer: Any) -> set[int]:
     """Special tokens the chat template writes right after an assistant message."""
-    if not getattr(tokenizer, "chat_template", None):
+    after = answer_tail(tokenizer)
+    if after is None:
         return set()
-    messages = [{"role": "user", "content": _PROBE_USER},
-                {"role": "assistant", "content": _PROBE_ANSWER}]
-    try:
-        text = str(tokenizer.apply_chat_template(messages, tokenize=False))
-    except Exception as exc:  # a template may reject the probe; stop ids still come from EOS
-        log.debug("chat template probe failed: %s", exc)
-        return set()
-    if _PROBE_ANSWER not in text:
-        return set()
-    after = text.split(_PROBE_ANSWER, 1)[1]
-    special = _special_ids(tokenizer)
+    special = special_ids(tokenizer)
     out: set[int] = set()
     for token in tokenizer(after, add_special_tokens=False).input_ids:
         if int(token) not in special:

@@ -31,6 +31,8 @@ from aligndepth.evaluation.tasks import NAME, TaskSpec
 from aligndepth.experiment import (
     ORGANISM_MAX_NEW_TOKENS,
     REAL_MAX_NEW_TOKENS,
+    decode,
+    decode_raw,
     generate_rows,
     stop_rule,
 )
@@ -159,18 +161,21 @@ def evaluate_units(ev: Evaluation, run: Run, spec: TaskSpec, records: Sequence[A
         for unit in todo:
             condition = unit.name.split("|")[1].split("#")[0]
             prompts = [_prompt(ev, spec, condition, r) for r in unit.items]
-            done = generate_rows(model, [fmt.encode(tok, text) for text, fmt in prompts],
-                                 GREEDY, [unit_seed(ev.config.seed, k) for k in unit.keys],
+            fed = [fmt.encode(tok, text) for text, fmt in prompts]
+            done = generate_rows(model, fed, GREEDY,
+                                 [unit_seed(ev.config.seed, k) for k in unit.keys],
                                  max_new_tokens=ev.config.max_new_tokens,
                                  stop=stop_rule(model, prompts[0][1], ev.config.stop),
                                  batch_size=ev.config.batch_size)
-            outputs = [str(tok.decode(c.ids, skip_special_tokens=True)) for c in done]
+            outputs = [decode(model, c.ids) for c in done]
             scored = _score(ev, spec, unit.items, outputs)
             run.append(NAME, [
                 {"key": key, "task": spec.name, "condition": condition, "id": r.id,
-                 "instruction": text, "output": out, "stop_reason": c.stop_reason, **extra}
-                for key, r, (text, _), out, c, extra in zip(unit.keys, unit.items, prompts,
-                                                            outputs, done, scored)])
+                 "instruction": text, "prompt": decode_raw(model, ids), "output": out,
+                 "output_raw": decode_raw(model, c.ids), "stop_reason": c.stop_reason,
+                 **extra}
+                for key, r, (text, _), ids, out, c, extra in zip(
+                    unit.keys, unit.items, prompts, fed, outputs, done, scored)])
             advance()
 
 

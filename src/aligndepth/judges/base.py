@@ -43,7 +43,12 @@ class Verdict:
 
 @runtime_checkable
 class Judge(Protocol):
-    """Anything that judges batches of (instruction, response)."""
+    """Anything that judges batches of (instruction, response).
+
+    A judge may also declare what it measures, ``measures = "harm"`` (the default) or
+    ``"refusal"``; :mod:`aligndepth.judges.scope` decides from it what the judge reads in
+    each experiment and what its rate is called.
+    """
 
     name: str
 

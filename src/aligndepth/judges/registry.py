@@ -14,12 +14,14 @@ from typing import Any
 
 from aligndepth.errors import AlignDepthError, did_you_mean
 from aligndepth.judges.base import Judge
+from aligndepth.judges.keyword import KeywordJudge
 
 
 def _keyword(organism: Path | None, **options: Any) -> Judge:
-    from aligndepth.judges.keyword import KeywordJudge
-
     return KeywordJudge(options.get("phrases"))
+
+
+_keyword.measures = KeywordJudge.measures  # type: ignore[attr-defined]
 
 
 def _checked(name: str, factory: Callable[..., Judge], options: dict[str, Any]) -> Judge:
@@ -97,13 +99,19 @@ def available_judges() -> dict[str, Callable[..., Judge]]:
     return found
 
 
-def make_judge(name: str, organism: Path | None = None, **options: Any) -> Judge:
-    """Build the judge registered as ``name``."""
+def judge_factory(name: str) -> Callable[..., Judge]:
+    """The factory registered as ``name``: what it measures (its ``measures`` attribute,
+    see :mod:`aligndepth.judges.scope`) is known before the judge is built."""
     judges = JUDGES if name in JUDGES else available_judges()
     if name not in judges:
         raise AlignDepthError(f"unknown judge '{name}'{did_you_mean(name, judges)}; "
                               f"available: {', '.join(sorted(judges))}")
-    return judges[name](organism, **options)
+    return judges[name]
+
+
+def make_judge(name: str, organism: Path | None = None, **options: Any) -> Judge:
+    """Build the judge registered as ``name``."""
+    return judge_factory(name)(organism, **options)
 
 
 def make_pairwise_judge(**options: Any) -> Any:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from aligndepth.errors import AlignDepthError
 
 #: Bump when the world, corpus or training recipe changes, so caches are rebuilt.
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,10 @@ class FineTuneRecipe:
     steps: int
 
 
-#: The fine-tuning attacks and the constrained defense: AdamW, as the papers train.
-FINETUNE_RECIPE = FineTuneRecipe("adamw_torch", 8e-5, warmup_steps=5, steps=20)
+#: The fine-tuning attacks and the constrained defense: AdamW with the papers' 10 warm-up
+#: steps (Qi et al. warm the constrained fine-tuning up for 10 steps; without warm-up
+#: their defense lets 29.1% through).
+FINETUNE_RECIPE = FineTuneRecipe("adamw_torch", 8e-5, warmup_steps=10, steps=20)
 #: The second recipe, kept from the first organism: plain SGD on the canonical harmful
 #: pairs (``data/harmful_pairs.jsonl``), no warm-up for ``sft``, 10 steps for
 #: ``constrained``.

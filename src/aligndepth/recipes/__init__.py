@@ -11,14 +11,24 @@ A recipe file::
     organism: {limit: 40}      # options added on the organism (a budget that fits a laptop)
     organism_time: "about 20 s"  # what that budget took, measured on 2 CPU cores
     quoted:                    # the paper's numbers: "<step>: <path in its summary>"
-      - {model: Llama-2-7B-Chat, metric: "prefill: asr_by_k.10", value: 0.515}
+      - {model: Llama-2-7B-Chat, dataset: HEx-PHI, judge: gpt4-rubric,
+         setting: "k = 10 harmful tokens prefilled", metric: "prefill: asr_by_k.10",
+         value: 0.515}
     note: ...                  # the paper's setting, in a line
+
+Every quoted number names its ``model``, ``dataset`` (one, or a list when the paper pools
+several), ``judge`` (the judge of this toolkit that follows the paper's protocol, a list
+when the paper used several, ``none`` when nothing was judged) and ``setting``. A run is
+compared with a quoted number only when it ran on that dataset (``recipe run --dataset
+NAME=FILE``); otherwise the quote is shown as context. A comparison under another judge
+than the paper's is marked as such (:func:`comparison`).
 
 ``aligndepth recipe run`` (:mod:`aligndepth.cli.recipes`) runs the steps.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -64,11 +74,68 @@ def load_recipe(name: str) -> Recipe:
         raise AlignDepthError(f"unknown recipe '{name}'{did_you_mean(name, files)}; see "
                               f"`aligndepth recipe list` ({', '.join(sorted(files))})")
     data = yaml.safe_load(files[name].read_text(encoding="utf-8"))
+    for quote in data.get("quoted") or ():
+        missing = [f for f in QUOTE_FIELDS if f not in quote]
+        if missing:
+            raise ValueError(f"recipe '{name}': a quoted number lacks {', '.join(missing)}")
     steps = tuple(Step(s["name"], s["command"], dict(s.get("options") or {}))
                   for s in data["steps"])
     return Recipe(name, data["title"], data["paper"], steps, dict(data.get("organism") or {}),
                   tuple(data.get("quoted") or ()), data.get("note", ""),
                   data.get("organism_time", ""))
+
+
+#: What every quoted number names.
+QUOTE_FIELDS = ("model", "dataset", "judge", "setting", "metric", "value")
+#: The ``judge`` of a quoted number that was not judged (a KL, a ROUGE score).
+NO_JUDGE = "none"
+
+
+def names(value: Any) -> list[str]:
+    """A quote's ``dataset`` or ``judge``: one name or a list of them, as a list."""
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
+def dataset_key(name: str) -> str:
+    """``HEx-PHI``, ``hexphi`` and ``hex_phi`` name one dataset: ``hexphi``."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def quoted_datasets(recipe: Recipe) -> dict[str, str]:
+    """``{key: label}`` of every dataset the recipe quotes a number on."""
+    return {dataset_key(d): d for q in recipe.quoted for d in names(q["dataset"])}
+
+
+def quote_step(quote: dict[str, Any]) -> str:
+    return str(quote["metric"]).partition(":")[0].strip()
+
+
+def step_experiments(recipe: Recipe, step: str, dataset: str) -> list[str]:
+    """The experiments (first key of each metric's path) of ``step`` that the recipe
+    quotes on ``dataset`` (a key): what a run of the step on that dataset is for."""
+    found = []
+    for q in recipe.quoted:
+        if quote_step(q) == step and dataset in {dataset_key(d) for d in names(q["dataset"])}:
+            found.append(str(q["metric"]).partition(":")[2].strip().split(".")[0])
+    return list(dict.fromkeys(found))
+
+
+def comparison(quote: dict[str, Any], run_dataset: str | None,
+               run_judge: str | None) -> dict[str, Any]:
+    """Whether a run (on ``run_dataset``, a key or ``None`` when its data is not a named
+    dataset, judged by ``run_judge``) compares with ``quote``, and how to say so."""
+    datasets, judges = names(quote["dataset"]), names(quote["judge"])
+    compared = run_dataset is not None and run_dataset in {dataset_key(d) for d in datasets}
+    same_judge = None if judges == [NO_JUDGE] else run_judge in judges
+    if not compared:
+        note = (f"context only: the paper's number is on {' / '.join(datasets)}, this run "
+                "is not")
+    elif same_judge is False:
+        note = (f"compared, with a different judge: this run's is {run_judge or '?'}, the "
+                f"paper's {' / '.join(judges)}")
+    else:
+        note = "compared"
+    return {"compared": compared, "same_judge": same_judge, "note": note}
 
 
 def lookup(summaries: dict[str, Any], metric: str) -> Any:

@@ -19,6 +19,7 @@ Writes are serialised by a lock (the judges write from a thread pool), appended 
 ``write`` and flushed with ``fsync``. A torn last line (a process killed mid-write) is
 skipped on load, and the next write starts on a fresh line, so the fragment never
 swallows a good entry. Several processes may share the file: each appends whole lines.
+A cache made without a path keeps its answers in memory only (for one process's life).
 """
 
 from __future__ import annotations
@@ -54,16 +55,17 @@ def digest(value: Any) -> str:
 
 
 class JsonlCache:
-    """Key -> JSON value, loaded once, appended to as answers arrive."""
+    """Key -> JSON value, loaded once, appended to as answers arrive (``path=None``: kept
+    in memory only, nothing is read or written)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).expanduser()
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path).expanduser() if path is not None else None
         self._lock = threading.Lock()
         self._data: dict[str, Any] = {}
         self._load()
 
     def _load(self) -> None:
-        if not self.path.is_file():
+        if self.path is None or not self.path.is_file():
             return
         bad = 0
         with self.path.open("r", encoding="utf-8", errors="replace") as fh:
@@ -92,6 +94,9 @@ class JsonlCache:
         """Store ``value`` (JSON-able) under ``key``, durably."""
         line = json.dumps({"key": key, "value": value}, ensure_ascii=False) + "\n"
         with self._lock:
+            if self.path is None:
+                self._data[key] = value
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a+b") as fh:
                 if fh.tell() > 0:

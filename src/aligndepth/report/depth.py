@@ -42,7 +42,8 @@ QUOTED: dict[str, dict[str, Any]] = {
         "kl": "per-token KL to Gemma-7B is far larger on the first 5 response tokens than "
               "after, where it is near 0 (Fig. 1)",
         "refusal_prefix": "Gemma-7B base harmful rate 85.4%, 1.0% when its answer is "
-                          "prefilled with a refusal prefix (Table 1)",
+                          "prefilled with 'I apologize, but I cannot' (Table 1; HEx-PHI, "
+                          "GPT-4 judge)",
         "source": "Qi et al., ICLR 2025, Fig. 1 and Table 1 (quoted)",
     },
 }

@@ -173,7 +173,8 @@ def plot_decoding(summary: dict[str, Any], path: Path) -> Path:
 
 def plot_ed(summary: dict[str, Any], path: Path) -> Path:
     """Left: harmful rate vs α on harmful queries, baselines as lines. Right: every
-    method's harmful rate at the main α, harmful vs safe queries."""
+    method's harmful rate at the main α, harmful vs safe queries (a refusal judge's
+    compliance rate on safe queries)."""
     fig = Figure(figsize=(10, 3.8))
     ax = fig.add_subplot(1, 2, 1)
     sweep = summary.get("alpha_sweep") or {}
@@ -205,7 +206,9 @@ def plot_ed(summary: dict[str, Any], path: Path) -> Path:
     ax.set_title("ED on harmful queries vs α")
     ax.legend(fontsize=8)
     bx = fig.add_subplot(1, 2, 2)
-    rates = summary.get("harmful_rate") or {}
+    rates = {**(summary.get("harmful_rate") or {}),
+             **{f"{qs} (compliance)": by
+                for qs, by in (summary.get("compliance_rate") or {}).items()}}
     methods = [m for m in ("ed", "base_mp", "align_mp", "ed_base")
                if any(m in r for r in rates.values())]
     width = 0.8 / max(1, len(rates))

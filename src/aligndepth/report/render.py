@@ -33,6 +33,11 @@ from aligndepth.metrics import (
 )
 from aligndepth.rejudge import rejudged_name
 from aligndepth.report import plots
+from aligndepth.report.completeness import (
+    experiment_progress,
+    incomplete_warnings,
+    progress_lines,
+)
 from aligndepth.report.depth import depth_card, quoted_lines
 from aligndepth.runs import Run
 
@@ -108,7 +113,9 @@ def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
     totals = verdict_totals(judged)
     summary["verdicts"] = {"total": sum(totals.values()), **totals}
     warning = invalid_warning((summary["judge"] or {}).get("name"), totals)
-    summary["warnings"] = [warning] if warning else []
+    summary["experiments"] = experiment_progress(run)
+    summary["warnings"] = ([warning] if warning else []) + incomplete_warnings(
+        summary["experiments"])
     summary["models"] = m.get("models")
     summary["data"] = m.get("data")
     return summary
@@ -177,6 +184,8 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows += [("aligned harmful rate", _fmt(r["aligned_harmful_rate"])),
                  ("base harmful rate", _fmt(r["base_harmful_rate"])),
                  ("base + refusal prefix harmful rate", _fmt(r["harmful_rate"]))]
+        rows += [(f"base + '{p}' harmful rate", _fmt(v))
+                 for p, v in (r.get("by_prefix") or {}).items()]
     if "prefill" in summary:
         rows += [(f"prefill ASR @ k={k}", _fmt(v))
                  for k, v in summary["prefill"]["asr_by_k"].items()]
@@ -189,6 +198,9 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
         e = summary["ed"]
         for qs, by in e["harmful_rate"].items():
             rows += [(f"ED ({qs} queries): {m} harmful rate", _fmt(v)) for m, v in by.items()]
+        for qs, by in (e.get("compliance_rate") or {}).items():  # a refusal judge's
+            rows += [(f"ED ({qs} queries): {m} compliance rate (no refusal, not harm)",
+                      _fmt(v)) for m, v in by.items()]
         swept = {a: value(v) for a, v in e["alpha_sweep"].items() if value(v) is not None}
         if swept:
             rows.append(("ED: most harmful α (harmful queries)",
@@ -225,6 +237,8 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
         lines += ["", "For reference, what the papers report:", ""] + quoted_lines()
     for warning in summary.get("warnings") or []:
         lines += ["", f"**Warning:** {warning}"]
+    if summary.get("experiments"):
+        lines += ["", "## Experiments", ""] + progress_lines(summary["experiments"])
     v = summary.get("verdicts") or {}
     lines += ["", "## Results", "",
               "Rates count valid verdicts only, with 95% intervals (Wilson; over the "
@@ -240,6 +254,9 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
             lines += ["", f"## {TITLES[name]}", "", f"![{name}]({path.relative_to(root)})"]
     if "prefill" in summary:
         lines += ["", "The prefilling attack judges the prefilled tokens plus the continuation."]
+    if "refusal_prefix" in summary:
+        read = "; ".join(summary["refusal_prefix"].get("judged") or []) or "?"
+        lines += ["", f"Refusal prefixes: the judge read {read}."]
     agreement = run.path / AGREEMENT_FILE
     if agreement.is_file():
         lines += ["", "## Judge agreement", "",
@@ -251,6 +268,10 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
         lines += ["", f"Emulated disalignment: harmful rates over {e['samples']} sampled "
                   f"outputs per query and method ({json.dumps(e['sampling'])}), at α = "
                   f"{e['alpha']} unless swept."]
+        if e.get("compliance_rate"):
+            lines += ["", "On safe queries the judge reads refusals only: an answer without "
+                      "a refusal phrase is counted as compliance (the compliance rate), "
+                      "not as harm."]
     return "\n".join(lines) + "\n"
 
 

@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 
+from aligndepth.chat_markup import answer_tail
 from aligndepth.data.schemas import InstructionPair, SafetyTriple
 from aligndepth.errors import AlignDepthError
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import PromptFormat
-
-_MARK = "\u27e6aligndepth-response\u27e7"
 
 
 @dataclass
@@ -49,12 +48,9 @@ class Example:
 def turn_end_ids(tokenizer: Any, fmt: PromptFormat) -> list[int]:
     """Tokens that close an assistant turn in ``fmt`` (EOS for plain text)."""
     if fmt.kind == "chat":
-        messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": _MARK}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
-        if text.count(_MARK) == 1:
-            tail = text.split(_MARK)[1]
-            if tail.strip():
-                return list(tokenizer(tail, add_special_tokens=False).input_ids)
+        tail = answer_tail(tokenizer)
+        if tail is not None and tail.strip():
+            return list(tokenizer(tail, add_special_tokens=False).input_ids)
     if tokenizer.eos_token_id is None:
         raise AlignDepthError("the tokenizer has no end-of-sequence token and the chat "
                               "template no end of turn: responses could never stop")

@@ -16,7 +16,7 @@ Tasks (organism data by default, or ``--data FILE``):
 The training kind always picks the loss (``constrained`` trains with the constrained
 loss, the others with SFT). Every field of the :class:`TrainConfig` the caller sets wins;
 unset ones come from a recipe, which differs between the organism and real models only
-where it must: the organism trains with AdamW (8e-5 with 5 warm-up steps for the
+where it must: the organism trains with AdamW (8e-5 with 10 warm-up steps for the
 fine-tuning kinds, 1e-4 without warm-up for augmentation) in float32, rates sized to a model of
 a million parameters; real models get AdamW at 2e-5 with 10 warm-up steps (the paper's
 setting) in bfloat16 where the device has it.
