@@ -52,6 +52,8 @@ def places(tiny_organism, tmp_path_factory):
     gemma_base, gemma_aligned = build_family_pair("gemma2", root / "families")
     base, aligned = tiny_organism / "base", tiny_organism / "aligned"
     broken = _broken_models(aligned, root / "broken")
+    bad_data = _bad_data(root / "bad-data")
+    bad_runs = _bad_runs(root / "bad-runs")
     data = tiny_organism / "data" / "harmful_pairs.jsonl"
     common = f"--base {base} --aligned {aligned} --device cpu --quiet --judge keyword"
     return root, {
@@ -67,7 +69,7 @@ def places(tiny_organism, tmp_path_factory):
         "gemma_base": str(gemma_base), "gemma_aligned": str(gemma_aligned),
         "gsm8k_noanswer": str(root / "gsm8k_noanswer.json"),
         "gsm8k_nonumber": str(root / "gsm8k_nonumber.json"),
-        **broken,
+        **broken, **bad_data, **bad_runs,
     }
 
 
@@ -86,6 +88,55 @@ def _broken_models(good: Path, root: Path) -> dict[str, str]:
     config = json.loads((good / "config.json").read_text())
     config["intermediate_size"] *= 2
     (made["foreign_config"] / "config.json").write_text(json.dumps(config))
+    return {name: str(path) for name, path in made.items()}
+
+
+def _bad_data(root: Path) -> dict[str, str]:
+    """Data files broken in the ways files arrive broken, and config files too big to
+    read: each must be refused before any model loads."""
+    root.mkdir()
+    good = '{"instruction": "Do it.", "harmful_response": "Done."}\n'
+    files = {
+        "malformed": good + '{"instruction": "Cut",\n',
+        "nofield": good + '{"harmful_response": "Done."}\n',
+        "wrongcols": "foo,bar\nq,a\n",
+        "latin1": '{"instruction": "caf\u00e9", "harmful_response": "Done."}\n',
+        "huge_keys": "".join(f"k{i}: 1\n" for i in range(10**6)),
+        "huge_list": "stop: [" + ",".join(["a"] * 300_000) + "]\n",
+    }
+    suffix = {"wrongcols": ".csv", "huge_keys": ".yaml", "huge_list": ".yaml"}
+    made = {}
+    for name, text in files.items():
+        path = root / (name + suffix.get(name, ".jsonl"))
+        path.write_bytes(text.encode("latin-1" if name == "latin1" else "utf-8"))
+        made[name] = str(path)
+    return made
+
+
+_HELD_LOCKS: list = []
+
+
+def _bad_runs(root: Path) -> dict[str, str]:
+    """Runs `judge` must refuse without writing: one locked by another writer, one whose
+    manifest names no experiments, one whose records are missing."""
+    import fcntl
+
+    made = {}
+    for name, manifest in (("locked", {"experiments": ["prefill"]}),
+                           ("damaged", {"models": {}, "seed": 0}),
+                           ("norecords", {"experiments": ["prefill"]})):
+        made[name] = root / name
+        made[name].mkdir(parents=True)
+        (made[name] / "manifest.json").write_text(json.dumps(manifest))
+    records = made["locked"] / "records"
+    records.mkdir()
+    (records / "prefill.jsonl").write_text(json.dumps(
+        {"key": "a", "instruction": "Do it.", "output": "Done."}) + "\n")
+    lock = (made["locked"] / LOCK_NAME).open("a+")  # held as another process holds it
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock.write("4242")
+    lock.flush()
+    _HELD_LOCKS.append(lock)
     return {name: str(path) for name, path in made.items()}
 
 

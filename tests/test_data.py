@@ -64,3 +64,18 @@ def test_bad_encoding_and_missing_file(tmp_path) -> None:
         read_jsonl(path, PromptRecord)
     with pytest.raises(AlignDepthError, match="does not exist"):
         read_jsonl(tmp_path / "nope.jsonl", PromptRecord)
+
+
+def test_a_data_file_too_large_to_read_whole_is_refused_at_once(tmp_path) -> None:
+    from aligndepth.data.loading import MAX_DATA_BYTES, resolve_data
+
+    huge = tmp_path / "dump.jsonl"
+    with huge.open("wb") as fh:  # sparse: the size without the bytes
+        fh.write(b'{"instruction": "a"}\n')
+        fh.truncate(MAX_DATA_BYTES + 1)
+    with pytest.raises(AlignDepthError, match=r"'.*dump.jsonl' is 512.0 MiB, over the 512 MiB "
+                                              r"aligndepth reads whole.*head -n 10000 "
+                                              r"dump.jsonl > part.jsonl"):
+        resolve_data(PromptRecord, huge, None, limit=3)
+    huge.write_bytes(b'{"instruction": "a"}\n')
+    assert len(resolve_data(PromptRecord, huge, None)[0]) == 1

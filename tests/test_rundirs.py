@@ -229,3 +229,89 @@ def test_a_run_resumes_on_another_device(run_dir) -> None:
     release_directory(run_dir)
     with pytest.raises(AlignDepthError, match="different models"):
         Run.open(run_dir, {**on("cpu"), "models": {"base": {"source": "other"}}})
+
+
+def test_overwrite_keeps_a_users_file_in_a_run_and_names_it(run_dir, caplog) -> None:
+    run = Run.open(run_dir, MANIFEST)
+    run.append("x", _records(2))
+    run.write_json("summary.json", {"n": 2})
+    (run_dir / "plots").mkdir()
+    (run_dir / "plots" / "p.png").write_bytes(b"png")
+    (run_dir / "my_notes.txt").write_text("notes")
+    (run_dir / "drafts").mkdir()
+    (run_dir / "drafts" / "a.md").write_text("draft")
+    with caplog.at_level("WARNING"):
+        Run.open(run_dir, {**MANIFEST, "seed": 1}, overwrite=True)
+    assert (run_dir / "my_notes.txt").read_text() == "notes"
+    assert (run_dir / "drafts" / "a.md").read_text() == "draft"
+    assert sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME) == [
+        "drafts", "manifest.json", "my_notes.txt"]
+    assert "kept drafts/, my_notes.txt (not written by aligndepth)" in caplog.text
+    assert json.loads((run_dir / "manifest.json").read_text())["seed"] == 1
+
+
+def test_a_leftover_temporary_manifest_does_not_block_the_next_run(run_dir) -> None:
+    run_dir.mkdir()
+    (run_dir / "manifest.json.tmp").write_bytes(b"")  # a write cut short by a crash
+    run = Run.open(run_dir, MANIFEST)
+    assert not (run_dir / "manifest.json.tmp").exists()
+    (run_dir / "records").mkdir(exist_ok=True)
+    (run_dir / "records" / "x.jsonl.tmp").write_bytes(b'{"key": "k')
+    release_directory(run_dir)
+    assert Run.open(run_dir, MANIFEST).resumed
+    assert not (run_dir / "records" / "x.jsonl.tmp").exists()
+    assert run.records("x") == []
+
+
+def _disk_full_after(monkeypatch, calls: int) -> None:
+    """Every ``os.fsync`` after the first ``calls`` fails as a full disk does."""
+    real, count = os.fsync, [0]
+
+    def fsync(fd):
+        count[0] += 1
+        if count[0] > calls:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_then_freed_space_resumes_to_an_uninterrupted_run(tiny_organism, tmp_path,
+                                                                      monkeypatch,
+                                                                      capsys) -> None:
+    from aligndepth.cli import main
+
+    def prefill(out: Path) -> tuple[int, str]:
+        try:
+            main(["prefill", "--base", str(tiny_organism / "base"), "--aligned",
+                  str(tiny_organism / "aligned"), "--judge", "keyword", "--device", "cpu",
+                  "--batch-size", "1", "--limit", "4", "--max-new-tokens", "6", "--quiet",
+                  "--data", str(tiny_organism / "data" / "harmful_pairs.jsonl"),
+                  "--out", str(out)])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        return code, capsys.readouterr().err
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    try:
+        assert prefill(full)[0] == 0
+        _disk_full_after(monkeypatch, 0)  # the manifest cannot be written
+        code, err = prefill(cut)
+        assert code == 2 and "No space left on device" in err, err
+        assert sorted(p.name for p in cut.iterdir()) == [LOCK_NAME]  # no manifest.json.tmp
+        (cut / "manifest.json.tmp").write_bytes(b"")  # as a crash mid-write leaves it
+        monkeypatch.undo()
+        _disk_full_after(monkeypatch, 3)  # the manifest and two units, then full
+        code, err = prefill(cut)
+        assert code == 2 and "could not write records" in err, err
+        written = Run.load(cut).records("prefill")
+        assert 0 < len(written) < len(Run.load(full).records("prefill"))
+        monkeypatch.undo()  # space is freed
+        assert prefill(cut)[0] == 0
+        for name in ("records/prefill.jsonl", "summary.json"):
+            assert (cut / name).read_bytes() == (full / name).read_bytes(), name
+        assert not list(cut.rglob("*.tmp"))
+    finally:
+        release_directory(full)
+        release_directory(cut)

@@ -112,6 +112,23 @@ def check_servable(experiments: tuple[str, ...]) -> None:
                                   f"does not return: run it with --engine hf{hint}")
 
 
+def resolve_pair(base: str | None, aligned: str | None, show_progress: bool = True
+                 ) -> tuple[Path | None, str, str]:
+    """The organism the pair belongs to (None for another pair) and the pair's two
+    sources: the given ones, or the organism's (built if need be) when neither is given.
+    Loads no weights."""
+    from aligndepth.organism.build import build_organism, organism_home
+
+    if (base is None) != (aligned is None):
+        raise AlignDepthError("give both --base and --aligned, or neither (the organism)")
+    if base is None or aligned is None:
+        organism = build_organism(show_progress=show_progress)
+        return organism, str(organism / "base"), str(organism / "aligned")
+    # the organism's base against another model (e.g. a fine-tuned aligned model):
+    # the organism's data and exact judge remain the defaults
+    return organism_home(base), base, aligned
+
+
 def open_setup(base: str | None = None, aligned: str | None = None, *,
                judge: str | None = None, load: LoadConfig | None = None,
                base_format: PromptFormat | None = None,
@@ -131,19 +148,7 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
     with the aligned model's tokenizer before any weights load (e.g. to refuse a GCG
     ``--init-suffix`` holding a control token).
     """
-    from aligndepth.organism.build import build_organism, organism_home
-
-    if (base is None) != (aligned is None):
-        raise AlignDepthError("give both --base and --aligned, or neither (the organism)")
-    organism: Path | None = None
-    if base is None:
-        organism = build_organism(show_progress=show_progress)
-        base, aligned = str(organism / "base"), str(organism / "aligned")
-    else:
-        # the organism's base against another model (e.g. a fine-tuned aligned model):
-        # the organism's data and exact judge remain the defaults
-        organism = organism_home(base)
-    assert aligned is not None
+    organism, base, aligned = resolve_pair(base, aligned, show_progress)
     judge_obj = make_judge(judge or ("organism" if organism else "keyword"), organism,
                            **(judge_options or {}))
     if check_tokenizer is not None:
@@ -162,13 +167,38 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
                  stop_strings=tuple(stop_strings), ed_systems=ed_systems)
 
 
-def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
+@dataclass(frozen=True)
+class Inputs:
+    """A run's data, read and validated before any model loads: harmful pairs (None when
+    the data has no responses), the prompts, ED's safe queries, and their provenance."""
+
+    pairs: list[HarmfulPair] | None
+    prompts: list[PromptRecord]
+    safe: list[PromptRecord]
+    provenance: dict[str, Any]
+
+
+def read_inputs(organism: Path | None, config: AuditConfig, data: str | Path | None = None,
+                safe_data: str | Path | None = None, data_format: str | None = None
+                ) -> Inputs:
+    """Read and check the data of ``config.experiments`` (see :func:`run_experiments`);
+    needs no model, so a bad file is an error before any weights load."""
+    pairs, prompts, provenance = _load_data(data, organism, config, data_format)
+    safe: list[PromptRecord] = []
+    if "ed" in config.experiments:
+        safe, safe_provenance = _load_safe(safe_data, organism, config, data_format)
+        if safe_provenance:
+            provenance = {**provenance, "safe": safe_provenance}
+    return Inputs(pairs, prompts, safe, provenance)
+
+
+def _load_data(path: str | Path | None, organism: Path | None, config: AuditConfig,
                data_format: str | None = None
                ) -> tuple[list[HarmfulPair] | None, list[PromptRecord], dict[str, Any]]:
     """Harmful pairs (when the data has responses) and prompts, with provenance."""
     pairs: list[HarmfulPair] | None = None
     try:
-        pairs, used = resolve_data(HarmfulPair, path, setup.organism, limit=config.limit,
+        pairs, used = resolve_data(HarmfulPair, path, organism, limit=config.limit,
                                    sample=config.sample, sample_seed=config.seed,
                                    data_format=data_format, subset="harmful",
                                    data_split=config.data_split)
@@ -177,7 +207,7 @@ def _load_data(path: str | Path | None, setup: Setup, config: AuditConfig,
     except AlignDepthError as exc:
         if "missing field 'harmful_response'" not in str(exc):
             raise
-        prompts, used = resolve_data(PromptRecord, path, setup.organism, limit=config.limit,
+        prompts, used = resolve_data(PromptRecord, path, organism, limit=config.limit,
                                      sample=config.sample, sample_seed=config.seed,
                                      data_format=data_format, subset="harmful",
                                      data_split=config.data_split)
@@ -195,14 +225,14 @@ def _provenance(path: Path, n: int) -> dict[str, Any]:
     return {"path": str(path), "digest": file_digest(path), "n": n}
 
 
-def _load_safe(path: str | Path | None, setup: Setup, config: AuditConfig,
+def _load_safe(path: str | Path | None, organism: Path | None, config: AuditConfig,
                data_format: str | None = None
                ) -> tuple[list[PromptRecord], dict[str, Any] | None]:
     """Safe queries for ED: ``path``, the organism's benign prompts, or none."""
-    if path is None and setup.organism is None:
+    if path is None and organism is None:
         log.warning("no --safe-data: ED's effect on safe queries is not measured")
         return [], None
-    safe, used = resolve_data(PromptRecord, path, setup.organism, limit=config.limit,
+    safe, used = resolve_data(PromptRecord, path, organism, limit=config.limit,
                               sample=config.sample, sample_seed=config.seed,
                               organism_file="benign_prompts.jsonl", data_format=data_format,
                               subset="safe", data_split=config.data_split)
@@ -228,15 +258,16 @@ def check_contexts(setup: Setup, prompts: list[PromptRecord], config: AuditConfi
 
 def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
                     data: str | Path | None = None, overwrite: bool = False,
-                    safe_data: str | Path | None = None, data_format: str | None = None
-                    ) -> dict[str, Any]:
+                    safe_data: str | Path | None = None, data_format: str | None = None,
+                    inputs: Inputs | None = None) -> dict[str, Any]:
     """Run ``config.experiments`` into ``out`` (resuming if it holds this run).
 
     ``data`` holds the harmful queries (harmful pairs or prompts); ``safe_data`` the safe
     queries that ED is also measured on (default: the organism's benign prompts). Both
     may be the project's JSONL or a published format (``data_format``, else detected);
     for formats that label both kinds (ToxicChat, OpenAI moderation) ``data`` keeps the
-    harmful rows and ``safe_data`` the safe ones, so one file can serve both.
+    harmful rows and ``safe_data`` the safe ones, so one file can serve both. ``inputs``
+    is that data already read (:func:`read_inputs`, called before loading the pair).
     """
     if config.max_new_tokens is None:
         config = replace(config, max_new_tokens=setup.max_new_tokens)
@@ -244,7 +275,9 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         setup.max_new_tokens = config.max_new_tokens
     setup.stop_strings = tuple(dict.fromkeys((*setup.stop_strings, *config.stop)))
     check_judging(config.experiments, setup.judge.name, measures(setup.judge))
-    pairs, prompts, data_provenance = _load_data(data, setup, config, data_format)
+    if inputs is None:
+        inputs = read_inputs(setup.organism, config, data, safe_data, data_format)
+    pairs, prompts, data_provenance = inputs.pairs, inputs.prompts, inputs.provenance
     if "prefill" in config.experiments and pairs is not None:  # fail before writing anything
         check_ks(setup.pair.tokenizer, pairs, config.prefill.ks)
     gcg_space = None
@@ -254,12 +287,9 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         found_suffixes(config.gcg_transfer.source)  # fail before writing anything
         config = replace(config, gcg_transfer=replace(
             config.gcg_transfer, source=str(Path(str(config.gcg_transfer.source)).resolve())))
-    safe: list[PromptRecord] = []
+    safe = inputs.safe
     if "ed" in config.experiments:
         config = replace(config, ed=config.ed.resolved(setup.ed_systems))
-        safe, safe_provenance = _load_safe(safe_data, setup, config, data_format)
-        if safe_provenance:
-            data_provenance = {**data_provenance, "safe": safe_provenance}
     manifest: dict[str, Any] = {
         "experiments": list(config.experiments),
         "config": config.identity(),

@@ -22,8 +22,13 @@ LOCK_NAME = ".aligndepth.lock"
 _HELD: dict[str, Any] = {}
 
 
-def lock_directory(path: str | Path) -> None:
-    """Take the writer lock of the existing directory ``path`` (see the module docstring).
+#: What the user of a command that writes into ``--out`` can do about a held lock.
+OUT_ADVICE = "wait for it to finish, or choose another --out directory"
+
+
+def lock_directory(path: str | Path, advice: str = OUT_ADVICE) -> None:
+    """Take the writer lock of the existing directory ``path`` (see the module docstring);
+    ``advice`` ends the error a held lock gives.
 
     Raises:
         AlignDepthError: another process holds it, or the lock file cannot be written.
@@ -49,8 +54,7 @@ def lock_directory(path: str | Path) -> None:
         holder = handle.read().strip() or "unknown"
         handle.close()
         raise AlignDepthError(f"'{root}' is being written by another aligndepth process "
-                              f"(pid {holder}): wait for it to finish, or choose another "
-                              "--out directory") from None
+                              f"(pid {holder}): {advice}") from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))

@@ -126,6 +126,7 @@ def rejudge_run(run_dir: str | Path, judge: Judge, experiments: Sequence[str] | 
             raise AlignDepthError(f"run '{run.path}' has no experiment {', '.join(missing)}: "
                                   f"choose from {', '.join(available) or 'none'}")
     check_judging(chosen, label, measures(judge))
+    chosen = _with_judged_text(run, chosen, explicit=experiments is not None)
     _pin_judge(run, label, judge.describe(), overwrite)
     out: dict[str, Any] = {"judge": label, "describe": judge.describe(), "experiments": {}}
     for exp in chosen:
@@ -136,6 +137,28 @@ def rejudge_run(run_dir: str | Path, judge: Judge, experiments: Sequence[str] | 
             continue
         out["experiments"][exp] = result
     return out
+
+
+def _with_judged_text(run: Run, chosen: list[str], explicit: bool) -> list[str]:
+    """The experiments of ``chosen`` whose records hold judged text; a user error, before
+    anything is written, when none does (saying whether the records are missing or the
+    experiments judge nothing)."""
+    found = [e for e in chosen if any(_judgeable(r) for r in run.records(e))]
+    if found:
+        if explicit and len(found) < len(chosen):
+            log.warning("no judged text to re-judge in %s",
+                        ", ".join(e for e in chosen if e not in found))
+        return found
+    missing = [e for e in chosen if not run.records(e)]
+    if missing:
+        names = ", ".join(f"records/{e}.jsonl" for e in missing)
+        raise AlignDepthError(f"'{run.path}' holds no records to judge ({names} missing or "
+                              "empty): finish the run first by rerunning its original "
+                              "command, which resumes it")
+    which = "--experiments" if explicit else "its experiments"
+    raise AlignDepthError(f"'{run.path}' holds nothing to judge: {which} ({', '.join(chosen)}) "
+                          "generate no text (kl scores given pairs); judge a run of an "
+                          "experiment that generates")
 
 
 def _rejudge_experiment(run: Run, exp: str, judge: Judge, label: str, batch_size: int,

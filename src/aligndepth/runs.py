@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -32,13 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from aligndepth.errors import AlignDepthError
-from aligndepth.locking import LOCK_NAME, lock_directory
+from aligndepth.locking import lock_directory
+from aligndepth.outdir import (
+    MANIFEST,
+    atomic_write,
+    clear_directory,
+    directory_kind,
+    listing,
+    remove_leftovers,
+)
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-#: Files that mark a directory as a training output of this tool.
-TRAINING_MARKERS = {"train_config.json", "training_log.json", "checkpoints"}
 #: Manifest fields that must match for a run to be resumed rather than refused.
 IDENTITY_FIELDS = ("experiments", "config", "models", "judge", "data", "seed")
 
@@ -132,17 +136,14 @@ class Run:
         """
         root = Path(path).expanduser()
         manifest = json.loads(json.dumps(manifest, default=str))  # compare as stored
-        kind = directory_kind(root)
-        if kind == "other":
-            raise AlignDepthError(
-                f"'{root}' holds files that are not an aligndepth run ({_listing(root)}): "
-                "choose an empty or new --out directory (--overwrite only replaces runs)")
+        kind = check_out(root, overwrite)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AlignDepthError(f"cannot create the run directory '{root}' "
                                   f"({exc.strerror}): choose a writable --out") from None
         lock_directory(root)
+        remove_leftovers(root)
         old = _read_manifest(root, overwrite)
         if old is not None:
             diff = _differences(old, manifest)
@@ -154,28 +155,47 @@ class Run:
                 raise AlignDepthError(
                     f"'{root}' holds a run with a different {', '.join(diff)}: choose another "
                     "--out directory, rerun the original command to resume it, or pass "
-                    f"--overwrite to replace it (deletes {_listing(root)})")
+                    f"--overwrite to replace it (deletes {listing(root, ours=True)})")
         elif kind == "training" and not overwrite:
             raise AlignDepthError(f"'{root}' holds a training output: choose another --out "
                                   f"directory, or pass --overwrite to replace it (deletes "
-                                  f"{_listing(root)})")
-        clear_directory(root)
+                                  f"{listing(root, ours=True)})")
+        kept = clear_directory(root)
+        if kept:
+            log.warning("%s: replaced the run but kept %s (not written by aligndepth)", root,
+                        ", ".join(kept))
         full = {**manifest, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "versions": versions(), "command": sys.argv}
-        _atomic_write(root / MANIFEST, json.dumps(full, indent=2, default=str))
+        try:
+            atomic_write(root / MANIFEST, json.dumps(full, indent=2, default=str))
+        except OSError as exc:
+            raise AlignDepthError(f"could not write '{root / MANIFEST}' ({exc.strerror}): "
+                                  "free space or fix the directory, then rerun the same "
+                                  "command") from None
         return cls(root, full, writable=True)
 
     @classmethod
     def load(cls, path: str | Path, writable: bool = False) -> Run:
         """Open an existing run: read-only (reports), or ``writable`` (re-judging: the
-        directory is then locked for this process's life, like :meth:`open`)."""
+        directory is then locked for this process's life, like :meth:`open`).
+
+        A damaged manifest (unreadable, or without its list of experiments) is an error
+        naming the damage; nothing is written then.
+        """
         root = Path(path).expanduser()
         if not (root / MANIFEST).is_file():
             raise AlignDepthError(f"'{root}' is not a run directory (no {MANIFEST})")
         if writable:
-            lock_directory(root)
-        manifest = _read_manifest(root, overwrite=False)
+            lock_directory(root, advice="wait for it to finish, then try again")
+        manifest = _read_manifest(root, overwrite=False, fix=REMAKE)
         assert manifest is not None
+        experiments = manifest.get("experiments")
+        if not (isinstance(experiments, list) and experiments
+                and all(isinstance(e, str) for e in experiments)):
+            raise AlignDepthError(f"'{root / MANIFEST}' is damaged (it names no list of "
+                                  f"experiments): {REMAKE}")
+        if writable:
+            remove_leftovers(root)
         return cls(root, manifest, writable=writable)
 
     # -- records ----------------------------------------------------------------------
@@ -212,9 +232,7 @@ class Run:
             fh.write(b"".join(raw.rstrip(b"\n") + b"\n" for _, raw in bad))
             fh.flush()
             os.fsync(fh.fileno())
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(b"".join(raw for raw, _ in good))
-        os.replace(tmp, path)
+        atomic_write(path, b"".join(raw for raw, _ in good))
 
     def done_keys(self, experiment: str) -> set[str]:
         if experiment not in self._done:
@@ -252,7 +270,7 @@ class Run:
             return 0
         good, _ = _parse_lines(path.read_bytes())
         kept = [raw for raw, r in good if r["key"] not in gone]
-        _atomic_write_bytes(path, b"".join(kept))
+        atomic_write(path, b"".join(kept))
         self._done.pop(experiment, None)
         return len(good) - len(kept)
 
@@ -275,7 +293,7 @@ class Run:
         if self.writable and any(plan.get(u.name) != u.keys for u in units):
             plan.update({u.name: list(u.keys) for u in units})
             self.plan_path(experiment).parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.plan_path(experiment), json.dumps(plan))
+            atomic_write(self.plan_path(experiment), json.dumps(plan))
         todo = [u for u in units if not set(u.keys) <= done]
         if self.resumed and len(todo) < len(units):
             log.warning("%s: resuming, %d of %d units already done", experiment,
@@ -284,7 +302,7 @@ class Run:
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
-        _atomic_write(path, json.dumps(obj, indent=2, default=str))
+        atomic_write(path, json.dumps(obj, indent=2, default=str))
         return path
 
 
@@ -333,44 +351,31 @@ def _append_whole(path: Path, payload: bytes) -> None:
             raise
 
 
-def directory_kind(root: Path) -> str:
-    """``missing``, ``empty``, ``run`` (a manifest), ``training`` (a training output) or
-    ``other``; a path that is a file is an error."""
-    if not root.exists():
-        return "missing"
-    if not root.is_dir():
-        raise AlignDepthError(f"--out '{root}' is a file, not a directory: choose a directory")
-    names = {p.name for p in root.iterdir()} - {LOCK_NAME}
-    if not names:
-        return "empty"
-    if MANIFEST in names:
-        return "run"
-    if names & TRAINING_MARKERS:
-        return "training"
-    return "other"
+def check_out(root: Path, overwrite: bool) -> str:
+    """Classify ``--out`` (:func:`~aligndepth.outdir.directory_kind`) and refuse what no
+    command may write into: a directory of the user's own files, or (unless
+    ``overwrite``) a run whose manifest is corrupted. Needs no model, so commands call it
+    before loading any."""
+    kind = directory_kind(root)
+    if kind == "other":
+        raise AlignDepthError(
+            f"'{root}' holds files that are not an aligndepth run ({listing(root)}): "
+            "choose an empty or new --out directory (--overwrite only replaces runs)")
+    if kind == "run":
+        _read_manifest(root, overwrite)
+    return kind
 
 
-def clear_directory(root: Path) -> None:
-    """Delete everything in ``root`` but its lock (a run or training output being replaced)."""
-    for entry in root.iterdir():
-        if entry.name == LOCK_NAME:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+#: What to do about a run whose manifest is damaged, when the run is read (not made).
+REMAKE = ("the run cannot be read; restore the file from a copy, or make the run again "
+          "(its original command with --overwrite)")
 
 
-def _listing(root: Path, most: int = 4) -> str:
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
-                   if p.name != LOCK_NAME)
-    shown = ", ".join(names[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-def _read_manifest(root: Path, overwrite: bool) -> dict[str, Any] | None:
-    """The manifest in ``root`` (None if none). A corrupted one is an error unless
-    ``overwrite`` (then it counts as a different run)."""
+def _read_manifest(root: Path, overwrite: bool, fix: str | None = None
+                   ) -> dict[str, Any] | None:
+    """The manifest in ``root`` (None if none). A corrupted one is an error (saying
+    ``fix``, by default how to replace the run) unless ``overwrite`` (then it counts as a
+    different run)."""
     path = root / MANIFEST
     if not path.is_file():
         return None
@@ -382,15 +387,5 @@ def _read_manifest(root: Path, overwrite: bool) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError) as exc:
         if overwrite:
             return {"corrupted": True}
-        raise AlignDepthError(f"'{path}' is corrupted ({type(exc).__name__}): pass --overwrite "
-                              f"to replace the run, or remove '{root}'") from None
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+        fix = fix or f"pass --overwrite to replace the run, or remove '{root}'"
+        raise AlignDepthError(f"'{path}' is corrupted ({type(exc).__name__}): {fix}") from None

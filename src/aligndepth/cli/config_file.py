@@ -18,6 +18,7 @@ import typer
 
 from aligndepth.cli.app import USAGE_ERRORS
 from aligndepth.errors import AlignDepthError, did_you_mean
+from aligndepth.outdir import atomic_write
 
 CONFIG_NAME = "config.yaml"
 #: Options never written to a run's config.yaml (they do not shape results).
@@ -30,11 +31,37 @@ def _yaml() -> Any:
     return yaml
 
 
+#: A config file holds option values: far below these, which keep a runaway file (a
+#: generated one, the wrong file) from hanging the command before it starts.
+MAX_BYTES = 1 << 20
+MAX_ITEMS = 10_000
+
+
+def _too_big(value: Any, path: Path, key: str = "") -> None:
+    """A user error when a mapping or list in the file holds over :data:`MAX_ITEMS`."""
+    if isinstance(value, dict | list):
+        if len(value) > MAX_ITEMS:
+            what = f"'{key}' has" if key else "it has"
+            raise AlignDepthError(f"config file '{path}' is too large: {what} {len(value):,} "
+                                  f"items (at most {MAX_ITEMS:,}); give long lists of values "
+                                  "as a file option (--data, --refusal-phrases)")
+        items = value.items() if isinstance(value, dict) else ((key, v) for v in value)
+        for k, v in items:
+            _too_big(v, path, str(k))
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise AlignDepthError(f"config file '{path}' does not exist")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise AlignDepthError(f"config file '{path}' is too large ({size / 2**20:.1f} MiB; at "
+                              f"most {MAX_BYTES >> 20} MiB): a config file holds option "
+                              "values; give data as --data FILE")
+    yaml = _yaml()
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = _yaml().safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
     except Exception as exc:  # yaml.YAMLError and decoding errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AlignDepthError(f"config file '{path}' is not valid YAML ({first})") from None
@@ -43,6 +70,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise AlignDepthError(f"config file '{path}' must map option names to values, e.g. "
                               "'max_new_tokens: 64'")
+    _too_big(data, path)
     return data
 
 
@@ -110,5 +138,5 @@ def write_run_config(ctx: Any, out: Path) -> Path | None:
             + _yaml().safe_dump({"_command": command, **values}, sort_keys=False,
                                 allow_unicode=True))
     path = Path(out) / CONFIG_NAME
-    path.write_text(text, encoding="utf-8")
+    atomic_write(path, text)
     return path

@@ -92,8 +92,16 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
          aligned_engine_url: str | None, base_engine_model: str | None,
          aligned_engine_model: str | None, engine_option: list[str] | None,
          context: Any) -> None:
-    from aligndepth.audit import AuditConfig, check_servable, open_setup, run_experiments
+    from aligndepth.audit import (
+        AuditConfig,
+        check_servable,
+        open_setup,
+        read_inputs,
+        resolve_pair,
+        run_experiments,
+    )
     from aligndepth.prompts import DEFAULT_PLAIN_TEMPLATE, PromptFormat, parse_system
+    from aligndepth.runs import check_out
 
     config = AuditConfig(
         experiments=experiments, limit=limit, sample=sample, stop=tuple(stop or ()), seed=seed,
@@ -119,6 +127,13 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
     base_load = replace(load, device=base_device or load.device, served=served.get("base"))
     aligned_load = replace(load, device=aligned_device or load.device,
                            served=served.get("aligned"))
+    # every input checkable without weights is checked before the pair loads
+    organism, base, aligned = resolve_pair(base, aligned, show_progress=not quiet)
+    inputs = read_inputs(organism, config, data, safe_data, data_format)
+    if out is None:
+        slug = "organism" if organism else Path(str(aligned)).name or "pair"
+        out = Path("runs") / f"{command}-{slug}"
+    check_out(Path(out).expanduser(), overwrite)
     setup = open_setup(base, aligned, judge=judge, seed=seed, batch_size=batch_size,
                        max_new_tokens=max_new_tokens, show_progress=not quiet, load=load,
                        base_load=base_load, aligned_load=aligned_load,
@@ -127,11 +142,8 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
                        check_tokenizer=_tokenizer_check(config),
                        judge_options={**_phrases(refusal_phrases),
                                       **_judge_options(judge_option)})
-    if out is None:
-        slug = "organism" if setup.organism else Path(str(aligned)).name or "pair"
-        out = Path("runs") / f"{command}-{slug}"
     summary = run_experiments(setup, out, config, data, overwrite=overwrite,
-                              safe_data=safe_data, data_format=data_format)
+                              safe_data=safe_data, data_format=data_format, inputs=inputs)
     write_run_config(context, out)
     _print_summary(summary, out)
 

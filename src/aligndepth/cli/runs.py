@@ -129,7 +129,7 @@ def judge_cmd(
                               "several --judge")
     if len(set(judge)) != len(judge):
         raise AlignDepthError(f"a judge is given twice ({', '.join(judge)}): give each once")
-    run = Run.load(run_dir)
+    run = Run.load(run_dir, writable=True)  # the writer lock, before any judge loads
     organism = run.manifest.get("organism")
     options = _scoped_judge_options(judge_option, judge)
     judges = [make_judge(j, Path(organism) if organism else None, **options[j])

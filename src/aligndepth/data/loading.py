@@ -21,6 +21,20 @@ log = logging.getLogger(__name__)
 R = TypeVar("R", PromptRecord, HarmfulPair, InstructionPair)
 
 ORGANISM_FILES = {PromptRecord: "harmful_prompts.jsonl", HarmfulPair: "harmful_pairs.jsonl"}
+#: A data file is read whole (then limited or sampled): far above any prompt set (HEx-PHI
+#: is 330 rows; large ones are tens of thousands, tens of MB), so that a wrong file (a
+#: corpus, a dump) is refused at once instead of filling memory.
+MAX_DATA_BYTES = 512 << 20
+
+
+def check_size(path: Path) -> None:
+    """A user error when the file ``path`` is over :data:`MAX_DATA_BYTES`."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size > MAX_DATA_BYTES:
+        raise AlignDepthError(
+            f"dataset file '{path}' is {size / 2**20:,.1f} MiB, over the {MAX_DATA_BYTES >> 20} "
+            "MiB aligndepth reads whole (--limit still reads it all): keep the rows you need "
+            f"in a smaller file, e.g. head -n 10000 {path.name} > part{path.suffix}")
 
 
 def is_project_jsonl(path: Path) -> bool:
@@ -117,6 +131,7 @@ def resolve_data(schema: type[R], path: str | Path | None, organism: Path | None
             raise AlignDepthError("no dataset given: pass --data FILE")
         path = organism / "data" / (organism_file or ORGANISM_FILES[schema])
     path = Path(path)
+    check_size(path)
     if data_format is None and is_project_jsonl(path):
         records = read_jsonl(path, schema)
     else:

@@ -40,7 +40,7 @@ from aligndepth.judges.base import Judge
 from aligndepth.models import LoadConfig, LoadedModel, load_model
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import PromptFormat
-from aligndepth.runs import Run, Unit, chunked, file_digest, unit_seed
+from aligndepth.runs import Run, Unit, check_out, chunked, file_digest, unit_seed
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +231,7 @@ def run_evaluation(model: str | Path | None, out: str | Path, config: EvalConfig
                             **(judge_options or {})) if needs_judge else None
     pairwise = make_pairwise_judge(**(pairwise_options or {})) \
         if any(s.scoring == "pairwise" for s in specs) else None
+    check_out(Path(out).expanduser(), overwrite)  # every check that needs no weights first
     loaded = load_model(model, load or LoadConfig())
     if config.max_new_tokens is None:
         from dataclasses import replace

@@ -197,9 +197,9 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
 
         fmt = PromptFormat.chat()
         if kind == "augment":
-            loaded = load_model(model, load)
             tri = safety_triples(source(triples, "safety_triples.jsonl"))
             anc = instruction_pairs(source(anchor, "benign_pairs.jsonl"))
+            loaded = load_model(model, load)  # after the data is read and checked
             examples: list[Example] = augmentation_examples(loaded.tokenizer, fmt, tri, anc,
                                                             alpha=alpha, seed=cfg.seed,
                                                             max_k=max_k)
