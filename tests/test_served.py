@@ -4,6 +4,7 @@ and the bad inputs (kl/ed served, an unreachable server, a tokenizer that differ
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,10 @@ def _served(server: FakeOpenAI, tmp_path: Path, **options: Any) -> dict[str, Loa
 def _records(run: Path, experiment: str) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (run / "records" / f"{experiment}.jsonl").read_text()
             .splitlines()]
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text))
 
 
 def _outputs(run: Path, experiment: str) -> dict[str, tuple[str, str]]:
@@ -244,6 +249,71 @@ def test_served_bad_inputs(tiny_organism: Path, models: ServedModels, tmp_path: 
                                "--out", str(tmp_path / "which"))
         assert_user_error(code, err, "does not serve 'chat'")
     assert not (tmp_path / "which").exists() and not (tmp_path / "unreachable").exists()
+
+
+@pytest.mark.parametrize("fault, needle", [
+    ("half_prompt", "tokens (usage.prompt_tokens) where "),
+    ("two_choices", "returned 2 choices where 1 was asked (n = 1)")])
+def test_an_answer_to_another_request_is_retried_then_one_line_and_never_kept(
+        fault: str, needle: str, tiny_organism: Path, models: ServedModels, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A server that answers half the prompt (and says so in its usage) or two choices for
+    one row: retried, then one line naming the server and the fault; the rows before it are
+    recorded, that row is neither recorded nor cached, and a rerun on a truthful server
+    completes the run as the local engine runs it."""
+    data = tiny_organism / "data" / "harmful_pairs.jsonl"
+    first: list[str] = []  # the server answers the first prompt it sees truthfully
+
+    def faulty(prompt: str) -> str | None:
+        first[:] = first or [prompt]
+        return None if prompt == first[0] else fault
+
+    wrong = ServedModels(models.dirs, wrong=faulty)
+    capsys.readouterr()  # its loading bars
+    args = ["prefill", "--base", str(tiny_organism / "base"), "--aligned",
+            str(tiny_organism / "aligned"), "--data", str(data), "--limit", "3", "--k", "0",
+            "--batch-size", "1", "--max-new-tokens", "6", "--judge", "keyword", "--device",
+            "cpu", "--quiet"]
+    options = ["--engine-option", "revision=r1", "--engine-option",
+               f"cache_dir={tmp_path / 'cache'}", "--engine-option", "max_retries=2",
+               "--engine-option", "backoff_base=0.01", "--engine-option", "backoff_max=0.02"]
+    run = tmp_path / "run"
+    with one_torch_thread(), FakeOpenAI(KEY, completion=wrong,
+                                        models=wrong.models()) as server:
+        served = [*args, "--engine", "openai", "--engine-url", server.url,
+                  "--engine-model", "aligned", *options, "--out", str(run)]
+        code, _, err = run_cli(capsys, *served)
+        assert_user_error(code, err, f"the aligned model's engine at {server.url} ")
+        assert needle in err and "in all 3 attempts, so that row was not recorded" in err
+        assert sorted(server.attempts.values()) == [1, 3]  # the good row once, the bad 3 times
+        [recorded] = _records(run, "prefill")  # the unit before the bad row's
+        assert _words(recorded["instruction"]) in _words(first[0])
+        cached = (tmp_path / "cache" / "completions.jsonl").read_text().splitlines()
+        assert len(cached) == len(wrong.answered) == 1  # only the truthful answer
+        server.completion = models
+        code, _, err = run_cli(capsys, *served)
+        assert code == 0, err
+        code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "local"))
+        assert code == 0, err
+    assert _outputs(run, "prefill") == _outputs(tmp_path / "local", "prefill")
+
+
+def test_a_server_without_usage_is_trusted_and_noted_once(
+        models: ServedModels, caplog: pytest.LogCaptureFixture) -> None:
+    tok = models.loaded["aligned"].tokenizer
+    prompts = [tok(f"question {i} :", add_special_tokens=False).input_ids for i in range(3)]
+    silent = ServedModels(models.dirs, wrong=lambda text: "no_usage")
+    rows = {}
+    with one_torch_thread(), caplog.at_level("WARNING", logger="aligndepth.engine.served"):
+        for name, server_models in (("silent", silent), ("honest", models)):
+            with FakeOpenAI(KEY, completion=server_models,
+                            models=server_models.models()) as server:
+                served = ServedModel(ServedConfig(url=server.url, model="aligned",
+                                                  cache=False, **FAST), tok)
+                rows[name] = [served.complete(prompts, [GREEDY] * 3, [0, 1, 2], 4,
+                                              StopRule()) for _ in range(2)]
+    assert rows["silent"] == rows["honest"]
+    assert caplog.text.count("reports no usage.prompt_tokens") == 1
 
 
 def test_evaluate_on_a_served_model(tiny_organism: Path, models: ServedModels,
