@@ -3,11 +3,7 @@ server give the local engine's outputs token for token; faults, resume after kil
 and the bad inputs (kl/ed served, an unreachable server, a tokenizer that differs)."""
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +18,7 @@ from aligndepth.errors import AlignDepthError
 from aligndepth.models import LoadConfig
 from tests.conftest import one_torch_thread
 from tests.fake_openai import FakeOpenAI
+from tests.kill9 import all_records, kill_point, killed_at
 from tests.served_models import ServedModels
 from tests.test_cli import assert_user_error, run_cli
 
@@ -179,36 +176,25 @@ def test_cached_answers_are_reused_only_for_the_same_served_weights(
 
 
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(
-        tiny_organism: Path, models: ServedModels, tmp_path: Path) -> None:
+        tiny_organism: Path, models: ServedModels, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     base, aligned = str(tiny_organism / "base"), str(tiny_organism / "aligned")
-    common = ["decoding", "--base", base, "--aligned", aligned, "--limit", "6",
+    common = ["decoding", "--base", base, "--aligned", aligned, "--limit", "3",
               "--max-new-tokens", "8", "--device", "cpu", "--quiet"]
-    with FakeOpenAI(KEY, delay=0.02, completion=models, models=models.models()) as server:
-        served = [*common, "--engine", "openai", "--engine-url", server.url,
-                  "--base-engine-model", "base", "--aligned-engine-model", "aligned",
-                  "--engine-option", "cache=false", "--out", str(tmp_path / "run")]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "aligndepth.cli", *served], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        records = tmp_path / "run" / "records" / "decoding.jsonl"
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and proc.poll() is None:
-            if records.is_file() and len(records.read_text().splitlines()) >= 49:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        done = len(records.read_text().splitlines())
-        assert 49 <= done < 6 * 50
-        rerun = subprocess.run([sys.executable, "-m", "aligndepth.cli", *served], env=env,
-                               capture_output=True, text=True, timeout=900)
-        assert rerun.returncode == 0, rerun.stderr[-2000:]
     with one_torch_thread():
-        code = subprocess.run([sys.executable, "-m", "aligndepth.cli", *common, "--out",
-                               str(tmp_path / "local")], env=env, capture_output=True,
-                              text=True, timeout=900)
-    assert code.returncode == 0, code.stderr[-2000:]
+        code, _, err = run_cli(capsys, *common, "--out", str(tmp_path / "local"))
+        assert code == 0, err
+        count, moment = kill_point("served decoding", len(_records(tmp_path / "local",
+                                                                   "decoding")))
+        with FakeOpenAI(KEY, completion=models, models=models.models()) as server:
+            served = [*common, "--engine", "openai", "--engine-url", server.url,
+                      "--base-engine-model", "base", "--aligned-engine-model", "aligned",
+                      "--engine-option", "cache=false", "--out", str(tmp_path / "run")]
+            killed_at(served, count, moment)
+            done = len(all_records(tmp_path / "run")["records/decoding.jsonl"])
+            assert done < 3 * 50
+            code, _, err = run_cli(capsys, *served)
+            assert code == 0, err
     keys = [r["key"] for r in _records(tmp_path / "run", "decoding")]
     assert len(keys) == len(set(keys)) == len(_records(tmp_path / "local", "decoding"))
     assert _outputs(tmp_path / "run", "decoding") == _outputs(tmp_path / "local", "decoding")
