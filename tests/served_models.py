@@ -9,12 +9,19 @@ of ``token_ids``) or where a ``stop`` string appears (the tokens up to the one c
 it are in ``token_ids``; the text ends before the string), whichever comes first.
 ``token_ids`` are returned when the request asks for them (``return_token_ids``).
 ``shift`` returns token ids moved by that much (a server whose tokenizer differs).
+``wrong`` (from a request's prompt, as text, to a fault or ``None``) makes the server
+answer some prompts wrongly: ``half_prompt`` answers the prompt's first half (and says so
+in ``usage.prompt_tokens``), ``two_choices`` returns the choice twice, ``no_usage`` leaves
+``usage`` out (a truthful answer). ``answered`` counts the distinct requests answered
+truthfully.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +31,15 @@ from aligndepth.prompts import pad_token_id
 
 
 class ServedModels:
-    def __init__(self, dirs: dict[str, Path], owned_by: str = "vllm", shift: int = 0) -> None:
+    def __init__(self, dirs: dict[str, Path], owned_by: str = "vllm", shift: int = 0,
+                 wrong: Callable[[str], str | None] | None = None) -> None:
         self.loaded = {name: load_model(path, LoadConfig(device="cpu", dtype="float32"))
                        for name, path in dirs.items()}
         self.dirs = dirs
         self.owned_by = owned_by
         self.shift = shift
+        self.wrong = wrong
+        self.answered: set[str] = set()
         self.lock = threading.Lock()
         self.generated = 0
         self.busy = 0.0  # seconds spent generating (the server's own compute)
@@ -49,6 +59,9 @@ class ServedModels:
         prompt = request["prompt"]
         ids = list(prompt) if isinstance(prompt, list) else list(
             tok(prompt, add_special_tokens=False).input_ids)
+        fault = self.wrong(tok.decode(ids)) if self.wrong is not None else None
+        if fault == "half_prompt":
+            ids = ids[:len(ids) // 2]
         top_k = int(request.get("top_k", -1))
         params = SamplingParams(float(request.get("temperature", 1.0)), max(0, top_k),
                                 float(request.get("top_p", 1.0)))
@@ -79,7 +92,14 @@ class ServedModels:
                                   "stop_reason": None, "logprobs": None}
         if request.get("return_token_ids"):
             choice["token_ids"] = [(t + self.shift) % len(tok) for t in token_ids]
-        return {"id": "cmpl-served", "object": "text_completion", "created": 0, "model": name,
-                "choices": [choice],
-                "usage": {"prompt_tokens": len(ids), "completion_tokens": len(token_ids),
-                          "total_tokens": len(ids) + len(token_ids)}}
+        answer = {"id": "cmpl-served", "object": "text_completion", "created": 0,
+                  "model": name, "choices": [choice, dict(choice, index=1)]
+                  if fault == "two_choices" else [choice],
+                  "usage": {"prompt_tokens": len(ids), "completion_tokens": len(token_ids),
+                            "total_tokens": len(ids) + len(token_ids)}}
+        if fault == "no_usage":
+            del answer["usage"]
+        if fault in (None, "no_usage"):
+            with self.lock:
+                self.answered.add(json.dumps(request, sort_keys=True))
+        return answer

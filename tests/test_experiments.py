@@ -1,11 +1,6 @@
 """Experiments on the tiny organism: mechanics, summaries, resume, bad input."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -111,41 +106,6 @@ def test_torn_last_line_is_dropped(tmp_path) -> None:
     assert [r["key"] for r in reopened.records("x")] == ["a"]
     reopened.append("x", [{"key": "b", "v": 2}, {"key": "a", "v": 9}])
     assert [r["key"] for r in reopened.records("x")] == ["a", "b"]
-
-
-def _prefill_cmd(tiny_organism, out):
-    return [sys.executable, "-m", "aligndepth.cli", "prefill", "--base",
-            str(tiny_organism / "base"), "--aligned", str(tiny_organism / "aligned"),
-            "--judge", "keyword", "--device", "cpu", "--batch-size", "1", "--limit", "30",
-            "--max-new-tokens", "24", "--quiet", "--out", str(out),
-            "--data", str(tiny_organism / "data" / "harmful_pairs.jsonl")]
-
-
-def test_kill_9_then_rerun_equals_an_uninterrupted_run(tiny_organism, tmp_path) -> None:
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    res = subprocess.run(_prefill_cmd(tiny_organism, full), capture_output=True, text=True,
-                         timeout=1200)
-    assert res.returncode == 0, res.stderr
-    expected = sorted(Run.load(full).records("prefill"), key=lambda r: r["key"])
-    proc = subprocess.Popen(_prefill_cmd(tiny_organism, killed), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    records = killed / "records" / "prefill.jsonl"
-    deadline = time.time() + 900  # generous: a loaded machine may take minutes to start
-    while time.time() < deadline and proc.poll() is None:
-        if records.is_file() and records.read_text().count("\n") >= 10:
-            break
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    partial = Run.load(killed).records("prefill")
-    assert 0 < len(partial) < len(expected), "the run was not interrupted part-way"
-    res = subprocess.run(_prefill_cmd(tiny_organism, killed), capture_output=True, text=True,
-                         timeout=1200)
-    assert res.returncode == 0, res.stderr
-    resumed = Run.load(killed).records("prefill")
-    keys = [r["key"] for r in resumed]
-    assert len(keys) == len(set(keys)), "duplicated records"
-    assert sorted(resumed, key=lambda r: r["key"]) == expected
 
 
 def test_ed_resumes_to_the_same_sampled_records(setup, tmp_path) -> None:

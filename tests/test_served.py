@@ -3,10 +3,7 @@ server give the local engine's outputs token for token; faults, resume after kil
 and the bad inputs (kl/ed served, an unreachable server, a tokenizer that differs)."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from aligndepth.errors import AlignDepthError
 from aligndepth.models import LoadConfig
 from tests.conftest import one_torch_thread
 from tests.fake_openai import FakeOpenAI
+from tests.kill9 import all_records, kill_point, killed_at
 from tests.served_models import ServedModels
 from tests.test_cli import assert_user_error, run_cli
 
@@ -47,6 +45,10 @@ def _served(server: FakeOpenAI, tmp_path: Path, **options: Any) -> dict[str, Loa
 def _records(run: Path, experiment: str) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (run / "records" / f"{experiment}.jsonl").read_text()
             .splitlines()]
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text))
 
 
 def _outputs(run: Path, experiment: str) -> dict[str, tuple[str, str]]:
@@ -174,36 +176,25 @@ def test_cached_answers_are_reused_only_for_the_same_served_weights(
 
 
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(
-        tiny_organism: Path, models: ServedModels, tmp_path: Path) -> None:
+        tiny_organism: Path, models: ServedModels, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     base, aligned = str(tiny_organism / "base"), str(tiny_organism / "aligned")
-    common = ["decoding", "--base", base, "--aligned", aligned, "--limit", "6",
+    common = ["decoding", "--base", base, "--aligned", aligned, "--limit", "3",
               "--max-new-tokens", "8", "--device", "cpu", "--quiet"]
-    with FakeOpenAI(KEY, delay=0.02, completion=models, models=models.models()) as server:
-        served = [*common, "--engine", "openai", "--engine-url", server.url,
-                  "--base-engine-model", "base", "--aligned-engine-model", "aligned",
-                  "--engine-option", "cache=false", "--out", str(tmp_path / "run")]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "aligndepth.cli", *served], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        records = tmp_path / "run" / "records" / "decoding.jsonl"
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and proc.poll() is None:
-            if records.is_file() and len(records.read_text().splitlines()) >= 49:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        done = len(records.read_text().splitlines())
-        assert 49 <= done < 6 * 50
-        rerun = subprocess.run([sys.executable, "-m", "aligndepth.cli", *served], env=env,
-                               capture_output=True, text=True, timeout=900)
-        assert rerun.returncode == 0, rerun.stderr[-2000:]
     with one_torch_thread():
-        code = subprocess.run([sys.executable, "-m", "aligndepth.cli", *common, "--out",
-                               str(tmp_path / "local")], env=env, capture_output=True,
-                              text=True, timeout=900)
-    assert code.returncode == 0, code.stderr[-2000:]
+        code, _, err = run_cli(capsys, *common, "--out", str(tmp_path / "local"))
+        assert code == 0, err
+        count, moment = kill_point("served decoding", len(_records(tmp_path / "local",
+                                                                   "decoding")))
+        with FakeOpenAI(KEY, completion=models, models=models.models()) as server:
+            served = [*common, "--engine", "openai", "--engine-url", server.url,
+                      "--base-engine-model", "base", "--aligned-engine-model", "aligned",
+                      "--engine-option", "cache=false", "--out", str(tmp_path / "run")]
+            killed_at(served, count, moment)
+            done = len(all_records(tmp_path / "run")["records/decoding.jsonl"])
+            assert done < 3 * 50
+            code, _, err = run_cli(capsys, *served)
+            assert code == 0, err
     keys = [r["key"] for r in _records(tmp_path / "run", "decoding")]
     assert len(keys) == len(set(keys)) == len(_records(tmp_path / "local", "decoding"))
     assert _outputs(tmp_path / "run", "decoding") == _outputs(tmp_path / "local", "decoding")
@@ -244,6 +235,71 @@ def test_served_bad_inputs(tiny_organism: Path, models: ServedModels, tmp_path: 
                                "--out", str(tmp_path / "which"))
         assert_user_error(code, err, "does not serve 'chat'")
     assert not (tmp_path / "which").exists() and not (tmp_path / "unreachable").exists()
+
+
+@pytest.mark.parametrize("fault, needle", [
+    ("half_prompt", "tokens (usage.prompt_tokens) where "),
+    ("two_choices", "returned 2 choices where 1 was asked (n = 1)")])
+def test_an_answer_to_another_request_is_retried_then_one_line_and_never_kept(
+        fault: str, needle: str, tiny_organism: Path, models: ServedModels, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A server that answers half the prompt (and says so in its usage) or two choices for
+    one row: retried, then one line naming the server and the fault; the rows before it are
+    recorded, that row is neither recorded nor cached, and a rerun on a truthful server
+    completes the run as the local engine runs it."""
+    data = tiny_organism / "data" / "harmful_pairs.jsonl"
+    first: list[str] = []  # the server answers the first prompt it sees truthfully
+
+    def faulty(prompt: str) -> str | None:
+        first[:] = first or [prompt]
+        return None if prompt == first[0] else fault
+
+    wrong = ServedModels(models.dirs, wrong=faulty)
+    capsys.readouterr()  # its loading bars
+    args = ["prefill", "--base", str(tiny_organism / "base"), "--aligned",
+            str(tiny_organism / "aligned"), "--data", str(data), "--limit", "3", "--k", "0",
+            "--batch-size", "1", "--max-new-tokens", "6", "--judge", "keyword", "--device",
+            "cpu", "--quiet"]
+    options = ["--engine-option", "revision=r1", "--engine-option",
+               f"cache_dir={tmp_path / 'cache'}", "--engine-option", "max_retries=2",
+               "--engine-option", "backoff_base=0.01", "--engine-option", "backoff_max=0.02"]
+    run = tmp_path / "run"
+    with one_torch_thread(), FakeOpenAI(KEY, completion=wrong,
+                                        models=wrong.models()) as server:
+        served = [*args, "--engine", "openai", "--engine-url", server.url,
+                  "--engine-model", "aligned", *options, "--out", str(run)]
+        code, _, err = run_cli(capsys, *served)
+        assert_user_error(code, err, f"the aligned model's engine at {server.url} ")
+        assert needle in err and "in all 3 attempts, so that row was not recorded" in err
+        assert sorted(server.attempts.values()) == [1, 3]  # the good row once, the bad 3 times
+        [recorded] = _records(run, "prefill")  # the unit before the bad row's
+        assert _words(recorded["instruction"]) in _words(first[0])
+        cached = (tmp_path / "cache" / "completions.jsonl").read_text().splitlines()
+        assert len(cached) == len(wrong.answered) == 1  # only the truthful answer
+        server.completion = models
+        code, _, err = run_cli(capsys, *served)
+        assert code == 0, err
+        code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "local"))
+        assert code == 0, err
+    assert _outputs(run, "prefill") == _outputs(tmp_path / "local", "prefill")
+
+
+def test_a_server_without_usage_is_trusted_and_noted_once(
+        models: ServedModels, caplog: pytest.LogCaptureFixture) -> None:
+    tok = models.loaded["aligned"].tokenizer
+    prompts = [tok(f"question {i} :", add_special_tokens=False).input_ids for i in range(3)]
+    silent = ServedModels(models.dirs, wrong=lambda text: "no_usage")
+    rows = {}
+    with one_torch_thread(), caplog.at_level("WARNING", logger="aligndepth.engine.served"):
+        for name, server_models in (("silent", silent), ("honest", models)):
+            with FakeOpenAI(KEY, completion=server_models,
+                            models=server_models.models()) as server:
+                served = ServedModel(ServedConfig(url=server.url, model="aligned",
+                                                  cache=False, **FAST), tok)
+                rows[name] = [served.complete(prompts, [GREEDY] * 3, [0, 1, 2], 4,
+                                              StopRule()) for _ in range(2)]
+    assert rows["silent"] == rows["honest"]
+    assert caplog.text.count("reports no usage.prompt_tokens") == 1
 
 
 def test_evaluate_on_a_served_model(tiny_organism: Path, models: ServedModels,

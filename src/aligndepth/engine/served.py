@@ -18,9 +18,14 @@ local (the ``--base``/``--aligned`` directory), so prompts are rendered and enco
   re-encoded) are cut by the local stop rule, so a served row ends where a local row
   would and says why (``eos``, ``stop_string``, ``length``).
 - **Checks**: the server must be reachable (a bounded wait, then a one-line error) and
-  serve the model asked for (``/v1/models``); every answer's text must be what the local
-  tokenizer makes of its token ids, and the prompt's token count what the local tokenizer
-  counts, else the server's tokenizer differs and the run stops with a one-line error.
+  serve the model asked for (``/v1/models``). Every answer must be one choice for the
+  prompt sent: its ``usage.prompt_tokens`` equal to the token count sent (a server that
+  cut or replaced the prompt answered another question); else it is retried like a
+  malformed body, and once retries are spent the run stops with a one-line error naming
+  the server and what was wrong. Such an answer is never cached nor recorded. A server
+  that reports no usage is trusted, and the log says so once. Every answer's text must be
+  what the local tokenizer makes of its token ids, else the server's tokenizer differs
+  and the run stops with a one-line error.
 - **Retries, concurrency and an answer cache** as for the API judges
   (:mod:`aligndepth.remote`). A served name says nothing about the weights behind it, and
   vLLM, SGLang and llama.cpp report nothing that does (their ``/v1/models`` ``created`` is
@@ -115,6 +120,21 @@ def _field(obj: Any, name: str) -> Any:
     return value
 
 
+class WrongAnswer(MalformedAnswer):
+    """The server answered, but not the request sent: another prompt (its reported prompt
+    length is not the one sent) or another number of choices (retried)."""
+
+
+def answer_problem(answer: dict[str, Any], sent: int) -> str | None:
+    """What is wrong with a stored ``answer`` to a prompt of ``sent`` tokens, or ``None``
+    (an answer without ``prompt_tokens``: the server reported no usage)."""
+    counted = answer.get("prompt_tokens")
+    if counted is not None and counted != sent:
+        return (f"answered a prompt of {counted} tokens (usage.prompt_tokens) where {sent} "
+                "were sent")
+    return None
+
+
 class ServedModel(EndpointClient):
     """One model on an OpenAI-compatible server, with its local tokenizer.
 
@@ -138,6 +158,7 @@ class ServedModel(EndpointClient):
         owner = str(self.server_model.get("owned_by", "")).lower()
         self.no_top_k = config.no_top_k if config.no_top_k is not None else (
             -1 if owner in ("vllm", "sglang") else 0)
+        self._usage_noted = threading.Event()
         self._cache: JsonlCache | None = None
         if config.cache and config.revision is not None:
             root = Path(config.cache_dir).expanduser() if config.cache_dir \
@@ -207,23 +228,37 @@ class ServedModel(EndpointClient):
             body["prompt"] = str(self.tokenizer.decode(list(prompt)))
         return body
 
-    def _request(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, body: dict[str, Any], sent: int) -> dict[str, Any]:
+        """One row's answer to ``body`` (a prompt of ``sent`` tokens), verified to answer
+        it: one choice, the prompt length sent (:class:`WrongAnswer` otherwise)."""
         extra = {k: v for k, v in body.items()
                  if k not in ("model", "prompt", "max_tokens", "n", "temperature", "top_p",
                               "seed", "stop")}
         standard = {k: v for k, v in body.items() if k not in extra}
         reply = self._client.completions.create(**standard, extra_body=extra or None)
-        try:
-            choice = reply.choices[0]
-        except (AttributeError, IndexError, TypeError):
-            raise MalformedAnswer("no choices[0] in the reply") from None
+        choices = getattr(reply, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise MalformedAnswer("no choices[0] in the reply")
+        if len(choices) != 1:
+            raise WrongAnswer(f"returned {len(choices)} choices where 1 was asked (n = 1)")
+        choice = choices[0]
         text = getattr(choice, "text", None)
         if not isinstance(text, str):
             raise MalformedAnswer("choices[0].text is not text")
-        usage = getattr(reply, "usage", None)
-        return {"text": text, "token_ids": self._token_ids(choice),
-                "finish_reason": getattr(choice, "finish_reason", None),
-                "prompt_tokens": getattr(usage, "prompt_tokens", None)}
+        counted = getattr(getattr(reply, "usage", None), "prompt_tokens", None)
+        answer = {"text": text, "token_ids": self._token_ids(choice),
+                  "finish_reason": getattr(choice, "finish_reason", None),
+                  "prompt_tokens": counted if isinstance(counted, int) else None}
+        problem = answer_problem(answer, sent)
+        if problem is not None:
+            raise WrongAnswer(problem)
+        self._check_tokenizer(answer)
+        if answer["prompt_tokens"] is None and not self._usage_noted.is_set():
+            self._usage_noted.set()
+            log.warning("%s at %s reports no usage.prompt_tokens, so its answers cannot be "
+                        "checked against the prompts sent; they are trusted", self.what,
+                        self.endpoint)
+        return answer
 
     @staticmethod
     def _token_ids(choice: Any) -> list[int] | None:
@@ -236,11 +271,19 @@ class ServedModel(EndpointClient):
             return [int(m.group(1)) for m in found if m]
         return None
 
-    def _fetch(self, key: str, body: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
+    def _fetch(self, key: str, item: tuple[dict[str, Any], int],
+               stop: threading.Event) -> dict[str, Any]:
+        body, sent = item
         try:
-            answer = self.with_retries(lambda: self._request(body), stop,
+            answer = self.with_retries(lambda: self._request(body, sent), stop,
                                        f"completion request to {self.endpoint}")
         except RetriesExhausted as exc:
+            if isinstance(exc.last, WrongAnswer):
+                raise AlignDepthError(
+                    f"{self.what} at {self.endpoint} {exc.last} in all {exc.attempts} "
+                    "attempts, so that row was not recorded: check the server (serve the "
+                    "model of the local directory, with a context that fits the prompts), "
+                    "then rerun the same command to resume") from None
             raise AlignDepthError(
                 f"{self.what} at {self.endpoint} failed {exc.attempts} times "
                 f"({self._describe_error(exc.last)}): check the server, then rerun the same "
@@ -268,35 +311,27 @@ class ServedModel(EndpointClient):
                     "revision": self.config.revision}
         keys = [digest({"engine": identity, "body": b}) for b in bodies]
         answers: dict[str, dict[str, Any]] = {}
-        todo: dict[str, dict[str, Any]] = {}
-        for key, body in zip(keys, bodies):
+        todo: dict[str, tuple[dict[str, Any], int]] = {}
+        for key, body, prompt in zip(keys, bodies, prompts):
             cached = self._cache.get(key) if self._cache is not None else None
-            if cached is not None:
+            if cached is not None and answer_problem(cached, len(prompt)) is None:
+                self._check_tokenizer(cached)
                 answers[key] = cached
             elif key not in todo:
-                todo[key] = body
+                todo[key] = (body, len(prompt))
         if todo:
             answers.update(self.run_pool(todo, self._fetch, f"engine-{self.role}"))
-        return [self._finish(prompt, answers[key], max_new_tokens, stop)
-                for prompt, key in zip(prompts, keys)]
+        return [self._finish(answers[key], max_new_tokens, stop) for key in keys]
 
-    def _finish(self, prompt: Sequence[int], answer: dict[str, Any], max_new_tokens: int,
+    def _finish(self, answer: dict[str, Any], max_new_tokens: int,
                 stop: StopRule) -> Completion:
-        self._check_tokenizer(prompt, answer)
         ids = answer.get("token_ids")
         if ids is None:
             ids = list(self.tokenizer(answer["text"], add_special_tokens=False).input_ids)
         return cut(list(ids), stop, self.tokenizer, max_new_tokens,
                    stopped=answer.get("finish_reason") == "stop")
 
-    def _check_tokenizer(self, prompt: Sequence[int], answer: dict[str, Any]) -> None:
-        counted = answer.get("prompt_tokens")
-        if self.config.prompt_as == "text" and isinstance(counted, int) \
-                and counted != len(prompt):
-            raise AlignDepthError(
-                f"{self.what} at {self.endpoint} counts {counted} prompt tokens where the "
-                f"local tokenizer counts {len(prompt)}: the server's tokenizer differs; "
-                "serve the same model as the local directory")
+    def _check_tokenizer(self, answer: dict[str, Any]) -> None:
         ids = answer.get("token_ids")
         if ids is None or not answer["text"].strip():
             return
