@@ -14,6 +14,9 @@ from aligndepth.cli.fields import field_parameters, field_values, with_parameter
 from aligndepth.cli.options import (
     DataSplit,
     Device,
+    JudgeName,
+    JudgeOptions,
+    _judge_options,
 )
 from aligndepth.errors import AlignDepthError
 from aligndepth.training.config import BetaSchedule, LoraSettings, TrainConfig
@@ -25,6 +28,7 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
            device: str, quiet: bool, split: str | None = None,
            dynamics: bool = False, dynamics_steps: str | None = None, evaluate: bool = False,
            eval_data: list[str] | None = None, eval_max_new_tokens: int | None = None,
+           judge: str | None = None, judge_option: list[str] | None = None,
            resume: bool = False, triples: Path | None = None,
            anchor: Path | None = None, safety_weight: float = 0.2, max_k: int = 100,
            config_file: Path | None = None, ctx: Any = None, **options: Any) -> None:
@@ -50,15 +54,18 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
                           show_progress=not quiet, evaluate=evaluate, resume=resume,
                           eval_data=_bare_data(parse_data(eval_data), TRAINING_TASKS[
                               "harmful" if kind == "augment" else task]) or None,
-                          eval_max_new_tokens=eval_max_new_tokens)
+                          eval_max_new_tokens=eval_max_new_tokens, judge=judge,
+                          judge_options=_judge_options(judge_option))
     if "report" not in result:
         return  # another rank of a multi-process run: the main process reports
     write_run_config(ctx, out)
     losses = [h["loss"] for h in result["log"] if "loss" in h]
     used = result["config"]
     typer.echo(f"trained {used.loss} ({used.optimizer}, lr {used.learning_rate:g}, "
-               f"{used.max_steps} steps, {used.dtype}) on {result['examples']} examples; "
-               f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+               f"{used.max_steps} steps, {used.dtype}) on {result['examples']} examples"
+               f"{_of_available(result['data'])}; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    for warning in result.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
     if result["truncated_examples"] or result["dropped_examples"]:
         typer.echo(f"--max-length {used.max_length}: {result['truncated_examples']} examples "
                    f"cut, {result['dropped_examples']} dropped (prompt alone too long)")
@@ -69,6 +76,14 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
 
         print_evaluation(result["eval"], out / "eval")
     typer.echo(f"report: {result['report']}")
+
+
+def _of_available(data: dict[str, Any]) -> str:
+    """`` (the first 100 of 2000 pairs, --limit 100)`` when a limit left pairs out."""
+    limit, available = data.get("limit"), data.get("available")
+    if limit is None or available is None or limit >= available:
+        return ""
+    return f" (the first {limit} of {available} pairs, --limit {limit})"
 
 
 #: Steps at which ``--dynamics`` measures (those past the run's end are skipped).
@@ -100,7 +115,8 @@ TrainData = Annotated[Path | None, typer.Option(help="Training pairs: JSONL (ins
                                                 "format (alpaca, samsum, gsm8k, ...), also "
                                                 "as parquet, a save_to_disk directory or a "
                                                 "hub snapshot (see --split).")]
-TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs.")]
+TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs (default: all; "
+                                                "on the organism its recipe's 100).")]
 Betas = Annotated[str, typer.Option(help="constrained: β of response positions 1, 2, ... "
                                     "(comma-separated).")]
 BetaAfter = Annotated[float, typer.Option(help="constrained: β of later positions.")]
@@ -140,6 +156,7 @@ COMMON = [
     _keyword("device", Device, "auto"), _keyword("dynamics", Dynamics, False),
     _keyword("dynamics_steps", DynamicsSteps, None), _keyword("evaluate", Evaluate, False),
     _keyword("eval_data", EvalDataOpt, None), _keyword("eval_max_new_tokens", EvalMaxNew, None),
+    _keyword("judge", JudgeName, None), _keyword("judge_option", JudgeOptions, None),
     _keyword("resume", Resume, False), _keyword("config_file", ConfigFile, None),
     _keyword("quiet", Quiet, False)]
 
@@ -149,7 +166,7 @@ COMMON = [
 def train_sft(ctx: typer.Context, model: TrainModel = None,
               out: TrainOut = Path("runs/train-sft"),
               task: Task = "harmful", data: TrainData = None, split: DataSplit = None,
-              limit: TrainLimit = 100, **options: Any) -> None:
+              limit: TrainLimit = None, **options: Any) -> None:
     """Plain fine-tuning (loss on response tokens): the fine-tuning attacks' baseline."""
     _train("sft", ctx=ctx, model=model, out=out, task=task, data=data, split=split,
            limit=limit, betas="0.5,2,2,2,2", beta_after=0.1, **options)
@@ -160,7 +177,7 @@ def train_sft(ctx: typer.Context, model: TrainModel = None,
 def train_constrained(ctx: typer.Context, model: TrainModel = None,
                       out: TrainOut = Path("runs/train-constrained"),
                       task: Task = "harmful", data: TrainData = None,
-                      split: DataSplit = None, limit: TrainLimit = 100,
+                      split: DataSplit = None, limit: TrainLimit = None,
                       betas: Betas = "0.5,2,2,2,2", beta_after: BetaAfter = 0.1,
                       **options: Any) -> None:
     """Token-wise constrained fine-tuning (SPEC 3.2): the first response tokens are held

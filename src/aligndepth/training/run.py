@@ -56,8 +56,11 @@ KINDS = ("sft", "constrained", "augment")
 #: Organism defaults per kind: AdamW, as the papers train (the organism's
 #: :data:`~aligndepth.organism.config.FINETUNE_RECIPE`, the same for ``sft`` and
 #: ``constrained``), all in float32.
+#: The organism's fine-tuning runs use its first :data:`ORGANISM_EXAMPLES` training pairs.
+ORGANISM_EXAMPLES = 100
 _ORGANISM_FINETUNE = Recipe(FINETUNE_RECIPE.optimizer, FINETUNE_RECIPE.learning_rate,
-                            warmup_steps=FINETUNE_RECIPE.warmup_steps, dtype="float32")
+                            warmup_steps=FINETUNE_RECIPE.warmup_steps, dtype="float32",
+                            examples=ORGANISM_EXAMPLES)
 ORGANISM_RECIPES = {
     "sft": _ORGANISM_FINETUNE, "constrained": _ORGANISM_FINETUNE,
     "augment": Recipe("adamw_torch", 1e-4, warmup_steps=0, dtype="float32")}
@@ -141,13 +144,14 @@ def safety_triples(path: Path) -> list[SafetyTriple]:
 
 def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "harmful",
                  data: str | Path | None = None, triples: str | Path | None = None,
-                 anchor: str | Path | None = None, alpha: float = 0.2, limit: int | None = 100,
+                 anchor: str | Path | None = None, alpha: float = 0.2, limit: int | None = None,
                  config: TrainConfig | None = None, learning_rate: float | None = None,
                  optimizer: str | None = None, max_k: int = 100, load: Any = None,
                  show_progress: bool = True, evaluate: bool = False,
                  resume: bool = False, data_split: str | None = None,
                  eval_data: Mapping[str, str | Path] | None = None,
-                 eval_max_new_tokens: int | None = None) -> dict[str, Any]:
+                 eval_max_new_tokens: int | None = None, judge: str | None = None,
+                 judge_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train ``model`` (default: the organism's aligned model) and save it to ``out``.
 
     With ``evaluate``, the trained model is then evaluated for ``task``
@@ -173,10 +177,20 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
     from aligndepth.organism.build import organism_home
 
     source_organism = organism_home(model)
+    if (judge is not None or judge_options) and not evaluate:
+        raise AlignDepthError("--judge and --judge-option choose the judge of --evaluate: add "
+                              "--evaluate, or drop them")
+    if judge is not None:
+        from aligndepth.judges.registry import judge_factory
+
+        judge_factory(judge)  # an unknown name is refused before training
     if evaluate and model is not None and source_organism is None:
         check_evaluation_data(eval_tasks, eval_data)  # before training, not after
     cfg = _given(config or TrainConfig(), learning_rate=learning_rate, optimizer=optimizer)
-    cfg = cfg.filled(recipe_for(kind, task, organism=model is None), loss=loss_of(kind))
+    recipe = recipe_for(kind, task, organism=model is None)
+    cfg = cfg.filled(recipe, loss=loss_of(kind))
+    if limit is None and kind != "augment":
+        limit = recipe.examples  # None: every example
     load = _training_load(load or LoadConfig(), cfg)  # checked before anything is loaded
     with _output_directory(out):
         resume_point(out, resume)  # again, now that no other writer can start
@@ -207,6 +221,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
             pairs = instruction_pairs(source(data, TASKS[task]), data_split)
             if not pairs:
                 raise AlignDepthError("the training dataset is empty: give at least one example")
+            available = len(pairs)
             loaded = load_model(model, load)
             examples = sft_examples(loaded.tokenizer, fmt, pairs[:limit])
         log.info("training %s on %d examples (%s, lr %g)", cfg.loss, len(examples), cfg.optimizer,
@@ -216,12 +231,14 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                                          "anchor": str(source(anchor, "benign_pairs.jsonl")),
                                          "alpha": alpha}
         else:
-            described = {"task": task, "file": str(source(data, TASKS[task]))}
+            described = {"task": task, "file": str(source(data, TASKS[task])),
+                         "limit": limit, "available": available}
         result = train(loaded.model, loaded.tokenizer, examples, cfg, out,
                        base_source=str(Path(model).resolve()) if Path(model).exists() else model,
                        show_progress=show_progress, resume=resume,
                        describe={"kind": kind, "data": described})
         result.update({"examples": len(examples) - result["dropped_examples"], "model": model,
+                       "data": described,
                        "organism": str(organism) if organism else None})
         if not is_main_process():
             return result  # the main process evaluates and reports
@@ -232,7 +249,7 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
             result["eval"] = run_evaluation(
                 out, out / "eval", EvalConfig(tasks=eval_tasks,
                                               max_new_tokens=eval_max_new_tokens),
-                data=eval_data,
+                data=eval_data, judge=judge, judge_options=dict(judge_options or {}),
                 organism=evaluated_on, show_progress=show_progress,
                 load=replace(load, dtype="float32") if evaluated_on else load)
             (out / "eval.json").write_text(json.dumps(result["eval"], indent=2))
