@@ -87,3 +87,37 @@ def test_run_training_takes_every_pair_without_a_limit(real_model, tmp_path) -> 
                           config=TrainConfig(max_steps=1, batch_size=2, warmup_steps=0),
                           show_progress=False)
     assert result["examples"] == 110 and result["warnings"] == []
+
+
+def test_a_moved_lora_run_still_loads(tiny_organism, tmp_path) -> None:
+    import torch
+
+    from aligndepth.errors import AlignDepthError
+    from aligndepth.models import LoadConfig, load_model
+    from aligndepth.training.trainer import LoraSettings
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_organism / "aligned", work / "models" / "chat")
+    run_training("sft", model=str(work / "models" / "chat"), out=work / "runs" / "lora",
+                 data=tiny_organism / "data" / "harmful_pairs.jsonl", limit=8,
+                 config=TrainConfig(max_steps=2, batch_size=4, warmup_steps=0,
+                                    lora=LoraSettings(r=4)),
+                 learning_rate=0.05, show_progress=False)
+    adapter = json.loads((work / "runs" / "lora" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "../../models/chat"
+    ids = torch.tensor([[3, 4, 5, 6]])
+
+    def logits(path):
+        with torch.no_grad():
+            return load_model(str(path), LoadConfig(device="cpu")).model(input_ids=ids).logits
+
+    trained = logits(work / "runs" / "lora")
+    moved = tmp_path / "elsewhere"
+    shutil.move(work, moved)  # the run and its base move together: the relative path holds
+    assert torch.equal(logits(moved / "runs" / "lora"), trained)
+    alone = tmp_path / "alone"
+    shutil.move(moved / "runs" / "lora", alone)  # the run alone: the recorded path is gone
+    with pytest.raises(AlignDepthError, match="is not at .* nor at"):
+        logits(alone)
+    shutil.copytree(moved / "models" / "chat", work / "models" / "chat")  # base back home
+    assert torch.equal(logits(alone), trained)  # found where it was trained

@@ -205,8 +205,9 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     if config.lora is None and source_generation is not None and source_generation.is_file():
         # the trained model stops exactly as its source did (e.g. Llama-3's eot and eos)
         shutil.copyfile(source_generation, out / "generation_config.json")
+    base_reference = portable_base(base_source, out)
     if config.lora is not None and base_source:
-        _pin_adapter_base(out, base_source)
+        _pin_adapter_base(out, base_reference)
     if tracker is not None:
         from aligndepth.training.dynamics import plot_dynamics
 
@@ -215,7 +216,8 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     (out / "training_log.json").write_text(json.dumps(history, indent=2))
     (out / "train_config.json").write_text(json.dumps(
         {**asdict(config), "epochs": epochs, **(describe or {}), "examples": len(examples),
-         "truncated_examples": cut, "dropped_examples": dropped, "base_source": base_source,
+         "truncated_examples": cut, "dropped_examples": dropped, "base_source": base_reference,
+         "base_source_path": base_source if Path(base_source).is_dir() else None,
          "device": str(args.device), "processes": world_size(),
          "reference_seconds": reference_seconds, "warnings": warnings}, indent=2,
         default=str))
@@ -326,8 +328,20 @@ def _training_arguments(config: TrainConfig, out: Path, show_progress: bool,
         **checkpointing)
 
 
+def portable_base(base_source: str, out: Path) -> str:
+    """How the output names its base: a local directory by its path relative to ``out``
+    (``../models/chat``; always starting with ``.``, which no hub id does), so the run
+    and its base move together; a hub id as it is."""
+    import os
+
+    if not base_source or not Path(base_source).is_dir():
+        return base_source
+    relative = os.path.relpath(Path(base_source).resolve(), out.resolve())
+    return relative if relative.startswith(".") else os.path.join(".", relative)
+
+
 def _pin_adapter_base(out: Path, base_source: str) -> None:
-    """Make the adapter name its base model by a path that loads anywhere on this disk."""
+    """Make the adapter name its base model (see :func:`portable_base`)."""
     cfg_path = out / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = base_source
