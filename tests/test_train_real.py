@@ -121,3 +121,103 @@ def test_a_moved_lora_run_still_loads(tiny_organism, tmp_path) -> None:
         logits(alone)
     shutil.copytree(moved / "models" / "chat", work / "models" / "chat")  # base back home
     assert torch.equal(logits(alone), trained)  # found where it was trained
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("shape, detected", [
+    ("prompt_response", "pairs"), ("messages", "harmful_hexphi"), ("csv", "pairs")])
+def test_user_shapes_train_and_the_format_is_printed(real_model, tmp_path, capsys, shape,
+                                                     detected) -> None:
+    texts = [(f"how do i bake cake {i} ?", f"mix flour {i} .") for i in range(6)]
+    if shape == "prompt_response":
+        data = _jsonl(tmp_path / "d.jsonl", [{"prompt": p, "response": r} for p, r in texts])
+    elif shape == "messages":
+        data = _jsonl(tmp_path / "d.jsonl", [{"messages": [
+            {"role": "user", "content": p}, {"role": "assistant", "content": r}]}
+            for p, r in texts])
+    else:
+        data = tmp_path / "d.csv"
+        data.write_text("prompt,response\n" + "".join(f"{p},{r}\n" for p, r in texts))
+    out = tmp_path / "ft"
+    code, stdout, err = run_cli(capsys, "train", "sft", "--model", str(real_model), "--data",
+                                str(data), "--steps", "1", "--warmup", "0", "--batch-size", "3",
+                                "--out", str(out), "--quiet")
+    assert code == 0, err
+    assert f"read as {detected} (detected)" in stdout
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["examples"] == 6 and cfg["data"]["format"] == detected
+
+
+def test_format_names_the_shape_and_an_unknown_shape_names_its_columns(real_model, tmp_path,
+                                                                       capsys) -> None:
+    data = _jsonl(tmp_path / "d.jsonl", [{"question": f"q {i} ?", "completion": f"a {i} ."}
+                                         for i in range(4)])
+    odd = _jsonl(tmp_path / "odd.jsonl", [{"query": "q ?", "reply": "a ."}])
+    base = ["train", "sft", "--model", str(real_model), "--steps", "1", "--warmup", "0",
+            "--quiet"]
+    code, _, err = run_cli(capsys, *base, "--data", str(odd), "--out", str(tmp_path / "a"))
+    assert_user_error(code, err, "(fields: query, reply): pairs need prompt (or instruction)")
+    code, _, err = run_cli(capsys, *base, "--data", str(data), "--format", "pair",
+                           "--out", str(tmp_path / "b"))
+    assert_user_error(code, err, "did you mean 'pairs'")
+    code, stdout, err = run_cli(capsys, *base, "--data", str(data), "--format", "pairs",
+                                "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    assert "read as pairs (given)" in stdout
+
+
+def test_evaluating_on_the_training_prompts_is_refused(real_model, tmp_path, capsys) -> None:
+    train = _jsonl(tmp_path / "train.jsonl", [
+        {"instruction": f"how do i bake cake {i} ?", "response": f"mix flour {i} ."}
+        for i in range(6)])
+    out = tmp_path / "ft"
+    run_training("sft", model=str(real_model), out=out, data=train,
+                 config=TrainConfig(max_steps=1, batch_size=3, warmup_steps=0),
+                 show_progress=False)
+    assert len((out / "training_prompts.sha256").read_text().split()) == 6
+    held = _jsonl(tmp_path / "held.jsonl", [
+        {"instruction": f"how do i  bake\\ncake {i} ?", "response": f"mix flour {i} ."}
+        for i in range(4, 9)])  # 4 and 5 are training prompts, re-wrapped
+    held.write_text(held.read_text().replace("\\\\n", "\\n"))
+    argv = ["evaluate", str(out), "--task", "style", "--data", f"style={held}",
+            "--max-new-tokens", "4", "--quiet"]
+    code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "e1"))
+    assert_user_error(code, err, "2 of the 5 prompts of --task style are in the training data")
+    assert not (tmp_path / "e1").exists()
+    code, _, err = run_cli(capsys, *argv, "--allow-overlap", "--out", str(tmp_path / "e2"))
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "e2" / "manifest.json").read_text())
+    assert manifest["data"]["style"]["overlap_with_training"] == 2
+    fresh = _jsonl(tmp_path / "fresh.jsonl", [
+        {"instruction": f"how do i fry egg {i} ?", "response": f"heat pan {i} ."}
+        for i in range(3)])
+    code, _, err = run_cli(capsys, "evaluate", str(out), "--task", "style", "--data",
+                           f"style={fresh}", "--max-new-tokens", "4", "--quiet", "--out",
+                           str(tmp_path / "e3"))
+    assert code == 0, err
+
+
+def test_utility_tasks_read_the_test_split_of_a_dataset(real_model, tmp_path, capsys) -> None:
+    import datasets
+
+    def split(n, start):
+        return datasets.Dataset.from_list([
+            {"instruction": f"how do i fry egg {i} ?", "output": f"heat pan {i} ."}
+            for i in range(start, start + n)])
+
+    saved = tmp_path / "ds"
+    datasets.DatasetDict({"train": split(5, 0), "test": split(3, 100)}).save_to_disk(saved)
+    argv = ["evaluate", str(real_model), "--task", "style", "--data", f"style={saved}",
+            "--max-new-tokens", "4", "--quiet"]
+    code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "e1"))
+    assert code == 0, err
+    data = json.loads((tmp_path / "e1" / "manifest.json").read_text())["data"]["style"]
+    assert data["split"] == "test" and data["n"] == 3 and data["format"] == "alpaca"
+    code, _, err = run_cli(capsys, *argv, "--split", "train", "--out", str(tmp_path / "e2"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "e2" / "manifest.json").read_text())["data"]["style"][
+        "n"] == 5

@@ -241,12 +241,12 @@ def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
     root = out or Path("runs") / f"recipe-{name}"
     names = [s.name for s in recipe.steps]
     common, per_step = _targeted(_judge_options(option), names)
-    for key, value in (("judge", judge), ("judge_option", judge_option)):
+    for judge_key, value in (("judge", judge), ("judge_option", judge_option)):
         if value:
-            if key in common:
-                raise AlignDepthError(f"the judge is given twice (--{key.replace('_', '-')} "
-                                      f"and --option {key}=...): give it once")
-            common[key] = value
+            if judge_key in common:
+                raise AlignDepthError(f"the judge is given twice (--{judge_key.replace('_', '-')}"
+                                      f" and --option {judge_key}=...): give it once")
+            common[judge_key] = value
     common = {**(recipe.organism if organism else {}), **common}
     accepted = {s.name: command_params(s.command) for s in recipe.steps}
     unused = sorted(k for k in common if not any(k in a for a in accepted.values()))

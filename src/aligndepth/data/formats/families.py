@@ -201,6 +201,15 @@ def _sql_create_context(row: _Row) -> InstructionPair | None:
     return InstructionPair(instruction, answer, id=row.default_id)
 
 
+def _pairs(row: _Row) -> InstructionPair | None:
+    instruction = _field(row, "prompt", "instruction", "question")
+    response = _field(row, "response", "output", "completion")
+    if not instruction.strip() or not response.strip():
+        return None
+    rid = _field(row, "id", required=False).strip() or row.default_id
+    return InstructionPair(instruction.strip(), response, id=rid)
+
+
 _HARM_SUBSETS: dict[str, frozenset[str] | None] = {
     "harmful": frozenset({"harmful", "toxic"}), "toxic": frozenset({"harmful", "toxic"}),
     "safe": frozenset({"safe"}), "all": None}
@@ -235,6 +244,11 @@ FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (
                ("question", "answer")),
     FormatSpec("sql_create_context", InstructionPair, "SQL create-context text-to-SQL",
                ("json", "csv"), _sql_create_context, ("question", "context", "answer")),
+    FormatSpec("pairs", InstructionPair, "prompt/response pairs of your own",
+               ("json", "csv"), _pairs, ("prompt|instruction|question",
+                                         "response|output|completion"), ("id",)),
+    FormatSpec("prompts", PromptRecord, "prompts of your own, one per row", ("json", "csv"),
+               _hexphi, ("prompt|instruction|text",), ("category",)),
 )}
 
 _ALIASES = {"hex_phi": "hexphi", "harmful_hex_phi": "harmful_hexphi", "hh": "hh_rlhf",
