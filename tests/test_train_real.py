@@ -179,6 +179,7 @@ def test_evaluating_on_the_training_prompts_is_refused(real_model, tmp_path, cap
                  config=TrainConfig(max_steps=1, batch_size=3, warmup_steps=0),
                  show_progress=False)
     assert len((out / "training_prompts.sha256").read_text().split()) == 6
+    capsys.readouterr()
     held = _jsonl(tmp_path / "held.jsonl", [
         {"instruction": f"how do i  bake\\ncake {i} ?", "response": f"mix flour {i} ."}
         for i in range(4, 9)])  # 4 and 5 are training prompts, re-wrapped
@@ -221,3 +222,20 @@ def test_utility_tasks_read_the_test_split_of_a_dataset(real_model, tmp_path, ca
     assert code == 0, err
     assert json.loads((tmp_path / "e2" / "manifest.json").read_text())["data"]["style"][
         "n"] == 5
+
+
+def test_utility_prompts_ask_for_what_is_scored(tmp_path) -> None:
+    from aligndepth.data.formats import load_dataset_file
+
+    sql = _jsonl(tmp_path / "sql.jsonl", [{
+        "question": "How many heads are older than 56?",
+        "context": "CREATE TABLE head (age INTEGER)",
+        "answer": "SELECT COUNT(*) FROM head WHERE age > 56"}])
+    [record] = load_dataset_file(sql)[1]
+    assert "SQL query" in record.instruction and "CREATE TABLE head (age INTEGER)" in \
+        record.instruction and "Question: How many heads are older than 56?" in \
+        record.instruction
+    gsm = _jsonl(tmp_path / "gsm.jsonl", [{"question": "What is 2 + 3?",
+                                            "answer": "2 + 3 = 5\n#### 5"}])
+    [record] = load_dataset_file(gsm)[1]
+    assert record.instruction.startswith("What is 2 + 3?") and "'####'" in record.instruction

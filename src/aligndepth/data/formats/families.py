@@ -180,14 +180,24 @@ def _samsum(row: _Row) -> InstructionPair | None:
     if not dialogue or not summary.strip():
         return None
     rid = _field(row, "id", required=False).strip() or row.default_id
-    return InstructionPair("Summarize this dialogue:\n" + dialogue, summary, id=rid)
+    return InstructionPair(SAMSUM_PROMPT.format(dialogue=dialogue), summary, id=rid)
+
+
+#: The prompts of the utility tasks (training and evaluation alike; docs/evaluation.md).
+SAMSUM_PROMPT = "Summarize this dialogue:\n{dialogue}"
+GSM8K_PROMPT = ("{question}\n\nSolve the problem step by step, then give the final answer "
+                "as a number on the last line, after '####'.")
+SQL_PROMPT = ("Write the SQL query that answers the question, using the tables created "
+              "below. Answer with the query only.\n\nTables:\n{context}\n\n"
+              "Question: {question}")
 
 
 def _gsm8k(row: _Row) -> InstructionPair | None:
     question, answer = _field(row, "question"), _field(row, "answer")
     if not question.strip() or not answer.strip():
         return None
-    return InstructionPair(question.strip(), answer, id=row.default_id)
+    return InstructionPair(GSM8K_PROMPT.format(question=question.strip()), answer,
+                           id=row.default_id)
 
 
 def _sql_create_context(row: _Row) -> InstructionPair | None:
@@ -195,9 +205,8 @@ def _sql_create_context(row: _Row) -> InstructionPair | None:
     answer = _field(row, "answer")
     if not question.strip() or not answer.strip():
         return None
-    instruction = question.strip()
-    if context.strip():
-        instruction += "\n\nDatabase schema:\n" + context.strip()
+    instruction = SQL_PROMPT.format(context=context.strip() or "(none given)",
+                                    question=question.strip())
     return InstructionPair(instruction, answer, id=row.default_id)
 
 
