@@ -214,7 +214,10 @@ def test_gsm8k(tmp_path: Path) -> None:
         {"question": "What is 2+3?", "answer": "2+3=<<2+3=5>>5\n#### 5"}])
     name, recs = load_dataset_file(path)
     assert name == "gsm8k"
-    assert recs == [InstructionPair("What is 2+3?", "2+3=<<2+3=5>>5\n#### 5", id="gsm8k-1")]
+    from aligndepth.data.formats.families import GSM8K_PROMPT
+
+    assert recs == [InstructionPair(GSM8K_PROMPT.format(question="What is 2+3?"),
+                                    "2+3=<<2+3=5>>5\n#### 5", id="gsm8k-1")]
     assert load_dataset_file(path, "gsm8k") == (name, recs)
 
 
