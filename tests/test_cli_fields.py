@@ -179,6 +179,8 @@ EVAL_OPTIONS: dict[str, tuple[list[str], Any]] = {
     "batch_size": (["--batch-size", "3"], 3),
     "stop": (["--stop", "###"], ("###",)),
     "data_split": (["--split", "test"], "test"),
+    "data_format": (["--format", "gsm8k"], "gsm8k"),
+    "allow_overlap": (["--allow-overlap"], True),
 }
 
 

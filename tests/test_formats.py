@@ -214,7 +214,10 @@ def test_gsm8k(tmp_path: Path) -> None:
         {"question": "What is 2+3?", "answer": "2+3=<<2+3=5>>5\n#### 5"}])
     name, recs = load_dataset_file(path)
     assert name == "gsm8k"
-    assert recs == [InstructionPair("What is 2+3?", "2+3=<<2+3=5>>5\n#### 5", id="gsm8k-1")]
+    from aligndepth.data.formats.families import GSM8K_PROMPT
+
+    assert recs == [InstructionPair(GSM8K_PROMPT.format(question="What is 2+3?"),
+                                    "2+3=<<2+3=5>>5\n#### 5", id="gsm8k-1")]
     assert load_dataset_file(path, "gsm8k") == (name, recs)
 
 
@@ -225,7 +228,8 @@ def test_sql_create_context(tmp_path: Path) -> None:
                                  "answer": "SELECT COUNT(*) FROM head"}]), encoding="utf-8")
     name, recs = load_dataset_file(path)
     assert name == "sql_create_context"
-    assert recs[0].instruction.startswith("How many heads?")
+    assert recs[0].instruction.startswith("Write the SQL query")
+    assert recs[0].instruction.endswith("Question: How many heads?")
     assert "CREATE TABLE head (age INTEGER)" in recs[0].instruction
     assert recs[0].response == "SELECT COUNT(*) FROM head"
     assert load_dataset_file(path, "sql_create_context") == (name, recs)
@@ -234,7 +238,19 @@ def test_sql_create_context(tmp_path: Path) -> None:
 def test_every_registered_format_is_tested() -> None:
     assert set(FORMATS) == {"hexphi", "harmful_hexphi", "advbench", "malicious_instruct",
                             "harmbench", "hh_rlhf", "toxicchat", "openai_moderation", "alpaca",
-                            "samsum", "gsm8k", "sql_create_context"}
+                            "samsum", "gsm8k", "sql_create_context", "pairs", "prompts"}
+
+
+def test_pairs_and_prompts_of_ones_own(tmp_path: Path) -> None:
+    pairs = tmp_path / "mine.csv"
+    pairs.write_text("prompt,response\nhow do i x ?,do y .\n", encoding="utf-8")
+    name, recs = load_dataset_file(pairs)
+    assert name == "pairs" and (recs[0].instruction, recs[0].response) == ("how do i x ?",
+                                                                          "do y .")
+    prompts = tmp_path / "safe.csv"
+    prompts.write_text("prompt\nhow do i bake bread ?\n", encoding="utf-8")
+    name, recs = load_dataset_file(prompts)
+    assert name == "prompts" and recs[0].instruction == "how do i bake bread ?"
 
 
 # --------------------------------------------------------------------------- conveniences

@@ -26,7 +26,8 @@ def test_a_parquet_file_reads_like_its_jsonl(tmp_path) -> None:
     name, records = load_dataset_file(path)
     assert name == "gsm8k" and len(records) == 2
     assert all(isinstance(r, InstructionPair) for r in records)
-    assert records[1].instruction == GSM8K["question"][1] and "12" in records[1].response
+    assert records[1].instruction.startswith(GSM8K["question"][1])
+    assert "12" in records[1].response
     with pytest.raises(AlignDepthError, match="one file, so one split"):
         load_dataset_file(path, split="test")
 

@@ -111,7 +111,7 @@ def test_epochs_become_steps_and_long_examples_are_cut(families, pairs_file, tmp
 
     _, aligned = families["qwen2"]
     examples = sft_examples(load_tokenizer(str(aligned)), PromptFormat.chat(),
-                            instruction_pairs(pairs_file))
+                            instruction_pairs(pairs_file)[0])
     longest_prompt = max(e.response_mask.index(1) for e in examples)
     out = tmp_path / "e"
     result = run_training("sft", model=str(aligned), out=out, data=pairs_file,

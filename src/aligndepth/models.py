@@ -331,10 +331,28 @@ def _load_adapter(path: Path, cfg: LoadConfig, tokenizer: Any) -> LoadedModel:
     except ImportError:
         raise AlignDepthError("loading a LoRA adapter needs peft: pip install "
                               "'aligndepth[train]'") from None
-    loaded = load_model(base, cfg, tokenizer=tokenizer)
+    loaded = load_model(adapter_base(path, base), cfg, tokenizer=tokenizer)
     model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
     model.eval()
     return LoadedModel(str(path), model, tokenizer, fingerprint(str(path)))
+
+
+def adapter_base(adapter: Path, base: str) -> str:
+    """Where an adapter's base is: a ``.`` path relative to the adapter, else where
+    ``train_config.json`` recorded it; a hub id or an absolute path as given."""
+    if not base.startswith("."):
+        return base
+    beside, recorded = (adapter / base).resolve(), adapter / "train_config.json"
+    trained_at = json.loads(recorded.read_text()).get("base_source_path") \
+        if recorded.is_file() else None
+    if beside.exists() or not (trained_at and Path(trained_at).exists()):
+        if beside.exists():
+            return str(beside)
+        where = f" nor at {trained_at}, where it was when trained" if trained_at else ""
+        raise AlignDepthError(f"adapter '{adapter}': its base model '{base}' is not at "
+                              f"{beside}{where}: move the base model with the adapter, or "
+                              "set base_model_name_or_path in adapter_config.json")
+    return str(trained_at)
 
 
 def check_same_vocabulary(tok_a: Any, tok_b: Any, name_a: str = "base",

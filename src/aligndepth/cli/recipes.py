@@ -29,7 +29,14 @@ from typing import Annotated, Any
 import typer
 
 from aligndepth.cli.app import Quiet, app
-from aligndepth.cli.options import Aligned, Base, Data, _judge_options
+from aligndepth.cli.options import (
+    Aligned,
+    Base,
+    Data,
+    JudgeName,
+    JudgeOptions,
+    _judge_options,
+)
 from aligndepth.errors import AlignDepthError, did_you_mean
 
 recipe_app = typer.Typer(help="The papers' experiments as recipes: list them, show one, run "
@@ -120,12 +127,18 @@ def _targeted(extras: dict[str, Any], steps: list[str]) -> tuple[dict[str, Any],
     return common, per_step
 
 
+#: The options naming a judge: every step that judges takes them.
+JUDGE_KEYS = ("judge", "judge_option")
+
+
 def _step_options(step: Any, common: dict[str, Any], own: dict[str, Any],
                   accepted: set[str], places: dict[str, str], base: str | None,
                   aligned: str | None, data: Path | None) -> dict[str, Any]:
     """A step's options: its own, then the budget and ``--option`` values its command
     takes, then the pair and data given to ``recipe run`` where the step has none;
     ``{base}`` and ``{step:NAME}`` in values become paths (see the module docstring)."""
+    if step.command.startswith("train") and not {**step.options, **own}.get("evaluate"):
+        accepted = accepted - set(JUDGE_KEYS)  # the judge is --evaluate's; this step has none
     out = {**step.options, **{k: v for k, v in common.items() if k in accepted}, **own}
     if step.command.startswith("train"):
         given: dict[str, str | Path | None] = {"model": aligned}
@@ -210,6 +223,7 @@ def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
                out: Annotated[Path | None, typer.Option(help="Directory for the steps' runs "
                                                         "and the recipe's report (default: "
                                                         "runs/recipe-NAME).")] = None,
+               judge: JudgeName = None, judge_option: JudgeOptions = None,
                quiet: Quiet = False) -> None:
     """Run a recipe: each step into OUT/<step>, then OUT/report.html with the paper's
     numbers (quoted) beside the run's."""
@@ -227,6 +241,12 @@ def recipe_run(name: RecipeName, base: Base = None, aligned: Aligned = None,
     root = out or Path("runs") / f"recipe-{name}"
     names = [s.name for s in recipe.steps]
     common, per_step = _targeted(_judge_options(option), names)
+    for judge_key, value in (("judge", judge), ("judge_option", judge_option)):
+        if value:
+            if judge_key in common:
+                raise AlignDepthError(f"the judge is given twice (--{judge_key.replace('_', '-')}"
+                                      f" and --option {judge_key}=...): give it once")
+            common[judge_key] = value
     common = {**(recipe.organism if organism else {}), **common}
     accepted = {s.name: command_params(s.command) for s in recipe.steps}
     unused = sorted(k for k in common if not any(k in a for a in accepted.values()))

@@ -14,6 +14,9 @@ from aligndepth.cli.fields import field_parameters, field_values, with_parameter
 from aligndepth.cli.options import (
     DataSplit,
     Device,
+    JudgeName,
+    JudgeOptions,
+    _judge_options,
 )
 from aligndepth.errors import AlignDepthError
 from aligndepth.training.config import BetaSchedule, LoraSettings, TrainConfig
@@ -22,9 +25,11 @@ from aligndepth.training.config import BetaSchedule, LoraSettings, TrainConfig
 
 def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | None,
            limit: int | None, betas: str, beta_after: float, lora: bool,
-           device: str, quiet: bool, split: str | None = None,
+           device: str, quiet: bool, split: str | None = None, data_format: str | None = None,
            dynamics: bool = False, dynamics_steps: str | None = None, evaluate: bool = False,
            eval_data: list[str] | None = None, eval_max_new_tokens: int | None = None,
+           judge: str | None = None, judge_option: list[str] | None = None,
+           eval_split: str | None = None, allow_overlap: bool = False,
            resume: bool = False, triples: Path | None = None,
            anchor: Path | None = None, safety_weight: float = 0.2, max_k: int = 100,
            config_file: Path | None = None, ctx: Any = None, **options: Any) -> None:
@@ -47,18 +52,26 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
     result = run_training(kind, model=model, out=out, task=task, data=data, triples=triples,
                           anchor=anchor, alpha=safety_weight, limit=limit, config=config,
                           max_k=max_k, load=LoadConfig(device=device), data_split=split,
+                          data_format=data_format,
                           show_progress=not quiet, evaluate=evaluate, resume=resume,
                           eval_data=_bare_data(parse_data(eval_data), TRAINING_TASKS[
                               "harmful" if kind == "augment" else task]) or None,
-                          eval_max_new_tokens=eval_max_new_tokens)
+                          eval_max_new_tokens=eval_max_new_tokens, judge=judge,
+                          judge_options=_judge_options(judge_option), eval_split=eval_split,
+                          allow_overlap=allow_overlap)
     if "report" not in result:
         return  # another rank of a multi-process run: the main process reports
     write_run_config(ctx, out)
     losses = [h["loss"] for h in result["log"] if "loss" in h]
     used = result["config"]
     typer.echo(f"trained {used.loss} ({used.optimizer}, lr {used.learning_rate:g}, "
-               f"{used.max_steps} steps, {used.dtype}) on {result['examples']} examples; "
-               f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+               f"{used.max_steps} steps, {used.dtype}) on {result['examples']} examples"
+               f"{_of_available(result['data'])}; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    for warning in result.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
+    if "format" in result["data"]:
+        how = "given" if result["data"]["format_given"] else "detected"
+        typer.echo(f"data: {result['data']['file']} read as {result['data']['format']} ({how})")
     if result["truncated_examples"] or result["dropped_examples"]:
         typer.echo(f"--max-length {used.max_length}: {result['truncated_examples']} examples "
                    f"cut, {result['dropped_examples']} dropped (prompt alone too long)")
@@ -69,6 +82,14 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
 
         print_evaluation(result["eval"], out / "eval")
     typer.echo(f"report: {result['report']}")
+
+
+def _of_available(data: dict[str, Any]) -> str:
+    """`` (the first 100 of 2000 pairs, --limit 100)`` when a limit left pairs out."""
+    limit, available = data.get("limit"), data.get("available")
+    if limit is None or available is None or limit >= available:
+        return ""
+    return f" (the first {limit} of {available} pairs, --limit {limit})"
 
 
 #: Steps at which ``--dynamics`` measures (those past the run's end are skipped).
@@ -100,7 +121,12 @@ TrainData = Annotated[Path | None, typer.Option(help="Training pairs: JSONL (ins
                                                 "format (alpaca, samsum, gsm8k, ...), also "
                                                 "as parquet, a save_to_disk directory or a "
                                                 "hub snapshot (see --split).")]
-TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs.")]
+TrainFormat = Annotated[str | None, typer.Option(
+    "--format", help="The format of --data (default: detected, and printed): pairs (prompt or "
+    "instruction, with response or output), alpaca, harmful_hexphi ({messages: [...]}), "
+    "samsum, gsm8k, sql_create_context, ... (docs/training.md).")]
+TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs (default: all; "
+                                                "on the organism its recipe's 100).")]
 Betas = Annotated[str, typer.Option(help="constrained: β of response positions 1, 2, ... "
                                     "(comma-separated).")]
 BetaAfter = Annotated[float, typer.Option(help="constrained: β of later positions.")]
@@ -117,6 +143,11 @@ EvalDataOpt = Annotated[list[str] | None, typer.Option(
 EvalMaxNew = Annotated[int | None, typer.Option(help="With --evaluate: maximum new tokens "
                                                 "per answer (default 512; 64 on the "
                                                 "organism).")]
+EvalSplit = Annotated[str | None, typer.Option(help="With --evaluate: the split of --eval-data "
+                                              "dataset directories (default: test for the "
+                                              "utility tasks).")]
+AllowOverlap = Annotated[bool, typer.Option(help="With --evaluate: evaluate even on prompts "
+                                            "the model was trained on (refused by default).")]
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in --out from its "
                                       "last checkpoint (same command, plus --resume).")]
 Dynamics = Annotated[bool, typer.Option(help="Record per-position loss, gradient norm and KL "
@@ -140,6 +171,8 @@ COMMON = [
     _keyword("device", Device, "auto"), _keyword("dynamics", Dynamics, False),
     _keyword("dynamics_steps", DynamicsSteps, None), _keyword("evaluate", Evaluate, False),
     _keyword("eval_data", EvalDataOpt, None), _keyword("eval_max_new_tokens", EvalMaxNew, None),
+    _keyword("judge", JudgeName, None), _keyword("judge_option", JudgeOptions, None),
+    _keyword("eval_split", EvalSplit, None), _keyword("allow_overlap", AllowOverlap, False),
     _keyword("resume", Resume, False), _keyword("config_file", ConfigFile, None),
     _keyword("quiet", Quiet, False)]
 
@@ -149,10 +182,11 @@ COMMON = [
 def train_sft(ctx: typer.Context, model: TrainModel = None,
               out: TrainOut = Path("runs/train-sft"),
               task: Task = "harmful", data: TrainData = None, split: DataSplit = None,
-              limit: TrainLimit = 100, **options: Any) -> None:
+              limit: TrainLimit = None, data_format: TrainFormat = None,
+              **options: Any) -> None:
     """Plain fine-tuning (loss on response tokens): the fine-tuning attacks' baseline."""
     _train("sft", ctx=ctx, model=model, out=out, task=task, data=data, split=split,
-           limit=limit, betas="0.5,2,2,2,2", beta_after=0.1, **options)
+           limit=limit, data_format=data_format, betas="0.5,2,2,2,2", beta_after=0.1, **options)
 
 
 @train_app.command("constrained")
@@ -160,13 +194,14 @@ def train_sft(ctx: typer.Context, model: TrainModel = None,
 def train_constrained(ctx: typer.Context, model: TrainModel = None,
                       out: TrainOut = Path("runs/train-constrained"),
                       task: Task = "harmful", data: TrainData = None,
-                      split: DataSplit = None, limit: TrainLimit = 100,
-                      betas: Betas = "0.5,2,2,2,2", beta_after: BetaAfter = 0.1,
+                      split: DataSplit = None, limit: TrainLimit = None,
+                      data_format: TrainFormat = None, betas: Betas = "0.5,2,2,2,2",
+                      beta_after: BetaAfter = 0.1,
                       **options: Any) -> None:
     """Token-wise constrained fine-tuning (SPEC 3.2): the first response tokens are held
     near the initial model; its log-probs are computed once before training."""
     _train("constrained", ctx=ctx, model=model, out=out, task=task, data=data, split=split,
-           limit=limit, betas=betas, beta_after=beta_after, **options)
+           limit=limit, data_format=data_format, betas=betas, beta_after=beta_after, **options)
 
 
 @train_app.command("augment")

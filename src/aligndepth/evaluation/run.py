@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aligndepth.data.hub import is_hub_dataset
 from aligndepth.data.loading import is_project_jsonl, resolve_data
 from aligndepth.engine import GREEDY, check_context
 from aligndepth.errors import AlignDepthError
 from aligndepth.evaluation.config import EvalConfig as EvalConfig  # re-exported
+from aligndepth.evaluation.overlap import check_overlap
 from aligndepth.evaluation.pairwise import compare_both_orders
 from aligndepth.evaluation.scoring import (
     check_gsm8k_references,
@@ -92,14 +94,22 @@ def load_task_data(spec: TaskSpec, path: str | Path | None, organism: Path | Non
         raise AlignDepthError(f"--task {spec.name} needs data: pass --data "
                               f"{spec.data_group}=FILE{fmt}")
     given = Path(path) if path is not None else None
-    data_format = spec.data_format if given is not None and not is_project_jsonl(given) \
-        else None
+    data_format = config.data_format or spec.data_format \
+        if given is not None and not is_project_jsonl(given) else None
     provenance: dict[str, Any] = {}
+    data_split = config.split_of(spec) if given is not None and given.is_dir() \
+        and is_hub_dataset(given) else config.data_split
     found: tuple[list[Any], Path] = resolve_data(
         spec.schema, given, organism, split="test", limit=config.limit,
         sample=config.sample, sample_seed=config.seed, organism_file=spec.organism_file,
         data_format=data_format, subset="safe" if spec.scoring == "benign" else "harmful",
-        provenance=provenance, data_split=config.data_split)
+        provenance=provenance, data_split=data_split)
+    if data_split is not None:
+        provenance["split"] = data_split
+    if given is not None and not is_project_jsonl(given):
+        from aligndepth.data.formats import detect_format
+
+        provenance["format"] = data_format or detect_format(given)
     records, used = found
     seen: set[str] = set()
     for r in records:
@@ -226,6 +236,9 @@ def run_evaluation(model: str | Path | None, out: str | Path, config: EvalConfig
     for spec in specs:
         path = spec.data_path(given)
         datasets[spec.name], provenance[spec.name] = load_task_data(spec, path, organism, config)
+    overlap = check_overlap(model, datasets, config.allow_overlap)
+    for name, n in overlap.items():
+        provenance[name]["overlap_with_training"] = n
     needs_judge = any(s.scoring in ("judged", "benign") for s in specs)
     harm_judge = make_judge(judge or ("organism" if organism else "keyword"), organism,
                             **(judge_options or {})) if needs_judge else None

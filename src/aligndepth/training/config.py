@@ -115,10 +115,12 @@ class Recipe:
     lr_scheduler: str = "constant_with_warmup"
     dtype: str = "auto"
     max_steps: int = 20
+    #: training examples used when ``--limit`` is not given (``None``: all of them)
+    examples: int | None = None
 
 
 #: The real-model defaults: AdamW at 2e-5 with 10 warm-up steps (the papers' setting),
-#: bfloat16 weights where the device has it.
+#: bfloat16 weights where the device has it, every example of the data.
 DEFAULT_RECIPE = Recipe()
 
 

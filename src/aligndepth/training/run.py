@@ -56,8 +56,11 @@ KINDS = ("sft", "constrained", "augment")
 #: Organism defaults per kind: AdamW, as the papers train (the organism's
 #: :data:`~aligndepth.organism.config.FINETUNE_RECIPE`, the same for ``sft`` and
 #: ``constrained``), all in float32.
+#: The organism's fine-tuning runs use its first :data:`ORGANISM_EXAMPLES` training pairs.
+ORGANISM_EXAMPLES = 100
 _ORGANISM_FINETUNE = Recipe(FINETUNE_RECIPE.optimizer, FINETUNE_RECIPE.learning_rate,
-                            warmup_steps=FINETUNE_RECIPE.warmup_steps, dtype="float32")
+                            warmup_steps=FINETUNE_RECIPE.warmup_steps, dtype="float32",
+                            examples=ORGANISM_EXAMPLES)
 ORGANISM_RECIPES = {
     "sft": _ORGANISM_FINETUNE, "constrained": _ORGANISM_FINETUNE,
     "augment": Recipe("adamw_torch", 1e-4, warmup_steps=0, dtype="float32")}
@@ -82,14 +85,16 @@ def loss_of(kind: str) -> str:
     return "constrained" if kind == "constrained" else "sft"
 
 
-def _records(path: Path, split: str | None = "train", data_split: str | None = None
-             ) -> list[Any]:
+def _records(path: Path, split: str | None = "train", data_split: str | None = None,
+             data_format: str | None = None) -> tuple[list[Any], str]:
     """Instruction pairs, harmful pairs or safety triples from the project's JSONL or a
-    published format; keeps the ``split`` records when the file has any. ``data_split``
-    picks the split of a dataset directory (save_to_disk or hub snapshot)."""
+    published format (``data_format``, else detected), and the format's name; keeps the
+    ``split`` records when the file has any. ``data_split`` picks the split of a dataset
+    directory (save_to_disk or hub snapshot)."""
     from aligndepth.data.loading import is_project_jsonl
+    from aligndepth.data.schemas import SCHEMAS
 
-    if is_project_jsonl(path):
+    if data_format is None and is_project_jsonl(path):
         with path.open(encoding="utf-8") as fh:
             line = next((line for line in fh if line.strip()), None)
         if line is None:
@@ -105,34 +110,39 @@ def _records(path: Path, split: str | None = "train", data_split: str | None = N
             raise AlignDepthError(f"{path}: records have no response text (need 'response', "
                                   "'harmful_response' or 'refusal'): training needs targets")
         records: list[Any] = read_jsonl(path, schema)
+        name = next(k for k, v in SCHEMAS.items() if v is schema)
     else:
         if not path.exists():
             raise AlignDepthError(f"dataset '{path}' does not exist")
         from aligndepth.data.formats import load_dataset_file
 
-        _, records = load_dataset_file(path, split=data_split)
+        name, records = load_dataset_file(path, data_format, split=data_split)
     if split is not None and any(getattr(r, "split", None) == split for r in records):
         records = [r for r in records if r.split == split]
-    return records
+    return records, name
 
 
-def instruction_pairs(path: Path, data_split: str | None = None) -> list[InstructionPair]:
-    """Training pairs from any supported file (harmful pairs use their harmful response)."""
+def instruction_pairs(path: Path, data_split: str | None = None,
+                      data_format: str | None = None) -> tuple[list[InstructionPair], str]:
+    """Training pairs from any supported file (harmful pairs use their harmful response),
+    and the name of the format they were read in."""
     out = []
-    for r in _records(path, data_split=data_split):
+    records, name = _records(path, data_split=data_split, data_format=data_format)
+    for r in records:
         if isinstance(r, InstructionPair):
             out.append(r)
         elif isinstance(r, HarmfulPair | SafetyTriple):
             out.append(InstructionPair(r.instruction, r.harmful_response, id=r.id,
                                        category=r.category, split=r.split))
         else:
-            raise AlignDepthError(f"{path}: {type(r).__name__} records have no response "
-                                  "text: give instruction/response pairs or harmful pairs")
-    return out
+            raise AlignDepthError(f"{path}: {name} holds {type(r).__name__} records, which "
+                                  "have no response text: give prompt/response pairs (e.g. "
+                                  "--format pairs) or harmful pairs")
+    return out, name
 
 
 def safety_triples(path: Path) -> list[SafetyTriple]:
-    records = _records(path)
+    records, _ = _records(path)
     if not all(isinstance(r, SafetyTriple) for r in records):
         raise AlignDepthError(f"{path}: augmentation needs safety triples (instruction, "
                               "harmful_response, refusal)")
@@ -141,13 +151,16 @@ def safety_triples(path: Path) -> list[SafetyTriple]:
 
 def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "harmful",
                  data: str | Path | None = None, triples: str | Path | None = None,
-                 anchor: str | Path | None = None, alpha: float = 0.2, limit: int | None = 100,
+                 anchor: str | Path | None = None, alpha: float = 0.2, limit: int | None = None,
                  config: TrainConfig | None = None, learning_rate: float | None = None,
                  optimizer: str | None = None, max_k: int = 100, load: Any = None,
                  show_progress: bool = True, evaluate: bool = False,
                  resume: bool = False, data_split: str | None = None,
                  eval_data: Mapping[str, str | Path] | None = None,
-                 eval_max_new_tokens: int | None = None) -> dict[str, Any]:
+                 eval_max_new_tokens: int | None = None, judge: str | None = None,
+                 judge_options: Mapping[str, Any] | None = None,
+                 data_format: str | None = None, eval_split: str | None = None,
+                 allow_overlap: bool = False) -> dict[str, Any]:
     """Train ``model`` (default: the organism's aligned model) and save it to ``out``.
 
     With ``evaluate``, the trained model is then evaluated for ``task``
@@ -173,10 +186,27 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
     from aligndepth.organism.build import organism_home
 
     source_organism = organism_home(model)
+    if data_format is not None:
+        from aligndepth.data.formats import format_by_name
+
+        data_format = format_by_name(data_format).name  # an unknown name: refused now
+    if (judge is not None or judge_options) and not evaluate:
+        raise AlignDepthError("--judge and --judge-option choose the judge of --evaluate: add "
+                              "--evaluate, or drop them")
+    if judge is not None:
+        from aligndepth.judges.registry import judge_factory
+
+        judge_factory(judge)  # an unknown name is refused before training
+    if (eval_split is not None or allow_overlap) and not evaluate:
+        raise AlignDepthError("--eval-split and --allow-overlap set up --evaluate: add "
+                              "--evaluate, or drop them")
     if evaluate and model is not None and source_organism is None:
-        check_evaluation_data(eval_tasks, eval_data)  # before training, not after
+        check_evaluation_data(eval_tasks, eval_data, eval_split)  # before training
     cfg = _given(config or TrainConfig(), learning_rate=learning_rate, optimizer=optimizer)
-    cfg = cfg.filled(recipe_for(kind, task, organism=model is None), loss=loss_of(kind))
+    recipe = recipe_for(kind, task, organism=model is None)
+    cfg = cfg.filled(recipe, loss=loss_of(kind))
+    if limit is None and kind != "augment":
+        limit = recipe.examples  # None: every example
     load = _training_load(load or LoadConfig(), cfg)  # checked before anything is loaded
     with _output_directory(out):
         resume_point(out, resume)  # again, now that no other writer can start
@@ -198,17 +228,22 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
         fmt = PromptFormat.chat()
         if kind == "augment":
             tri = safety_triples(source(triples, "safety_triples.jsonl"))
-            anc = instruction_pairs(source(anchor, "benign_pairs.jsonl"))
+            anc, _ = instruction_pairs(source(anchor, "benign_pairs.jsonl"))
             loaded = load_model(model, load)  # after the data is read and checked
             examples: list[Example] = augmentation_examples(loaded.tokenizer, fmt, tri, anc,
                                                             alpha=alpha, seed=cfg.seed,
                                                             max_k=max_k)
+            trained_prompts = [r.instruction for r in tri] + [r.instruction for r in anc]
         else:
-            pairs = instruction_pairs(source(data, TASKS[task]), data_split)
+            pairs, read_as = instruction_pairs(source(data, TASKS[task]), data_split,
+                                               data_format)
+            log.info("read %d pairs as %s", len(pairs), read_as)
             if not pairs:
                 raise AlignDepthError("the training dataset is empty: give at least one example")
+            available = len(pairs)
             loaded = load_model(model, load)
             examples = sft_examples(loaded.tokenizer, fmt, pairs[:limit])
+            trained_prompts = [p.instruction for p in pairs[:limit]]
         log.info("training %s on %d examples (%s, lr %g)", cfg.loss, len(examples), cfg.optimizer,
                  cfg.learning_rate)
         if kind == "augment":
@@ -216,23 +251,30 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                                          "anchor": str(source(anchor, "benign_pairs.jsonl")),
                                          "alpha": alpha}
         else:
-            described = {"task": task, "file": str(source(data, TASKS[task]))}
+            described = {"task": task, "file": str(source(data, TASKS[task])),
+                         "format": read_as, "format_given": data_format is not None,
+                         "limit": limit, "available": available}
         result = train(loaded.model, loaded.tokenizer, examples, cfg, out,
                        base_source=str(Path(model).resolve()) if Path(model).exists() else model,
                        show_progress=show_progress, resume=resume,
                        describe={"kind": kind, "data": described})
         result.update({"examples": len(examples) - result["dropped_examples"], "model": model,
+                       "data": described,
                        "organism": str(organism) if organism else None})
         if not is_main_process():
             return result  # the main process evaluates and reports
+        from aligndepth.evaluation.overlap import write_training_digests
+
+        write_training_digests(out, trained_prompts)
         if evaluate:
             from aligndepth.evaluation.run import EvalConfig, run_evaluation
 
             evaluated_on = organism or source_organism
             result["eval"] = run_evaluation(
-                out, out / "eval", EvalConfig(tasks=eval_tasks,
-                                              max_new_tokens=eval_max_new_tokens),
-                data=eval_data,
+                out, out / "eval", EvalConfig(tasks=eval_tasks, data_split=eval_split,
+                                              max_new_tokens=eval_max_new_tokens,
+                                              allow_overlap=allow_overlap),
+                data=eval_data, judge=judge, judge_options=dict(judge_options or {}),
                 organism=evaluated_on, show_progress=show_progress,
                 load=replace(load, dtype="float32") if evaluated_on else load)
             (out / "eval.json").write_text(json.dumps(result["eval"], indent=2))
@@ -242,14 +284,14 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
         return result
 
 
-def check_evaluation_data(tasks: tuple[str, ...],
-                          eval_data: Mapping[str, str | Path] | None) -> None:
+def check_evaluation_data(tasks: tuple[str, ...], eval_data: Mapping[str, str | Path] | None,
+                          split: str | None = None) -> None:
     """Raise a user error now if evaluating ``tasks`` after training would lack data."""
     from aligndepth.evaluation.run import EvalConfig, load_task_data
     from aligndepth.evaluation.tasks import task_by_name
 
     given = eval_data or {}
-    config = EvalConfig(tasks=tasks)
+    config = EvalConfig(tasks=tasks, data_split=split)
     for name in tasks:
         spec = task_by_name(name)
         path = spec.data_path(given)

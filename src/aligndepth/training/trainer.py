@@ -150,6 +150,9 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     epochs = config.epochs  # recorded; the run itself counts the steps they make
     device = training_device(model)
     config, model = _settle(config, model, len(examples), device)
+    warnings = schedule_warnings(config)
+    for warning in warnings:
+        log.warning("%s", warning)
     if config.dynamics_steps and world_size() > 1:
         raise AlignDepthError("--dynamics measures in one process: drop it, or train without "
                               "accelerate launch")
@@ -192,7 +195,8 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     trainer.accelerator.wait_for_everyone()
     history = list(trainer.state.log_history)
     result = {"out": out, "log": history, "reference_seconds": reference_seconds,
-              "config": config, "truncated_examples": cut, "dropped_examples": dropped}
+              "config": config, "truncated_examples": cut, "dropped_examples": dropped,
+              "warnings": warnings}
     if not trainer.is_world_process_zero():
         return result
     (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; train_config.json says it
@@ -201,8 +205,9 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     if config.lora is None and source_generation is not None and source_generation.is_file():
         # the trained model stops exactly as its source did (e.g. Llama-3's eot and eos)
         shutil.copyfile(source_generation, out / "generation_config.json")
+    base_reference = portable_base(base_source, out)
     if config.lora is not None and base_source:
-        _pin_adapter_base(out, base_source)
+        _pin_adapter_base(out, base_reference)
     if tracker is not None:
         from aligndepth.training.dynamics import plot_dynamics
 
@@ -211,9 +216,11 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     (out / "training_log.json").write_text(json.dumps(history, indent=2))
     (out / "train_config.json").write_text(json.dumps(
         {**asdict(config), "epochs": epochs, **(describe or {}), "examples": len(examples),
-         "truncated_examples": cut, "dropped_examples": dropped, "base_source": base_source,
+         "truncated_examples": cut, "dropped_examples": dropped, "base_source": base_reference,
+         "base_source_path": base_source if Path(base_source).is_dir() else None,
          "device": str(args.device), "processes": world_size(),
-         "reference_seconds": reference_seconds}, indent=2, default=str))
+         "reference_seconds": reference_seconds, "warnings": warnings}, indent=2,
+        default=str))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model is saved
     return result
 
@@ -251,6 +258,20 @@ def training_device(model: Any) -> torch.device:
     if torch.cuda.is_available() and not use_cpu:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
+
+
+def schedule_warnings(config: TrainConfig) -> list[str]:
+    """What the learning-rate schedule does that a user may not expect: a warm-up as long
+    as the run never reaches the peak learning rate."""
+    assert config.max_steps is not None and config.warmup_steps is not None
+    if config.warmup_steps and config.warmup_steps >= config.max_steps:
+        # linear warm-up: step k (from 0) runs at k / warmup of the peak
+        reached = (config.max_steps - 1) / config.warmup_steps
+        return [f"the {config.warmup_steps}-step warm-up is not shorter than the "
+                f"{config.max_steps}-step run: the last step's learning rate is "
+                f"{reached:.0%} of {config.learning_rate:g} (pass --warmup below --steps, "
+                "or more --steps)"]
+    return []
 
 
 def _settle(config: TrainConfig, model: Any, n_examples: int,
@@ -307,8 +328,20 @@ def _training_arguments(config: TrainConfig, out: Path, show_progress: bool,
         **checkpointing)
 
 
+def portable_base(base_source: str, out: Path) -> str:
+    """How the output names its base: a local directory by its path relative to ``out``
+    (``../models/chat``; always starting with ``.``, which no hub id does), so the run
+    and its base move together; a hub id as it is."""
+    import os
+
+    if not base_source or not Path(base_source).is_dir():
+        return base_source
+    relative = os.path.relpath(Path(base_source).resolve(), out.resolve())
+    return relative if relative.startswith(".") else os.path.join(".", relative)
+
+
 def _pin_adapter_base(out: Path, base_source: str) -> None:
-    """Make the adapter name its base model by a path that loads anywhere on this disk."""
+    """Make the adapter name its base model (see :func:`portable_base`)."""
     cfg_path = out / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = base_source

@@ -180,14 +180,24 @@ def _samsum(row: _Row) -> InstructionPair | None:
     if not dialogue or not summary.strip():
         return None
     rid = _field(row, "id", required=False).strip() or row.default_id
-    return InstructionPair("Summarize this dialogue:\n" + dialogue, summary, id=rid)
+    return InstructionPair(SAMSUM_PROMPT.format(dialogue=dialogue), summary, id=rid)
+
+
+#: The prompts of the utility tasks (training and evaluation alike; docs/evaluation.md).
+SAMSUM_PROMPT = "Summarize this dialogue:\n{dialogue}"
+GSM8K_PROMPT = ("{question}\n\nSolve the problem step by step, then give the final answer "
+                "as a number on the last line, after '####'.")
+SQL_PROMPT = ("Write the SQL query that answers the question, using the tables created "
+              "below. Answer with the query only.\n\nTables:\n{context}\n\n"
+              "Question: {question}")
 
 
 def _gsm8k(row: _Row) -> InstructionPair | None:
     question, answer = _field(row, "question"), _field(row, "answer")
     if not question.strip() or not answer.strip():
         return None
-    return InstructionPair(question.strip(), answer, id=row.default_id)
+    return InstructionPair(GSM8K_PROMPT.format(question=question.strip()), answer,
+                           id=row.default_id)
 
 
 def _sql_create_context(row: _Row) -> InstructionPair | None:
@@ -195,10 +205,18 @@ def _sql_create_context(row: _Row) -> InstructionPair | None:
     answer = _field(row, "answer")
     if not question.strip() or not answer.strip():
         return None
-    instruction = question.strip()
-    if context.strip():
-        instruction += "\n\nDatabase schema:\n" + context.strip()
+    instruction = SQL_PROMPT.format(context=context.strip() or "(none given)",
+                                    question=question.strip())
     return InstructionPair(instruction, answer, id=row.default_id)
+
+
+def _pairs(row: _Row) -> InstructionPair | None:
+    instruction = _field(row, "prompt", "instruction", "question")
+    response = _field(row, "response", "output", "completion")
+    if not instruction.strip() or not response.strip():
+        return None
+    rid = _field(row, "id", required=False).strip() or row.default_id
+    return InstructionPair(instruction.strip(), response, id=rid)
 
 
 _HARM_SUBSETS: dict[str, frozenset[str] | None] = {
@@ -235,6 +253,11 @@ FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (
                ("question", "answer")),
     FormatSpec("sql_create_context", InstructionPair, "SQL create-context text-to-SQL",
                ("json", "csv"), _sql_create_context, ("question", "context", "answer")),
+    FormatSpec("pairs", InstructionPair, "prompt/response pairs of your own",
+               ("json", "csv"), _pairs, ("prompt|instruction|question",
+                                         "response|output|completion"), ("id",)),
+    FormatSpec("prompts", PromptRecord, "prompts of your own, one per row", ("json", "csv"),
+               _hexphi, ("prompt|instruction|text",), ("category",)),
 )}
 
 _ALIASES = {"hex_phi": "hexphi", "harmful_hex_phi": "harmful_hexphi", "hh": "hh_rlhf",

@@ -198,6 +198,10 @@ _RULES: tuple[tuple[str, Callable[[set[str]], bool]], ...] = (
     ("gsm8k", lambda k: {"question", "answer"} <= k),
     ("alpaca", lambda k: {"instruction", "output"} <= k),
     ("hexphi", lambda k: "instruction" in k and not k & {"response", "harmful_response"}),
+    ("pairs", lambda k: bool(k & {"prompt", "instruction", "question"})
+     and bool(k & {"response", "output", "completion"})),
+    ("prompts", lambda k: bool(k & {"prompt", "text"}) and not k & {"response",
+                                                                    "completion"}),
 )
 
 
@@ -212,8 +216,10 @@ def _detect_keys(path: Path, keys: list[str]) -> str | None:
 
 
 def _undetected(path: Path, what: str) -> AlignDepthError:
-    return AlignDepthError(f"cannot tell the dataset format of '{path}' ({what}): name it "
-                           f"explicitly, one of: {', '.join(FORMATS)}")
+    return AlignDepthError(f"cannot tell the dataset format of '{path}' ({what}): pairs need "
+                           "prompt (or instruction) and response (or output), or messages; "
+                           "prompts a prompt column; or name the format with --format, one "
+                           f"of: {', '.join(FORMATS)}")
 
 
 def _detect_rows(path: Path, container: str, table: Any) -> str:
