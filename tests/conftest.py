@@ -51,6 +51,26 @@ def _one_cpu_thread() -> None:
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def _no_standard_organism_in_fast_tests(request: pytest.FixtureRequest,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fast test that would build the standard organism (minutes) fails at once instead:
+    it meant to patch the loading out, or to use the tiny organism."""
+    if request.node.get_closest_marker("slow"):
+        return
+    import aligndepth.organism.build as build
+
+    real = build.build_organism
+
+    def guarded(config=None, out=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if (config is None or config == OrganismConfig()) and out is None \
+                and not build.is_built(build.organism_dir(OrganismConfig())):
+            raise AssertionError("a fast test tried to build the standard organism")
+        return real(config, out, *args, **kwargs)
+
+    monkeypatch.setattr(build, "build_organism", guarded)
+
+
 @pytest.fixture(scope="session")
 def tiny_organism(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny organism (seconds to build; its phenomena are weak)."""

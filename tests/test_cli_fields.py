@@ -87,6 +87,8 @@ def _captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     class _Setup:
         organism = None
 
+    monkeypatch.setattr(audit, "resolve_pair", lambda b, a, **k: (None, b or "B", a or "A"))
+    monkeypatch.setattr(audit, "read_inputs", lambda *a, **k: None)
     monkeypatch.setattr(audit, "open_setup", lambda *a, **k: seen.update(k) or _Setup())
     monkeypatch.setattr(audit, "run_experiments",
                         lambda setup, out, config, *a, **k: seen.update(config=config) or {})
