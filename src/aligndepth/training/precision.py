@@ -1,8 +1,8 @@
 """How trained weights are stored and updated, so that no update is lost to rounding.
 
 A bfloat16 weight keeps 8 bits of mantissa: an update smaller than half the spacing
-between neighbouring bfloat16 numbers (1/256 of the weight's size) rounds back to the
-weight itself. At the papers' learning rate (2e-5) that is most updates, and every
+of bfloat16 numbers at the weight (1/512 to 1/256 of its size) rounds back to the weight
+itself. At the papers' learning rate (2e-5) that is most updates, and every
 update to a weight near 1 (norm scales). So a run in bfloat16 weights (``--dtype
 bfloat16``, or ``auto`` on a GPU that has it) does not use the plain optimizer:
 
@@ -111,9 +111,9 @@ def choose_precision(config: TrainConfig, device: Any, *, bf16: bool | None = No
 def pure_bf16_warning(config: TrainConfig) -> str:
     """What ``--pure-bf16`` loses, in one line."""
     return (f"--pure-bf16: {config.optimizer} on bfloat16 weights rounds away every update "
-            "smaller than half a bfloat16 step (1/256 of the weight): at lr "
-            f"{config.learning_rate:g} most weights, and norm scales near 1, barely move "
-            "(benchmarks/bench_train_precision.py); drop --pure-bf16 to compensate")
+            "smaller than 1/512 to 1/256 of the weight: at lr "
+            f"{config.learning_rate:g} most weights, and norm scales near 1, never move "
+            "(benchmarks/bench_train_precision.py); drop --pure-bf16 to keep every update")
 
 
 def _optimi() -> Any:
