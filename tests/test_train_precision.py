@@ -150,3 +150,36 @@ def test_the_cli_warns_what_pure_bf16_loses(start, pairs_file, tmp_path, capsys)
                            str(pairs_file), "--pure-bf16", "--lora", "--out",
                            str(tmp_path / "lora"), "--quiet")
     assert_user_error(code, err, "--pure-bf16 is for full fine-tuning")
+
+
+def test_a_compensated_run_resumes_with_its_compensation(start, pairs_file, tmp_path,
+                                                         monkeypatch) -> None:
+    from safetensors.torch import load_file
+
+    import aligndepth.training.trainer as trainer_mod
+
+    def run(out, resume=False):
+        run_training("sft", model=str(start), out=out, data=pairs_file, resume=resume,
+                     config=TrainConfig(max_steps=4, batch_size=2, learning_rate=2e-5,
+                                        warmup_steps=0, dtype="bfloat16", save_steps=2),
+                     show_progress=False)
+
+    run(tmp_path / "whole")
+    original = trainer_mod._trainer_class
+
+    def crashing():
+        class Crashes(original()):  # type: ignore[misc]
+            def training_step(self, *args, **kw):
+                if self.state.global_step == 3:
+                    raise KeyboardInterrupt
+                return super().training_step(*args, **kw)
+        return Crashes
+
+    monkeypatch.setattr(trainer_mod, "_trainer_class", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut")
+    monkeypatch.setattr(trainer_mod, "_trainer_class", original)
+    run(tmp_path / "cut", resume=True)
+    whole = load_file(tmp_path / "whole" / "model.safetensors")
+    cut = load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)  # the compensation came back
