@@ -157,6 +157,7 @@ TRAIN_OPTIONS: dict[tuple[type, str], tuple[str, list[str], Any]] = {
     (TrainConfig, "dtype"): ("train sft", ["--dtype", "float32"], "float32"),
     (TrainConfig, "mixed_precision"): ("train augment", ["--mixed-precision", "bf16"], "bf16"),
     (TrainConfig, "gradient_checkpointing"): ("train sft", ["--gradient-checkpointing"], True),
+    (TrainConfig, "pure_bf16"): ("train sft", ["--pure-bf16"], True),
     (TrainConfig, "max_length"): ("train sft", ["--max-length", "99"], 99),
     (TrainConfig, "schedule"): ("train constrained", ["--betas", "1,3", "--beta-after", "0.2"],
                                 BetaSchedule((1.0, 3.0), 0.2)),

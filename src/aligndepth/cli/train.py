@@ -65,7 +65,8 @@ def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | N
     losses = [h["loss"] for h in result["log"] if "loss" in h]
     used = result["config"]
     typer.echo(f"trained {used.loss} ({used.optimizer}, lr {used.learning_rate:g}, "
-               f"{used.max_steps} steps, {used.dtype}) on {result['examples']} examples"
+               f"{used.max_steps} steps, {result.get('precision', used.dtype)}) on "
+               f"{result['examples']} examples"
                f"{_of_available(result['data'])}; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     for warning in result.get("warnings", []):
         typer.echo(f"warning: {warning}", err=True)

@@ -141,6 +141,9 @@ class TrainConfig:
             ``float16`` (LoRA only) or ``auto`` (bfloat16 on a GPU that has it, else float32).
         mixed_precision: ``bf16``/``fp16``: autocast over float32 weights (the
             optimizer's master copy stays float32); ``no``: compute in ``dtype``.
+        pure_bf16: update bfloat16 weights with the plain optimizer, which rounds away
+            most small updates; by default bfloat16 full fine-tuning compensates the
+            rounding (:mod:`aligndepth.training.precision`).
         gradient_checkpointing: recompute activations in the backward pass (memory for
             time; needed to fully fine-tune a 7B model on one 80 GB GPU).
         max_length: cut every example to this many tokens (the response's tail goes; an
@@ -186,6 +189,9 @@ class TrainConfig:
     mixed_precision: str = field(default="no", metadata=option(
         "bf16 or fp16: autocast over float32 weights (float32 master copy; more memory "
         "than --dtype bfloat16); no: off."))
+    pure_bf16: bool = field(default=False, metadata=option(
+        "Update bfloat16 weights with the plain optimizer, which rounds away updates below "
+        "half a bfloat16 step (most at lr 2e-5); default: compensated updates."))
     gradient_checkpointing: bool = field(default=False, metadata=option(
         "Recompute activations in the backward pass: less memory, ~30% more time (7B full "
         "fine-tuning)."))
@@ -235,6 +241,11 @@ class TrainConfig:
             raise AlignDepthError(f"--mixed-precision {self.mixed_precision} autocasts over "
                                   f"float32 weights: drop --dtype {self.dtype} or use "
                                   "--dtype float32")
+        if self.pure_bf16 and (self.lora is not None or self.mixed_precision != "no"
+                               or self.dtype not in (None, "auto", "bfloat16")):
+            raise AlignDepthError("--pure-bf16 is for full fine-tuning of bfloat16 weights "
+                                  "(LoRA adapters and --mixed-precision train float32 weights)"
+                                  ": use --dtype bfloat16 without --lora, or drop --pure-bf16")
         if self.dtype == "float16" and self.lora is None:
             raise AlignDepthError("full fine-tuning in float16 overflows without loss "
                                   "scaling: use --dtype bfloat16, --mixed-precision fp16, or "
@@ -269,20 +280,21 @@ def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> Non
                               f"choose from {', '.join(choices)}")
 
 
-def training_dtype(name: str, device: Any) -> Any:
+def training_dtype(name: str, device: Any, bf16: bool | None = None) -> Any:
     """The torch dtype to train in on ``device``; ``auto`` is bfloat16 where the device
-    has it (a CUDA GPU of compute capability 8+), else float32.
+    has it (a CUDA GPU of compute capability 8+), else float32. ``bf16`` says whether the
+    device computes in bfloat16 (default: ask it).
 
     Raises:
         AlignDepthError: the device cannot compute in ``name``.
     """
     import torch
 
+    if bf16 is None and name in ("auto", "bfloat16"):
+        bf16 = bf16_supported(device)
     if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    if name == "bfloat16" and not bf16_supported(device):
+        return torch.bfloat16 if device.type == "cuda" and bf16 else torch.float32
+    if name == "bfloat16" and not bf16:
         raise AlignDepthError(f"--dtype bfloat16: {device_name(device)} has no bfloat16 "
                               "arithmetic: use --dtype float32 (or float16 with --lora)")
     return getattr(torch, name)

@@ -19,7 +19,8 @@ unset ones come from a recipe, which differs between the organism and real model
 where it must: the organism trains with AdamW (8e-5 with 10 warm-up steps for the
 fine-tuning kinds, 1e-4 without warm-up for augmentation) in float32, rates sized to a model of
 a million parameters; real models get AdamW at 2e-5 with 10 warm-up steps (the paper's
-setting) in bfloat16 where the device has it.
+setting) in bfloat16 where the device has it, with compensated updates
+(:mod:`aligndepth.training.precision`).
 """
 
 from __future__ import annotations
@@ -344,9 +345,9 @@ def _given(config: TrainConfig, **explicit: Any) -> TrainConfig:
 
 def _training_load(load: Any, config: TrainConfig) -> Any:
     """The load settings for training: weights in the training dtype, on a device that
-    can compute in it."""
+    can compute in it (and the precision checked before anything loads)."""
     from aligndepth.devices import resolve_device
-    from aligndepth.training.config import training_dtype
+    from aligndepth.training.precision import choose_precision
 
     assert config.dtype is not None
     if world_size() > 1:
@@ -357,5 +358,5 @@ def _training_load(load: Any, config: TrainConfig) -> Any:
         # loaded on the CPU; the Trainer places each rank's copy on that rank's device
         return replace(load, dtype=config.dtype, device="cpu")
     if load.device_map is None:
-        training_dtype(config.dtype, resolve_device(load.device))
+        choose_precision(config, resolve_device(load.device))
     return replace(load, dtype=config.dtype)

@@ -33,10 +33,16 @@ from aligndepth.training.config import (
     DEFAULT_RECIPE,
     LoraSettings,
     TrainConfig,
-    training_dtype,
 )
 from aligndepth.training.data import Example, attach_reference, collate, truncate_examples
 from aligndepth.training.losses import NEEDS_REFERENCE, BetaSchedule, LossInputs, loss_by_name
+from aligndepth.training.precision import (
+    Precision,
+    choose_precision,
+    compensated_optimizer,
+    fold_compensation,
+    pure_bf16_warning,
+)
 
 __all__ = ["LoraSettings", "TrainConfig", "resume_point", "train"]
 
@@ -149,8 +155,9 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     examples, cut, dropped = truncate_examples(examples, config.max_length)
     epochs = config.epochs  # recorded; the run itself counts the steps they make
     device = training_device(model)
-    config, model = _settle(config, model, len(examples), device)
-    warnings = schedule_warnings(config)
+    config, model, precision = _settle(config, model, len(examples), device)
+    warnings = schedule_warnings(config) + ([pure_bf16_warning(config)] if precision.pure
+                                            else [])
     for warning in warnings:
         log.warning("%s", warning)
     if config.dynamics_steps and world_size() > 1:
@@ -179,7 +186,8 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=_Examples(examples),
         data_collator=lambda batch: collate(batch, pad), loss_name=config.loss,
-        schedule=config.schedule)
+        schedule=config.schedule, optimizer_cls_and_kwargs=compensated_optimizer(
+            str(config.optimizer), args) if precision.compensated else None)
     if not show_progress:
         from transformers.trainer_callback import PrinterCallback
 
@@ -191,12 +199,14 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if precision.compensated:
+        fold_compensation(trainer.optimizer)  # the saved float32 weights hold every update
     trainer.save_model(str(out))  # the main process writes; every rank takes part
     trainer.accelerator.wait_for_everyone()
     history = list(trainer.state.log_history)
     result = {"out": out, "log": history, "reference_seconds": reference_seconds,
               "config": config, "truncated_examples": cut, "dropped_examples": dropped,
-              "warnings": warnings}
+              "warnings": warnings, "precision": precision.describe()}
     if not trainer.is_world_process_zero():
         return result
     (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; train_config.json says it
@@ -219,6 +229,7 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], config: Train
          "truncated_examples": cut, "dropped_examples": dropped, "base_source": base_reference,
          "base_source_path": base_source if Path(base_source).is_dir() else None,
          "device": str(args.device), "processes": world_size(),
+         "precision": precision.describe(),
          "reference_seconds": reference_seconds, "warnings": warnings}, indent=2,
         default=str))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model is saved
@@ -275,12 +286,12 @@ def schedule_warnings(config: TrainConfig) -> list[str]:
 
 
 def _settle(config: TrainConfig, model: Any, n_examples: int,
-            device: torch.device) -> tuple[TrainConfig, Any]:
-    """Fix what depends on the model, device and data: the dtype the model trains in (cast
-    if it was loaded in another), the step count of an ``epochs`` run, the dynamics
-    steps."""
-    assert config.dtype is not None
-    dtype = training_dtype(config.dtype, device)
+            device: torch.device) -> tuple[TrainConfig, Any, Precision]:
+    """Fix what depends on the model, device and data: the precision the model trains in
+    (cast if it was loaded in another dtype), the step count of an ``epochs`` run, the
+    dynamics steps."""
+    precision = choose_precision(config, device)
+    dtype = getattr(torch, precision.dtype)
     if config.mixed_precision == "fp16" and device.type != "cuda":
         raise AlignDepthError("--mixed-precision fp16 needs a CUDA GPU: use bf16 on this "
                               f"device ({device})")
@@ -293,8 +304,8 @@ def _settle(config: TrainConfig, model: Any, n_examples: int,
         per_step = config.batch_size * config.grad_accum * world_size()
         steps = max(1, math.ceil(config.epochs * math.ceil(n_examples / per_step)))
     dynamics = tuple(s for s in config.dynamics_steps if s <= steps)
-    return replace(config, max_steps=steps, epochs=None,
-                   dtype=str(dtype).removeprefix("torch."), dynamics_steps=dynamics), model
+    return replace(config, max_steps=steps, epochs=None, dtype=precision.dtype,
+                   mixed_precision=precision.autocast, dynamics_steps=dynamics), model, precision
 
 
 def _training_arguments(config: TrainConfig, out: Path, show_progress: bool,
