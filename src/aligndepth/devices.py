@@ -1,5 +1,5 @@
-"""Where tensors go and in which dtype: devices, input placement, KV-cache arguments, and
-how many CPU threads a model on the CPU runs on."""
+"""Where tensors go and in which dtype: devices, input placement, KV-cache and
+``logits_to_keep`` arguments, and how many CPU threads a model on the CPU runs on."""
 
 from __future__ import annotations
 
@@ -39,6 +39,23 @@ def output_cache(output: Any) -> Any:
     """The KV cache a forward pass returned (``cache``, or ``past_key_values`` before)."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
+
+
+def logits_to_keep(model: Any, keep: int) -> dict[str, Any]:
+    """The keyword argument that makes ``model``'s forward compute the output layer (final
+    norm, head, Gemma's soft-capping) only for the last ``keep`` positions, so its logits
+    are ``(batch, keep, vocab)``: ``logits_to_keep`` (``num_logits_to_keep`` in older
+    transformers); empty for a model that takes neither (it returns every position's)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        params = inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return {name: keep}
+    log.debug("%s takes no logits_to_keep: computing all logits", type(inner).__name__)
+    return {}
 
 
 def input_device(model: Any) -> Any:

@@ -9,14 +9,13 @@ and the float32 KL is computed over bounded chunks of positions.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from aligndepth.devices import input_device
+from aligndepth.devices import input_device, logits_to_keep
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +60,6 @@ def chunked_kl(logits_p: torch.Tensor, logits_q: torch.Tensor,
     return torch.cat(parts)
 
 
-def _keep_kwarg(model: Any) -> str | None:
-    """The forward argument that limits the positions logits are computed for, if any."""
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return None
-    for name in ("logits_to_keep", "num_logits_to_keep"):  # the latter: older transformers
-        if name in params:
-            return name
-    return None
-
-
 def last_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, keep: int) -> torch.Tensor:
     """Logits of the last ``keep`` columns of a left-padded batch.
 
@@ -88,14 +75,8 @@ def last_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, keep: int) ->
     device = input_device(model)
     ids, mask = ids.to(device), mask.to(device)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask,
-                              "position_ids": position_ids, "use_cache": False}
-    name = _keep_kwarg(model)
-    if name is not None:
-        kwargs[name] = keep
-    else:
-        log.debug("%s takes no logits_to_keep: computing all logits", type(model).__name__)
-    logits = model(**kwargs).logits
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids,
+                   use_cache=False, **logits_to_keep(model, keep)).logits
     return logits[:, -keep:]
 
 

@@ -59,16 +59,25 @@ def check_gcg(setup: Setup, prompts: Sequence[PromptRecord],
 def run_gcg(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
             pairs: Sequence[HarmfulPair] | None, config: GCGConfig,
             target_model: str = "aligned") -> dict[str, Any]:
-    """Attack each prompt; one record per prompt (resumable); returns the summary."""
+    """Attack each prompt; one record per prompt (resumable); returns the summary.
+    Progress counts optimisation steps (a prompt that reaches its target early counts
+    the steps it skipped) and shows the prompt and its best loss so far."""
     model, fmt = setup.role(target_model)
     tok = model.tokenizer
     todo = [u.items[0] for u in run.pending(NAME, [
         Unit(p.id, [f"gcg|{p.id}"], [(p, t)]) for p, t in gcg_targets(prompts, pairs, tok,
                                                                        config)])]
     attack = check_gcg(setup, prompts, pairs, config, target_model)
-    with progress_bar("GCG", len(todo), setup.show_progress) as advance:
-        for p, target in todo:
-            result = attack.run(p.instruction, target, seed=unit_seed(setup.seed, p.id))
+    steps = config.num_steps
+    with progress_bar("GCG steps", len(todo) * steps, setup.show_progress) as advance:
+        for number, (p, target) in enumerate(todo, 1):
+            where = f"{number}/{len(todo)}"
+
+            def step_done(step: int, loss: float, where: str = where) -> None:
+                advance(prompt=where, best_loss=loss)
+
+            result = attack.run(p.instruction, target, seed=unit_seed(setup.seed, p.id),
+                                progress=step_done)
             before, after = split_prompt(tok, fmt, p.instruction)
             [done] = complete(setup, model, fmt, [before + result.suffix_ids + after], GREEDY,
                               seeds=[0])
@@ -81,7 +90,8 @@ def run_gcg(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
                 "steps": result.steps, "success_step": result.success_step, "output": text,
                 "stop_reason": done.stop_reason, "output_raw": decode_raw(model, done.ids),
                 "judge": setup.judge.name, "verdict": verdict.to_record()}])
-            advance(loss=f"{result.loss:.3f}")
+            if result.steps < steps:  # it stopped early: count the steps it skipped
+                advance(steps - result.steps, prompt=where, best_loss=result.loss)
     return summarize_gcg(run.records(NAME))
 
 

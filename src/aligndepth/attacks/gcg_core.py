@@ -23,6 +23,9 @@ Each step:
    :data:`STALL_STEPS` steps in a row is an error);
 4. every candidate's target loss from one batched forward that reuses the cached
    ``before`` span (candidate batches shrink automatically on out-of-memory);
+   this forward and the gradient's compute the output layer only where the loss is,
+   at the target's positions (:meth:`GCGAttack.target_logits`), not over the suffix and
+   template;
 5. the best candidate joins a buffer of the best suffixes seen; the next step starts
    from the buffer's best. With ``early_stop`` the search ends once the target is the
    model's greedy continuation after the buffer's best suffix.
@@ -46,7 +49,7 @@ from aligndepth.attacks.gcg_tokens import (
 )
 from aligndepth.chat_markup import control_token_ids
 from aligndepth.configs import GCGConfig
-from aligndepth.devices import output_cache, with_cache
+from aligndepth.devices import logits_to_keep, output_cache, with_cache
 from aligndepth.errors import AlignDepthError
 from aligndepth.prompts import PromptFormat
 
@@ -216,11 +219,20 @@ class GCGAttack:
                      cache: Any) -> torch.Tensor:
         """0-d mean target loss for a (relaxed) one-hot suffix ``(L, vocab)``."""
         embeds = self.gradient_embeds(one_hot, after, target)
-        logits = self.model(inputs_embeds=embeds,
-                            **with_cache(self.model, self._prefix(cache, 1)),
-                            use_cache=True).logits
-        start = len(one_hot) + len(after) - 1
-        return _target_loss(logits[:, start:start + len(target)], target)[0]
+        logits = self.target_logits({"inputs_embeds": embeds}, cache, len(target))
+        return _target_loss(logits, target)[0]
+
+    def target_logits(self, inputs: dict[str, torch.Tensor], cache: Any, length: int
+                      ) -> torch.Tensor:
+        """``(b, T, vocab)`` logits that predict the target, the last ``T = length`` of the
+        ``(b, n)`` inputs after ``before`` (``input_ids`` or ``inputs_embeds``): the row at
+        position ``n - T - 1 + t`` predicts target token ``t``. The model's output layer
+        runs on the last ``T + 1`` positions only (``logits_to_keep``), not on the suffix
+        and template: the candidate losses and the gradient both come from here."""
+        batch = next(iter(inputs.values())).shape[0]
+        logits = self.model(**inputs, **with_cache(self.model, self._prefix(cache, batch)),
+                            use_cache=True, **logits_to_keep(self.model, length + 1)).logits
+        return logits[:, -length - 1:-1]
 
     def token_gradient(self, suffix: torch.Tensor, after: torch.Tensor, target: torch.Tensor,
                        cache: Any, normalize: bool = True) -> torch.Tensor:
@@ -271,13 +283,11 @@ class GCGAttack:
     def _losses(self, candidates: torch.Tensor, after: torch.Tensor, target: torch.Tensor,
                 cache: Any, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         losses, hits = [], []
-        start = candidates.shape[1] + len(after) - 1
         for i in range(0, len(candidates), batch):
             chunk = candidates[i:i + batch]
             b = len(chunk)
             ids = torch.cat([chunk, after.expand(b, -1), target.expand(b, -1)], dim=1)
-            logits = self.model(input_ids=ids, **with_cache(self.model, self._prefix(cache, b)),
-                                use_cache=True).logits[:, start:start + len(target)]
+            logits = self.target_logits({"input_ids": ids}, cache, len(target))
             losses.append(_target_loss(logits, target))
             hits.append((logits.argmax(-1) == target).all(-1))
         return torch.cat(losses), torch.cat(hits)

@@ -38,7 +38,7 @@ train_app = typer.Typer(help="Fine-tune a model: attacks (harmful, identity, bac
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or lines.")]
 
 
 @app.callback()
