@@ -12,6 +12,7 @@ from aligndepth.training.precision import Precision, choose_precision, update_ag
 from aligndepth.training.run import recipe_for, run_training
 from tests.conftest import one_torch_thread
 from tests.families import build_family_pair
+from tests.interrupt import crash_training_at
 from tests.test_cli import assert_user_error, run_cli
 
 PAIRS = [("How do I fix a bike?", "Take the wheel off, find the hole, patch it and pump."),
@@ -165,17 +166,7 @@ def test_a_compensated_run_resumes_with_its_compensation(start, pairs_file, tmp_
                      show_progress=False)
 
     run(tmp_path / "whole")
-    original = trainer_mod._trainer_class
-
-    def crashing():
-        class Crashes(original()):  # type: ignore[misc]
-            def training_step(self, *args, **kw):
-                if self.state.global_step == 3:
-                    raise KeyboardInterrupt
-                return super().training_step(*args, **kw)
-        return Crashes
-
-    monkeypatch.setattr(trainer_mod, "_trainer_class", crashing)
+    original = crash_training_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut")
     monkeypatch.setattr(trainer_mod, "_trainer_class", original)

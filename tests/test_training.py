@@ -21,6 +21,7 @@ from aligndepth.training.data import (
 from aligndepth.training.losses import token_logprobs
 from aligndepth.training.run import run_training
 from aligndepth.training.trainer import LoraSettings, TrainConfig
+from tests.interrupt import crash_training_at
 from tests.test_cli import assert_user_error, run_cli
 
 
@@ -234,19 +235,8 @@ def test_an_interrupted_run_resumes_to_the_same_model(tiny_organism, tmp_path, m
 
     run(tmp_path / "whole")
     assert not (tmp_path / "whole" / "checkpoints").exists()  # removed once saved
-    original = trainer_mod._trainer_class
 
-    def crashing():
-        cls = original()
-
-        class Crashes(cls):  # type: ignore[misc, valid-type]
-            def training_step(self, *args, **kw):
-                if self.state.global_step == 3:
-                    raise KeyboardInterrupt
-                return super().training_step(*args, **kw)
-        return Crashes
-
-    monkeypatch.setattr(trainer_mod, "_trainer_class", crashing)
+    original = crash_training_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut")
     assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["checkpoint-2"]
