@@ -215,3 +215,29 @@ def test_prefill_on_tiny_llama3_with_the_aligned_model_alone(
     # the aligned model's own markup and stop tokens, as on a pair
     assert "<|eot_id|>" in manifest["prompts"]["aligned"]["stop_tokens"]
     assert len(Run.load(out).records("prefill")) == 2
+
+
+def test_a_served_aligned_only_experiment_needs_only_the_aligned_models_server(
+        tiny_organism: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.fake_openai import FakeOpenAI
+    from tests.served_models import ServedModels
+
+    monkeypatch.setenv("ALIGNDEPTH_ENGINE_API_KEY", "sk-one-model")
+    models = ServedModels({"aligned": tiny_organism / "aligned"})
+    argv = ["prefill", "--aligned", str(tiny_organism / "aligned"), *SMALL, "--k", "0",
+            "--k", "2"]
+    code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "local"))
+    assert code == 0, err
+    with FakeOpenAI("sk-one-model", completion=models, models=models.models()) as server:
+        code, _, err = run_cli(capsys, *argv, "--engine", "openai", "--aligned-engine-url",
+                               server.url, "--engine-option", "cache=false",
+                               "--out", str(tmp_path / "served"))
+        assert code == 0, err
+        assert server.requests > 0
+    assert _outputs(tmp_path / "served", "prefill") == _outputs(tmp_path / "local", "prefill")
+    # an experiment that reads the base needs the base model's server too
+    code, _, err = run_cli(capsys, "refusal-prefix", "--base", str(tiny_organism / "base"),
+                           *argv[1:3], *SMALL, "--engine", "openai", "--aligned-engine-url",
+                           "http://127.0.0.1:9/v1", "--out", str(tmp_path / "rp"))
+    assert_user_error(code, err, "--engine openai needs the base model's server")

@@ -113,7 +113,10 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
         bfmt = PromptFormat.chat()
     else:
         raise AlignDepthError(f"unknown --base-format '{base_format}': use plain or chat")
+    # the base model loads only when an experiment reads it
+    readers = base_readers(config)
     served = served_configs(engine, engine_url, engine_model, engine_option,
+                            roles=("base", "aligned") if readers else ("aligned",),
                             base_url=base_engine_url, aligned_url=aligned_engine_url,
                             base_model=base_engine_model, aligned_model=aligned_engine_model)
     if served:
@@ -128,9 +131,7 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
     base_load = replace(load, device=base_device or load.device, served=served.get("base"))
     aligned_load = replace(load, device=aligned_device or load.device,
                            served=served.get("aligned"))
-    # every input checkable without weights is checked before the pair loads; the base
-    # model loads only when an experiment reads it
-    readers = base_readers(config)
+    # every input checkable without weights is checked before the pair loads
     organism, base, aligned = resolve_pair(base, aligned, show_progress=not quiet,
                                            readers=readers)
     inputs = read_inputs(organism, config, data, safe_data, data_format)
