@@ -68,6 +68,20 @@ def test_an_aligned_only_command_loads_the_aligned_model_alone(
     assert "- base:" not in (out / "report.md").read_text()
 
 
+def test_gcg_transfer_replays_a_run_on_the_aligned_model_alone(
+        tiny_organism: Path, tmp_path: Path, loads: list[tuple[str, str]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    aligned = ["--aligned", str(tiny_organism / "aligned"), *SMALL]
+    code, _, err = run_cli(capsys, "gcg", *aligned, *GCG_BUDGET, "--out", str(tmp_path / "gcg"))
+    assert code == 0, err
+    loads.clear()
+    code, _, err = run_cli(capsys, "gcg-transfer", *aligned, "--source", str(tmp_path / "gcg"),
+                           "--out", str(tmp_path / "transfer"))
+    assert code == 0, err
+    assert loads == [("aligned", "aligned")]
+    assert len(Run.load(tmp_path / "transfer").records("gcg_transfer")) == 2
+
+
 def test_a_named_base_is_not_loaded_when_no_experiment_reads_it(
         tiny_organism: Path, tmp_path: Path, loads: list[tuple[str, str]],
         capsys: pytest.CaptureFixture[str]) -> None:
