@@ -215,7 +215,7 @@ def test_served_bad_inputs(tiny_organism: Path, models: ServedModels, tmp_path: 
     code, _, err = run_cli(capsys, "prefill", *pair, "--engine", "openai", "--engine-url",
                            "http://127.0.0.1:9/v1", "--engine-option", "connect_timeout=2",
                            "--out", str(tmp_path / "unreachable"))
-    assert_user_error(code, err, "cannot reach the base model's engine at http://127.0.0.1:9/v1")
+    assert_user_error(code, err, "cannot reach the aligned model's engine at http://127.0.0.1:9/v1")
     assert time.monotonic() - started < 60
     code, _, err = run_cli(capsys, "prefill", *pair, "--engine-url", "http://x/v1")
     assert_user_error(code, err, "need --engine openai")

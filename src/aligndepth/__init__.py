@@ -31,6 +31,7 @@ _EXPORTS = {
     "Run": "aligndepth.runs",
     "Setup": "aligndepth.experiment",
     "open_setup": "aligndepth.audit",
+    "base_readers": "aligndepth.audit",
     "run_experiments": "aligndepth.audit",
     "AuditConfig": "aligndepth.audit",
     "KLConfig": "aligndepth.configs",

@@ -112,15 +112,40 @@ def check_servable(experiments: tuple[str, ...]) -> None:
                                   f"does not return: run it with --engine hf{hint}")
 
 
-def resolve_pair(base: str | None, aligned: str | None, show_progress: bool = True
-                 ) -> tuple[Path | None, str, str]:
+#: The experiments that read the base model whatever their options: the KL profile and
+#: ED compare the two models, refusal_prefix prefills the base beside the aligned model.
+#: The others (prefill, decoding, gcg, gcg_transfer) read only the model they attack.
+NEEDS_BASE = frozenset({"kl", "refusal_prefix", "ed"})
+
+
+def base_readers(config: AuditConfig) -> tuple[str, ...]:
+    """The experiments of ``config`` that read the base model: those of
+    :data:`NEEDS_BASE` and an attack aimed at it (``--prefill-target base``)."""
+    return tuple(name for name in config.experiments if name in NEEDS_BASE
+                 or getattr(getattr(config, name), "target", "aligned") == "base")
+
+
+def resolve_pair(base: str | None, aligned: str | None, show_progress: bool = True,
+                 readers: tuple[str, ...] | None = None
+                 ) -> tuple[Path | None, str | None, str]:
     """The organism the pair belongs to (None for another pair) and the pair's two
     sources: the given ones, or the organism's (built if need be) when neither is given.
-    Loads no weights."""
+    ``readers`` are the experiments that read the base model (:func:`base_readers`;
+    ``None``: the base is needed): when there are none, ``aligned`` may come alone and
+    the base source is then ``None``. Loads no weights."""
     from aligndepth.organism.build import build_organism, organism_home
 
-    if (base is None) != (aligned is None):
-        raise AlignDepthError("give both --base and --aligned, or neither (the organism)")
+    if base is not None and aligned is None:
+        raise AlignDepthError("give --aligned too: every experiment reads the aligned model "
+                              "(or give neither model, for the organism)")
+    if aligned is not None and base is None:
+        if readers is None:
+            raise AlignDepthError("give both --base and --aligned, or neither (the organism)")
+        if readers:
+            verb = "needs" if len(readers) == 1 else "need"
+            raise AlignDepthError(f"{', '.join(readers)} {verb} the base model: give --base "
+                                  "too (prefill, decoding and gcg need only --aligned)")
+        return organism_home(aligned), None, aligned
     if base is None or aligned is None:
         organism = build_organism(show_progress=show_progress)
         return organism, str(organism / "base"), str(organism / "aligned")
@@ -137,8 +162,13 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
                show_progress: bool = True, judge_options: dict[str, Any] | None = None,
                base_load: LoadConfig | None = None, aligned_load: LoadConfig | None = None,
                stop_strings: tuple[str, ...] = (),
-               check_tokenizer: Callable[[Any], None] | None = None) -> Setup:
+               check_tokenizer: Callable[[Any], None] | None = None,
+               readers: tuple[str, ...] | None = None) -> Setup:
     """Models and judge: the given pair, or the organism when neither model is given.
+
+    ``readers``: the experiments that will read the base model (:func:`base_readers`);
+    with none, only the aligned model loads (``--base``, if given, is not loaded and the
+    manifest says so). ``None`` (the default) loads both.
 
     The judge defaults to ``organism`` on the organism (also when ``base`` is the
     organism's base model, e.g. against a fine-tuned aligned model) and ``keyword``
@@ -148,12 +178,15 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
     with the aligned model's tokenizer before any weights load (e.g. to refuse a GCG
     ``--init-suffix`` holding a control token).
     """
-    organism, base, aligned = resolve_pair(base, aligned, show_progress)
+    organism, base, aligned = resolve_pair(base, aligned, show_progress, readers)
     judge_obj = make_judge(judge or ("organism" if organism else "keyword"), organism,
                            **(judge_options or {}))
     if check_tokenizer is not None:
         check_tokenizer(load_tokenizer(aligned, aligned_load or load))
-    pair = load_pair(base, aligned, load, base_format, aligned_format,
+    unloaded = base if readers is not None and not readers else None
+    if unloaded is not None:
+        log.info("not loading the base model %s: no experiment of this run reads it", base)
+    pair = load_pair(None if unloaded else base, aligned, load, base_format, aligned_format,
                      base_config=base_load, aligned_config=aligned_load)
     if max_new_tokens is None:
         max_new_tokens = ORGANISM_MAX_NEW_TOKENS if organism else REAL_MAX_NEW_TOKENS
@@ -164,7 +197,8 @@ def open_setup(base: str | None = None, aligned: str | None = None, *,
         ed_systems = (MALICIOUS_SYSTEM, BENIGN_SYSTEM)
     return Setup(pair, judge_obj, organism, seed=seed, batch_size=batch_size,
                  max_new_tokens=max_new_tokens, show_progress=show_progress,
-                 stop_strings=tuple(stop_strings), ed_systems=ed_systems)
+                 stop_strings=tuple(stop_strings), ed_systems=ed_systems,
+                 unloaded_base=unloaded)
 
 
 @dataclass(frozen=True)
@@ -248,7 +282,7 @@ def check_contexts(setup: Setup, prompts: list[PromptRecord], config: AuditConfi
         return
     extra = max(config.prefill.ks) if "prefill" in config.experiments else 0
     assert config.max_new_tokens is not None
-    for role in ("aligned", "base"):
+    for role in reversed(setup.pair.roles):
         model, fmt = setup.role(role)
         if role == "base" and "ed" in config.experiments:
             fmt = fmt.with_system(config.ed.malicious_system)
@@ -259,7 +293,8 @@ def check_contexts(setup: Setup, prompts: list[PromptRecord], config: AuditConfi
 def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
                     data: str | Path | None = None, overwrite: bool = False,
                     safe_data: str | Path | None = None, data_format: str | None = None,
-                    inputs: Inputs | None = None) -> dict[str, Any]:
+                    inputs: Inputs | None = None, release_base: bool = False
+                    ) -> dict[str, Any]:
     """Run ``config.experiments`` into ``out`` (resuming if it holds this run).
 
     ``data`` holds the harmful queries (harmful pairs or prompts); ``safe_data`` the safe
@@ -268,7 +303,16 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
     for formats that label both kinds (ToxicChat, OpenAI moderation) ``data`` keeps the
     harmful rows and ``safe_data`` the safe ones, so one file can serve both. ``inputs``
     is that data already read (:func:`read_inputs`, called before loading the pair).
+
+    The experiments that read the base model run first; with ``release_base`` the base
+    model is then dropped from ``setup`` and its memory returned, before the experiments
+    that read only the aligned model (every record is the same in any order: each unit's
+    seed depends only on the run seed and the unit's name).
     """
+    readers = base_readers(config)
+    if readers and "base" not in setup.pair.roles:
+        raise AlignDepthError(f"{', '.join(readers)} need the base model, which this setup "
+                              "did not load: pass readers=base_readers(config) to open_setup")
     if config.max_new_tokens is None:
         config = replace(config, max_new_tokens=setup.max_new_tokens)
     else:
@@ -299,15 +343,20 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         "seed": setup.seed,
         "prompts": provenance(setup, prompts[0].instruction) if prompts else None,
         "organism": str(setup.organism) if setup.organism else None,
+        **({"not_loaded": {"base": setup.unloaded_base}} if setup.unloaded_base else {}),
         **({"gcg": gcg_space} if gcg_space is not None else {}),
     }
     if "ed" in config.experiments and prompts:  # ED's own prompts: its system prompts
         manifest["prompts"]["ed"] = ed_prompts(setup, config.ed, prompts[0].instruction)
-    if any(setup.role(r)[0].served is not None for r in ("base", "aligned")):
+    if any(setup.role(r)[0].served is not None for r in setup.pair.roles):
         check_servable(config.experiments)
     check_contexts(setup, prompts, config)  # before anything is written
     run = Run.open(out, manifest, overwrite=overwrite)
-    for name in config.experiments:
+    order = [*readers, *(name for name in config.experiments if name not in readers)]
+    for name in order:
+        if release_base and name not in readers and "base" in setup.pair.roles:
+            log.info("releasing the base model: no remaining experiment reads it")
+            setup.pair.release_base()
         log.info("running %s", name)
         if name == "kl":
             assert pairs is not None

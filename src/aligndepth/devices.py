@@ -145,3 +145,14 @@ def set_cpu_threads(model: Any, threads: int = 0) -> None:
     if torch.get_num_threads() != threads:
         log.info("torch CPU threads: %d -> %d", torch.get_num_threads(), threads)
         torch.set_num_threads(threads)
+
+
+def release_memory() -> None:
+    """Collect dropped models and hand the CUDA allocator's cached memory back."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

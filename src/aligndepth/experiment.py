@@ -45,6 +45,8 @@ class Setup:
     stop_strings: tuple[str, ...] = ()
     #: ED's default (malicious, benign) system prompts; ``None``: the built-in ones
     ed_systems: tuple[str, str] | None = None
+    #: the base model named (or the organism's) but not loaded: no experiment reads it
+    unloaded_base: str | None = None
 
     def stop_rule(self, model: LoadedModel, fmt: PromptFormat) -> StopRule:
         """How ``model`` in ``fmt`` stops: its own stop ids, the format's default stop
@@ -52,7 +54,8 @@ class Setup:
         return stop_rule(model, fmt, self.stop_strings)
 
     def role(self, target: str) -> tuple[LoadedModel, PromptFormat]:
-        """The model and prompt format of ``aligned`` or ``base``."""
+        """The model and prompt format of ``aligned`` or ``base`` (the base only when
+        loaded: see :attr:`ModelPair.roles`)."""
         if target == "aligned":
             return self.pair.aligned, self.pair.aligned_format
         return self.pair.base, self.pair.base_format
@@ -129,7 +132,7 @@ def provenance(setup: Setup, instruction: str) -> dict[str, Any]:
     ``instruction`` as fed (default system prompts and the BOS the tokenizer adds
     included), stop ids and strings."""
     out: dict[str, Any] = {}
-    for role in ("base", "aligned"):
+    for role in setup.pair.roles:
         model, fmt = setup.role(role)
         rule = setup.stop_rule(model, fmt)
         out[role] = {"first_prompt": fmt.fed(model.tokenizer, instruction),

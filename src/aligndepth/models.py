@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aligndepth.devices import input_device, resolve_device, resolve_dtype, set_cpu_threads
+from aligndepth.devices import (
+    input_device,
+    release_memory,
+    resolve_device,
+    resolve_dtype,
+    set_cpu_threads,
+)
 from aligndepth.errors import AlignDepthError
 from aligndepth.prompts import PromptFormat
 from aligndepth.settings import LoadConfig
@@ -90,27 +96,49 @@ class ModelPair:
     """A pretrained base model and its aligned version, each with a prompt format.
 
     Defaults follow SPEC: the aligned model through its chat template (no system prompt),
-    the base model through the plain completion template.
+    the base model through the plain completion template. ``loaded_base`` is ``None``
+    when the base model was not loaded (no experiment of the run reads it) or has been
+    released (:meth:`release_base`).
     """
 
-    base: LoadedModel
+    loaded_base: LoadedModel | None
     aligned: LoadedModel
     base_format: PromptFormat = field(default_factory=PromptFormat.plain)
     aligned_format: PromptFormat = field(default_factory=PromptFormat.chat)
+
+    @property
+    def base(self) -> LoadedModel:
+        """The base model; only experiments that declare they read it may ask for it."""
+        if self.loaded_base is None:
+            raise RuntimeError("the base model is not loaded: the experiment asking for it "
+                               "must be listed among those that need the base")
+        return self.loaded_base
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles loaded: ``("base", "aligned")``, or ``("aligned",)``."""
+        return ("aligned",) if self.loaded_base is None else ("base", "aligned")
 
     @property
     def tokenizer(self) -> Any:
         """The shared tokenizer (the aligned model's; the vocabularies are identical)."""
         return self.aligned.tokenizer
 
+    def release_base(self) -> None:
+        """Drop the base model and return its memory (no later experiment reads it)."""
+        if self.loaded_base is None:
+            return
+        self.loaded_base = None
+        release_memory()
+
     def describe(self) -> dict[str, Any]:
-        """JSON-able identity of the pair, recorded in run manifests."""
-        return {
-            "base": self.base.describe(),
-            "aligned": self.aligned.describe(),
-            "base_format": self.base_format.describe(),
-            "aligned_format": self.aligned_format.describe(),
-        }
+        """JSON-able identity of the pair, recorded in run manifests (the roles loaded)."""
+        out = {"aligned": self.aligned.describe(),
+               "aligned_format": self.aligned_format.describe()}
+        if self.loaded_base is not None:
+            out = {"base": self.loaded_base.describe(), **out,
+                   "base_format": self.base_format.describe()}
+        return out
 
 
 def _check_local_dir(path: Path, cfg: LoadConfig) -> None:
@@ -328,25 +356,29 @@ def check_same_vocabulary(tok_a: Any, tok_b: Any, name_a: str = "base",
                           "): give a base/aligned pair from the same model family")
 
 
-def load_pair(base: str | Path, aligned: str | Path, config: LoadConfig | None = None,
+def load_pair(base: str | Path | None, aligned: str | Path,
+              config: LoadConfig | None = None,
               base_format: PromptFormat | None = None,
               aligned_format: PromptFormat | None = None, *,
               base_config: LoadConfig | None = None,
               aligned_config: LoadConfig | None = None) -> ModelPair:
     """Load a (base, aligned) pair; their vocabularies are checked before any weights load.
 
-    ``base_config`` and ``aligned_config`` override ``config`` for one model each (e.g. to
-    put the two on different devices, or in different dtypes); each defaults to ``config``.
+    ``base`` ``None`` loads the aligned model alone (for experiments that read only it;
+    the pair's ``loaded_base`` is then ``None``). ``base_config`` and ``aligned_config``
+    override ``config`` for one model each (e.g. to put the two on different devices, or
+    in different dtypes); each defaults to ``config``.
     """
     base_cfg = base_config or config
     aligned_cfg = aligned_config or config
-    base_tok = load_tokenizer(base, base_cfg)
+    base_tok = None if base is None else load_tokenizer(base, base_cfg)
     aligned_tok = load_tokenizer(aligned, aligned_cfg)
-    check_same_vocabulary(base_tok, aligned_tok)
-    for cfg in (base_cfg, aligned_cfg):  # fail on placement before any weights load
+    if base_tok is not None:
+        check_same_vocabulary(base_tok, aligned_tok)
+    for cfg in (base_cfg, aligned_cfg)[base is None:]:  # placement before any weights load
         if cfg is None or cfg.served is None:
             _placement(cfg or LoadConfig())
-    base_model = load_model(base, base_cfg, base_tok, role="base")
+    base_model = None if base is None else load_model(base, base_cfg, base_tok, role="base")
     aligned_model = load_model(aligned, aligned_cfg, aligned_tok, role="aligned")
     return ModelPair(base_model, aligned_model,
                      base_format or PromptFormat.plain(),

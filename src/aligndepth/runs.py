@@ -96,18 +96,23 @@ def chunked(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[i:i + size]) for i in range(0, len(items), max(1, size))]
 
 
-def _identity(manifest: dict[str, Any], field_name: str) -> Any:
+def _identity(manifest: dict[str, Any], field_name: str, roles: Any = None) -> Any:
     """A manifest field as compared on resume: where a model sits (``placement``) is not
-    part of what a run is, so a run started on one device may resume on another."""
+    part of what a run is, so a run started on one device may resume on another; only
+    the models of ``roles`` (all when ``None``) count."""
     value = manifest.get(field_name)
     if field_name == "models" and isinstance(value, dict):
         return {role: {k: v for k, v in m.items() if k != "placement"}
-                if isinstance(m, dict) else m for role, m in value.items()}
+                if isinstance(m, dict) else m for role, m in value.items()
+                if roles is None or role in roles}
     return value
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [f for f in IDENTITY_FIELDS if _identity(old, f) != _identity(new, f)]
+    """The identity fields that differ; a model the new run does not load (the base of
+    an aligned-only experiment, in a run that loaded both) is not compared."""
+    roles = new.get("models")
+    return [f for f in IDENTITY_FIELDS if _identity(old, f, roles) != _identity(new, f)]
 
 
 class Run:

@@ -94,6 +94,7 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
          context: Any) -> None:
     from aligndepth.audit import (
         AuditConfig,
+        base_readers,
         check_servable,
         open_setup,
         read_inputs,
@@ -112,7 +113,10 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
         bfmt = PromptFormat.chat()
     else:
         raise AlignDepthError(f"unknown --base-format '{base_format}': use plain or chat")
+    # the base model loads only when an experiment reads it
+    readers = base_readers(config)
     served = served_configs(engine, engine_url, engine_model, engine_option,
+                            roles=("base", "aligned") if readers else ("aligned",),
                             base_url=base_engine_url, aligned_url=aligned_engine_url,
                             base_model=base_engine_model, aligned_model=aligned_engine_model)
     if served:
@@ -128,7 +132,8 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
     aligned_load = replace(load, device=aligned_device or load.device,
                            served=served.get("aligned"))
     # every input checkable without weights is checked before the pair loads
-    organism, base, aligned = resolve_pair(base, aligned, show_progress=not quiet)
+    organism, base, aligned = resolve_pair(base, aligned, show_progress=not quiet,
+                                           readers=readers)
     inputs = read_inputs(organism, config, data, safe_data, data_format)
     if out is None:
         slug = "organism" if organism else Path(str(aligned)).name or "pair"
@@ -139,11 +144,12 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
                        base_load=base_load, aligned_load=aligned_load,
                        stop_strings=tuple(stop or ()),
                        base_format=bfmt, aligned_format=aligned_fmt,
-                       check_tokenizer=_tokenizer_check(config),
+                       check_tokenizer=_tokenizer_check(config), readers=readers,
                        judge_options={**_phrases(refusal_phrases),
                                       **_judge_options(judge_option)})
     summary = run_experiments(setup, out, config, data, overwrite=overwrite,
-                              safe_data=safe_data, data_format=data_format, inputs=inputs)
+                              safe_data=safe_data, data_format=data_format, inputs=inputs,
+                              release_base=True)
     write_run_config(context, out)
     _print_summary(summary, out)
 

@@ -98,9 +98,11 @@ DataSplit = field_option(RunSettings, "split")
 Device = field_option(LoadConfig, "device")  # train: its dtype is TrainConfig's
 
 def served_configs(engine: str, url: str | None, model: str | None,
-                   options: list[str] | None, **per_role: str | None) -> dict[str, Any]:
-    """``{role: ServedConfig | None}`` for ``base`` and ``aligned`` (``per_role`` holds
-    ``base_url``, ``aligned_url``, ``base_model``, ``aligned_model``); ``{}`` for hf."""
+                   options: list[str] | None, roles: tuple[str, ...] = ("base", "aligned"),
+                   **per_role: str | None) -> dict[str, Any]:
+    """``{role: ServedConfig | None}`` for each of ``roles`` (the models that load;
+    ``per_role`` holds ``base_url``, ``aligned_url``, ``base_model``, ``aligned_model``);
+    ``{}`` for hf."""
     from aligndepth.engine.served import served_config
 
     if engine not in ("hf", "openai"):
@@ -114,7 +116,7 @@ def served_configs(engine: str, url: str | None, model: str | None,
         return {}
     settings = _judge_options(options)
     out: dict[str, Any] = {}
-    for role in ("base", "aligned"):
+    for role in roles:
         where = per_role.get(f"{role}_url") or url
         if not where:
             raise AlignDepthError(f"--engine openai needs the {role} model's server: pass "

@@ -103,7 +103,7 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path,
                                   + (f" judged by '{judge}'" if judge else "")
                                   + ": run an experiment into it first")
         summaries[name] = summary
-    bases = {_fingerprint(run, "base") for run in runs}
+    bases = {_fingerprint(run, "base") for run in runs} - {None}  # None: base not loaded
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     changes = differences(names, [run_units(r, judge) for r in runs])

@@ -226,6 +226,9 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
         if role in models:
             lines.append(f"- {role}: `{models[role]['source']}` "
                          f"({models[role]['fingerprint']})")
+        elif role in (m.get("not_loaded") or {}):
+            lines.append(f"- {role}: `{m['not_loaded'][role]}` (not loaded: no experiment "
+                         "of this run reads it)")
     for role in ("base_format", "aligned_format"):
         if role in models:
             lines.append(f"- {role.replace('_', ' ')}: `{json.dumps(models[role])}`")
