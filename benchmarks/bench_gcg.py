@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import torch
-from bench_train import _reset_peak_rss, _rss_mib  # the same peak-memory reading
+from bench_train import PeakMemory  # the same peak-memory reading
 
 from aligndepth.attacks.gcg_core import GCGAttack, GCGConfig
 from aligndepth.devices import output_cache, with_cache
@@ -117,21 +117,13 @@ def _step_and_peak(cls: type[GCGAttack], model: Any, tok: Any, fmt: PromptFormat
     config = GCGConfig(num_steps=steps, search_width=width, topk=64, early_stop=False)
     attack = cls(model, tok, fmt, config)
     attack.run(INSTRUCTION, TARGET, seed=0)  # warm-up
-    cuda = device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated() / 2**20
-    else:
-        _reset_peak_rss()
-        before = _rss_mib("VmRSS") or 0.0
+    memory = PeakMemory(device)
     t0 = time.perf_counter()
     attack.run(INSTRUCTION, TARGET, seed=0)
-    if cuda:
+    if memory.cuda:
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / steps
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else (_rss_mib("VmHWM") or 0.0)
-    return seconds, peak - before
+    return seconds, memory.grown()
 
 
 def _compare_logits(args: argparse.Namespace, fmt: PromptFormat) -> None:

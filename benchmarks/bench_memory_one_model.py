@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_train import _reset_peak_rss, _rss_mib  # the same peak-memory reading
+from bench_train import PeakMemory  # the same peak-memory reading
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/families.py
 
@@ -75,13 +75,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     from aligndepth.models import LoadConfig
 
     root = Path(args.root)
-    cuda = args.device.startswith("cuda")
-    if cuda:
-        torch.cuda.init()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated() / 2**20
-    else:
-        before = _rss_mib("VmRSS") if _reset_peak_rss() else None
+    memory = PeakMemory(args.device)
     config = AuditConfig(experiments=("prefill",), prefill=PrefillConfig(ks=tuple(args.k)))
     # both loaded: the whole pair; aligned only: what the experiment commands load (the
     # base's readers: none for prefill)
@@ -93,11 +87,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     run_experiments(setup, root / args.child.replace(" ", "-"), config,
                     data=root / "harmful.jsonl")
     loaded = list(setup.pair.roles)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated() / 2**20 - before
-    else:
-        peak = (_rss_mib("VmHWM") or 0.0) - (before or 0.0)
-    return {"loaded": loaded, "peak_mib": peak, "before_mib": before}
+    return {"loaded": loaded, "peak_mib": memory.grown(), "before_mib": memory.before}
 
 
 def main() -> None:

@@ -54,6 +54,25 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+class PeakMemory:
+    """Peak memory growth (MiB) from construction to :meth:`grown`: the CUDA allocator's
+    peak on a GPU, else the process's peak resident set (Linux)."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.before: float | None = torch.cuda.memory_allocated() / 2**20
+        else:
+            self.before = _rss_mib("VmRSS") if _reset_peak_rss() else None
+
+    def grown(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 2**20 - (self.before or 0.0)
+        return (_rss_mib("VmHWM") or 0.0) - (self.before or 0.0)
+
+
 def _child(args: argparse.Namespace) -> dict[str, Any]:
     """One training run with ``args.child``'s loss; returns times and peak memory."""
     root = build_organism(show_progress=False)

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 import torch
-from bench_train import _reset_peak_rss, _rss_mib  # the same peak-memory reading
+from bench_train import PeakMemory  # the same peak-memory reading
 
 from aligndepth.training.data import Example
 from aligndepth.training.trainer import TrainConfig, train
@@ -104,19 +104,11 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         self.add_callback(clock.callback())
 
     transformers.Trainer.__init__ = with_clock  # type: ignore[method-assign]
-    cuda = args.device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated() / 2**20
-    else:
-        _reset_peak_rss()
-        before = _rss_mib("VmRSS") or 0.0
+    memory = PeakMemory(args.device)
     with tempfile.TemporaryDirectory() as out:
         result = train(model, _TokenIdsOnly(), examples, config, f"{out}/model",
                        show_progress=False, pad_id=0)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
-            else (_rss_mib("VmHWM") or 0.0)) - before
+    peak = memory.grown()
     steps = clock.times[1:] or clock.times
     return {"params": params, "step": statistics.median(steps),
             "reference": result["reference_seconds"], "peak_mib": peak}
