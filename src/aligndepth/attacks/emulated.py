@@ -204,7 +204,7 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
     todo = run.pending(NAME, units)
     model = setup.pair.base
     measure = measures(setup.judge)
-    judged = {qs: judge_reading(f"{NAME}:{qs}", setup.judge).judged for qs in QUERY_SETS}
+    reads = {qs: judge_reading(f"{NAME}:{qs}", setup.judge).judged for qs in QUERY_SETS}
     with progress_bar("emulated disalignment", len(todo), setup.show_progress) as advance:
         for unit in todo:
             job = jobs[unit.name.rsplit("#", 1)[0]]
@@ -221,7 +221,7 @@ def run_ed(setup: Setup, run: Run, harmful: Sequence[PromptRecord],
                  "output": text, "output_raw": decode_raw(model, c.ids),
                  "stop_reason": c.stop_reason,
                  "params": config.sampling.describe(), "judge": setup.judge.name,
-                 "judged": judged[job.query_set], "measures": measure,
+                 "judged": reads[job.query_set], "measures": measure,
                  "verdict": v.to_record()}
                 for (p, s, c), text, v in zip(flat, texts, verdicts)])
             advance()
