@@ -9,7 +9,6 @@ import pytest
 
 from aligndepth.configs import (
     AUDIT_BUDGET,
-    EXPERIMENT_CONFIGS,
     DecodingConfig,
     EDConfig,
     GCGConfig,
@@ -18,8 +17,12 @@ from aligndepth.configs import (
     PrefillConfig,
     RefusalPrefixConfig,
 )
+from aligndepth.experiments_registry import experiments
 from aligndepth.options import FIXED_KEY, OPTION_KEY
 from tests.test_cli import run_cli
+
+#: Each built-in experiment's config class, by experiment name (from the registry).
+EXPERIMENT_CONFIGS = {e.name: e.config for e in experiments()}
 
 #: (experiment, config class, field) -> (option, a non-default value, what it becomes)
 OPTIONS: dict[tuple[str, type, str], tuple[str, str, Any]] = {
@@ -348,7 +351,9 @@ def test_every_config_dataclass_in_the_package_is_walked_or_fixed() -> None:
     assert found == WALKED | set(WHOLE_FIXED), found ^ (WALKED | set(WHOLE_FIXED))
     from aligndepth.audit import AuditConfig
     parts = {f.name for f in fields(AuditConfig)} - {f.name for f in fields(RunSettings)}
-    assert parts == {"experiments", *EXPERIMENT_CONFIGS}, parts
+    assert parts == {"experiments", "configs"}, parts  # one config per registered experiment
+    for name, cls in EXPERIMENT_CONFIGS.items():
+        assert isinstance(getattr(AuditConfig(), name), cls)
 
 
 def test_an_option_the_command_does_not_use_is_refused_not_ignored(

@@ -10,30 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from aligndepth.analysis.kl_profile import run_kl
-from aligndepth.analysis.refusal_prefix import run_refusal_prefix
-from aligndepth.attacks.decoding import run_decoding
-from aligndepth.attacks.emulated import ed_prompts, run_ed
-from aligndepth.attacks.gcg import check_gcg, run_gcg
-from aligndepth.attacks.gcg_transfer import found_suffixes, run_gcg_transfer
-from aligndepth.attacks.prefill import check_ks, run_prefill
-from aligndepth.configs import (
-    AUDIT_BUDGET,
-    DecodingConfig,
-    EDConfig,
-    GCGConfig,
-    GCGTransferConfig,
-    KLConfig,
-    PrefillConfig,
-    RefusalPrefixConfig,
-)
 from aligndepth.data.loading import resolve_data
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
-from aligndepth.errors import AlignDepthError, did_you_mean
+from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import (
     ORGANISM_MAX_NEW_TOKENS,
     REAL_MAX_NEW_TOKENS,
@@ -41,6 +24,7 @@ from aligndepth.experiment import (
     Setup,
     provenance,
 )
+from aligndepth.experiments_registry import audit_names, call, chosen, get, names
 from aligndepth.judges.registry import make_judge
 from aligndepth.judges.scope import check_judging, measures
 from aligndepth.models import LoadConfig, load_pair, load_tokenizer
@@ -50,35 +34,55 @@ from aligndepth.runs import Run, file_digest
 
 log = logging.getLogger(__name__)
 
-EXPERIMENTS = ("kl", "refusal_prefix", "prefill", "decoding", "ed", "gcg")
-#: Experiments an audit runs only when asked (they need more than a model pair).
-OPTIONAL_EXPERIMENTS = ("gcg_transfer",)
-NEEDS_PAIRS = {"kl", "prefill"}
+_SETTINGS = tuple(f.name for f in fields(RunSettings))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class AuditConfig(RunSettings):
-    """Which experiments to run and how; ``limit`` caps prompts per experiment."""
+    """Which experiments to run and how; ``limit`` caps prompts per experiment.
 
-    experiments: tuple[str, ...] = EXPERIMENTS
-    kl: KLConfig = field(default_factory=KLConfig)
-    refusal_prefix: RefusalPrefixConfig = field(default_factory=RefusalPrefixConfig)
-    prefill: PrefillConfig = field(default_factory=PrefillConfig)
-    decoding: DecodingConfig = field(default_factory=DecodingConfig)
-    ed: EDConfig = field(default_factory=EDConfig)
-    gcg: GCGConfig = AUDIT_BUDGET
-    gcg_transfer: GCGTransferConfig = field(default_factory=GCGTransferConfig)
+    Each registered experiment's config is given by its name
+    (``AuditConfig(experiments=("prefill",), prefill=PrefillConfig(ks=(0, 5)))``) and read
+    the same way (``config.prefill``); an experiment not given starts from its entry's
+    audit config (:meth:`~aligndepth.experiments_registry.Experiment.start_config`).
+    ``experiments`` defaults to those the audit runs (every entry with ``in_audit``).
+    """
+
+    experiments: tuple[str, ...] = ()
+    configs: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, *, experiments: tuple[str, ...] | None = None,
+                 configs: dict[str, Any] | None = None, **given: Any) -> None:
+        settings = {k: given.pop(k) for k in list(given) if k in _SETTINGS}
+        for f in fields(RunSettings):
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            object.__setattr__(self, f.name, settings.get(f.name, default))
+        merged = dict(configs or {})
+        for name, value in given.items():
+            get(name)  # an unknown experiment's config is a user error
+            merged[name] = value
+        object.__setattr__(self, "experiments",
+                           audit_names() if experiments is None else tuple(experiments))
+        object.__setattr__(self, "configs", merged)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        known = EXPERIMENTS + OPTIONAL_EXPERIMENTS
         for name in self.experiments:
-            if name not in known:
-                raise AlignDepthError(f"unknown experiment '{name}'"
-                                      f"{did_you_mean(name, known)}; choose from "
-                                      f"{', '.join(known)}")
+            get(name)  # "unknown experiment ..., did you mean"
         if not self.experiments:
             raise AlignDepthError("choose at least one experiment")
+
+    def __getattr__(self, name: str) -> Any:
+        """An experiment's config (``config.prefill``)."""
+        if name.startswith("_") or name not in names():
+            raise AttributeError(name)
+        found = self.__dict__.get("configs", {}).get(name)
+        return get(name).start_config(alone=False) if found is None else found
+
+    def with_config(self, name: str, config: Any) -> AuditConfig:
+        """A copy with the experiment ``name``'s config replaced."""
+        return replace(self, configs={**self.configs, name: config})
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that shapes results (recorded, compared on resume)."""
@@ -95,34 +99,22 @@ class AuditConfig(RunSettings):
         return out
 
 
-#: Experiments that need more than sampled text: the models' full next-token
-#: distributions (kl, ed) or their gradients (gcg). A served engine cannot run them.
-NEEDS_WEIGHTS = {"kl": "the models' full next-token distributions",
-                 "ed": "both models' full next-token distributions at every step",
-                 "gcg": "gradients through the aligned model"}
-
-
 def check_servable(experiments: tuple[str, ...]) -> None:
-    """A user error when an experiment that needs the weights is asked of served models."""
-    for name in experiments:
-        if name in NEEDS_WEIGHTS:
-            others = [e for e in experiments if e not in NEEDS_WEIGHTS]
+    """A user error when an experiment that needs the weights (its entry's
+    ``needs_weights``) is asked of served models."""
+    for entry in chosen(experiments):
+        if entry.needs_weights is not None:
+            others = [e.name for e in chosen(experiments) if e.needs_weights is None]
             hint = f", or leave it out: --experiments {','.join(others)}" if others else ""
-            raise AlignDepthError(f"{name} needs {NEEDS_WEIGHTS[name]}, which a served engine "
-                                  f"does not return: run it with --engine hf{hint}")
-
-
-#: The experiments that read the base model whatever their options: the KL profile and
-#: ED compare the two models, refusal_prefix prefills the base beside the aligned model.
-#: The others (prefill, decoding, gcg, gcg_transfer) read only the model they attack.
-NEEDS_BASE = frozenset({"kl", "refusal_prefix", "ed"})
+            raise AlignDepthError(f"{entry.name} needs {entry.needs_weights}, which a served "
+                                  f"engine does not return: run it with --engine hf{hint}")
 
 
 def base_readers(config: AuditConfig) -> tuple[str, ...]:
-    """The experiments of ``config`` that read the base model: those of
-    :data:`NEEDS_BASE` and an attack aimed at it (``--prefill-target base``)."""
-    return tuple(name for name in config.experiments if name in NEEDS_BASE
-                 or getattr(getattr(config, name), "target", "aligned") == "base")
+    """The experiments of ``config`` that read the base model: those whose entry reads it
+    (kl, refusal_prefix, ed) and an attack aimed at it (``--prefill-target base``)."""
+    return tuple(e.name for e in chosen(config.experiments)
+                 if e.reads_base_with(getattr(config, e.name)))
 
 
 def resolve_pair(base: str | None, aligned: str | None, show_progress: bool = True,
@@ -219,7 +211,7 @@ def read_inputs(organism: Path | None, config: AuditConfig, data: str | Path | N
     needs no model, so a bad file is an error before any weights load."""
     pairs, prompts, provenance = _load_data(data, organism, config, data_format)
     safe: list[PromptRecord] = []
-    if "ed" in config.experiments:
+    if any(e.needs_safe for e in chosen(config.experiments)):
         safe, safe_provenance = _load_safe(safe_data, organism, config, data_format)
         if safe_provenance:
             provenance = {**provenance, "safe": safe_provenance}
@@ -246,7 +238,7 @@ def _load_data(path: str | Path | None, organism: Path | None, config: AuditConf
                                      data_format=data_format, subset="harmful",
                                      data_split=config.data_split)
     if pairs is None:
-        wanted = sorted(NEEDS_PAIRS.intersection(config.experiments))
+        wanted = sorted(e.name for e in chosen(config.experiments) if e.needs_pairs)
         if wanted:
             raise AlignDepthError(
                 f"{', '.join(wanted)} need harmful responses, and '{used}' has none: give "
@@ -262,7 +254,7 @@ def _provenance(path: Path, n: int) -> dict[str, Any]:
 def _load_safe(path: str | Path | None, organism: Path | None, config: AuditConfig,
                data_format: str | None = None
                ) -> tuple[list[PromptRecord], dict[str, Any] | None]:
-    """Safe queries for ED: ``path``, the organism's benign prompts, or none."""
+    """Safe queries (ED's): ``path``, the organism's benign prompts, or none."""
     if path is None and organism is None:
         log.warning("no --safe-data: ED's effect on safe queries is not measured")
         return [], None
@@ -280,12 +272,16 @@ def check_contexts(setup: Setup, prompts: list[PromptRecord], config: AuditConfi
 
     if not prompts:
         return
-    extra = max(config.prefill.ks) if "prefill" in config.experiments else 0
+    entries = chosen(config.experiments)
+    extra = max([call(e.forced_tokens, getattr(config, e.name)) for e in entries
+                 if e.forced_tokens is not None], default=0)
+    systems = [call(e.base_system, getattr(config, e.name)) for e in entries
+               if e.base_system is not None]
     assert config.max_new_tokens is not None
     for role in reversed(setup.pair.roles):
         model, fmt = setup.role(role)
-        if role == "base" and "ed" in config.experiments:
-            fmt = fmt.with_system(config.ed.malicious_system)
+        if role == "base" and systems:
+            fmt = fmt.with_system(systems[0])
         lengths = [len(fmt.encode(model.tokenizer, p.instruction)) for p in prompts]
         check_context(model.model, lengths, config.max_new_tokens + extra, f"{role} model")
 
@@ -315,63 +311,50 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
                               "did not load: pass readers=base_readers(config) to open_setup")
     if config.max_new_tokens is None:
         config = replace(config, max_new_tokens=setup.max_new_tokens)
-    else:
-        setup.max_new_tokens = config.max_new_tokens
-    setup.stop_strings = tuple(dict.fromkeys((*setup.stop_strings, *config.stop)))
+    # a copy: the caller's setup keeps its own settings
+    setup = replace(setup, max_new_tokens=config.max_new_tokens, stop_strings=tuple(
+        dict.fromkeys((*setup.stop_strings, *config.stop))))
     check_judging(config.experiments, setup.judge.name, measures(setup.judge))
     if inputs is None:
         inputs = read_inputs(setup.organism, config, data, safe_data, data_format)
-    pairs, prompts, data_provenance = inputs.pairs, inputs.prompts, inputs.provenance
-    if "prefill" in config.experiments and pairs is not None:  # fail before writing anything
-        check_ks(setup.pair.tokenizer, pairs, config.prefill.ks)
-    gcg_space = None
-    if "gcg" in config.experiments:  # the search space and start the manifest records
-        gcg_space = check_gcg(setup, prompts, pairs, config.gcg).provenance()
-    if "gcg_transfer" in config.experiments:
-        found_suffixes(config.gcg_transfer.source)  # fail before writing anything
-        config = replace(config, gcg_transfer=replace(
-            config.gcg_transfer, source=str(Path(str(config.gcg_transfer.source)).resolve())))
-    safe = inputs.safe
-    if "ed" in config.experiments:
-        config = replace(config, ed=config.ed.resolved(setup.ed_systems))
+    prompts = inputs.prompts
+    added: dict[str, Any] = {}
+    for entry in chosen(config.experiments):  # each checks its inputs before writing
+        if entry.prepare is not None:
+            prepared, more = call(entry.prepare, setup, *_taken(entry, inputs),
+                                  getattr(config, entry.name))
+            config = config.with_config(entry.name, prepared)
+            added.update(more)
     manifest: dict[str, Any] = {
         "experiments": list(config.experiments),
         "config": config.identity(),
         "models": setup.pair.describe(),
         "judge": setup.judge.describe(),
-        "data": data_provenance,
+        "data": inputs.provenance,
         "seed": setup.seed,
         "prompts": provenance(setup, prompts[0].instruction) if prompts else None,
         "organism": str(setup.organism) if setup.organism else None,
         **({"not_loaded": {"base": setup.unloaded_base}} if setup.unloaded_base else {}),
-        **({"gcg": gcg_space} if gcg_space is not None else {}),
     }
-    if "ed" in config.experiments and prompts:  # ED's own prompts: its system prompts
-        manifest["prompts"]["ed"] = ed_prompts(setup, config.ed, prompts[0].instruction)
+    for key, more in added.items():  # e.g. GCG's search space, ED's own prompts
+        if isinstance(manifest.get(key), dict):
+            manifest[key] = {**manifest[key], **more}
+        elif key not in manifest:
+            manifest[key] = more
     if any(setup.role(r)[0].served is not None for r in setup.pair.roles):
         check_servable(config.experiments)
     check_contexts(setup, prompts, config)  # before anything is written
     run = Run.open(out, manifest, overwrite=overwrite)
     order = [*readers, *(name for name in config.experiments if name not in readers)]
-    for name in order:
-        if release_base and name not in readers and "base" in setup.pair.roles:
+    for entry in chosen(order):
+        if release_base and entry.name not in readers and "base" in setup.pair.roles:
             log.info("releasing the base model: no remaining experiment reads it")
             setup.pair.release_base()
-        log.info("running %s", name)
-        if name == "kl":
-            assert pairs is not None
-            run_kl(setup, run, pairs, config.kl)
-        elif name == "refusal_prefix":
-            run_refusal_prefix(setup, run, prompts, config.refusal_prefix)
-        elif name == "prefill":
-            assert pairs is not None
-            run_prefill(setup, run, pairs, config.prefill)
-        elif name == "decoding":
-            run_decoding(setup, run, prompts, config.decoding)
-        elif name == "ed":
-            run_ed(setup, run, prompts, safe, config.ed)
-        elif name == "gcg":
-            run_gcg(setup, run, prompts, pairs, config.gcg)
-        elif name == "gcg_transfer":
-            run_gcg_transfer(setup, run, config.gcg_transfer)
+        log.info("running %s", entry.name)
+        call(entry.run, setup, run, *_taken(entry, inputs), getattr(config, entry.name))
     return render_report(run.path)
+
+
+def _taken(entry: Any, inputs: Inputs) -> list[Any]:
+    """The inputs an experiment's hooks take (its entry's ``takes``), in that order."""
+    return [getattr(inputs, name) for name in entry.takes]

@@ -277,10 +277,3 @@ class GCGTransferConfig:
     target: str = field(default="aligned", metadata=fixed(
         "the aligned model, the one GCG attacked"))
 
-
-#: Each experiment's config class, by experiment name.
-EXPERIMENT_CONFIGS: dict[str, type] = {
-    "kl": KLConfig, "refusal_prefix": RefusalPrefixConfig, "prefill": PrefillConfig,
-    "decoding": DecodingConfig, "ed": EDConfig, "gcg": GCGConfig,
-    "gcg_transfer": GCGTransferConfig,
-}

@@ -26,6 +26,9 @@ for _module in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    from aligndepth.cli.experiments import sync_commands
+
+    sync_commands()  # an experiment registered since the import gets its command
     try:
         app(args=argv, prog_name="aligndepth", standalone_mode=False)
     except AlignDepthError as exc:

@@ -1,10 +1,13 @@
 """The experiment commands, built from one template: ``audit``, ``kl``,
 ``refusal-prefix``, ``prefill``, ``decoding``, ``ed``, ``gcg`` and ``gcg-transfer``.
 
-The options shared by every experiment (models, data, judge, engine, run settings) are
-declared here; each experiment's own options are generated from its config dataclass
-(:mod:`aligndepth.configs`), so every field is settable and no command offers an option
-it ignores: a command shows the options of the experiments it runs.
+The commands come from the experiment registry (:mod:`aligndepth.experiments_registry`):
+``audit`` and one command per registered experiment. The options shared by every
+experiment (models, data, judge, engine, run settings) are declared here; each
+experiment's own options are generated from its config dataclass, so every field is
+settable and no command offers an option it ignores: a command shows the options of the
+experiments it runs. An experiment registered after this module is imported gets its
+command when the command line next runs (:func:`sync_commands`).
 """
 
 from __future__ import annotations
@@ -60,22 +63,18 @@ from aligndepth.cli.options import (
     _split,
     served_configs,
 )
-from aligndepth.configs import AUDIT_BUDGET, EXPERIMENT_CONFIGS, GCGConfig
 from aligndepth.errors import AlignDepthError
+from aligndepth.experiments_registry import audit_names, call, chosen, generation
+from aligndepth.experiments_registry import experiments as registered
 from aligndepth.settings import LoadConfig
 
 
 def experiment_configs(command: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Each experiment's config from the command's generated ``options``; GCG starts
-    from the command's budget (``gcg``: the paper's, the audit: :data:`AUDIT_BUDGET`)."""
-    out = {}
-    for name, cls in EXPERIMENT_CONFIGS.items():
-        if cls is GCGConfig:
-            start = GCGConfig() if command == "gcg" else AUDIT_BUDGET
-        else:
-            start = cls()
-        out[name] = replace(start, **field_values(cls, options))
-    return out
+    """Each experiment's config from the command's generated ``options``, starting from
+    the config its entry gives the command (GCG: the paper's budget in ``gcg``, a small
+    one in the audit)."""
+    return {e.name: replace(e.start_config(alone=command == e.command),
+                            **field_values(e.config, options)) for e in registered()}
 
 
 def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
@@ -155,45 +154,52 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
 
 
 def _tokenizer_check(config: Any) -> Callable[[Any], None] | None:
-    """What the aligned tokenizer alone can refuse before any weights load: a GCG
-    ``--init-suffix`` holding a control token, non-ASCII text or one that cannot move."""
-    if "gcg" not in config.experiments or config.gcg.init_suffix is None:
+    """What the aligned tokenizer alone can refuse before any weights load (the chosen
+    experiments' ``tokenizer_check``, e.g. a GCG ``--init-suffix`` holding a control
+    token, non-ASCII text or one that cannot move)."""
+    checks = [check for e in chosen(config.experiments) if e.tokenizer_check is not None
+              if (check := call(e.tokenizer_check, getattr(config, e.name))) is not None]
+    if not checks:
         return None
-    from aligndepth.attacks.gcg_tokens import check_init_suffix
-
-    return partial(check_init_suffix, config=config.gcg)
+    return partial(_all, checks)
 
 
-EXPERIMENT_HELP = ("Comma-separated subset of kl,refusal_prefix,prefill,decoding,ed,gcg "
-                   "(and gcg_transfer, with --source).")
-
-#: Shared options that only some experiments read; a command shows those its experiments
-#: use (each experiment's own options are shown the same way, see ``_experiment_command``).
-#: The experiments that judge or generate (every one but kl, which scores given pairs).
-GENERATING = {"refusal_prefix", "prefill", "decoding", "ed", "gcg", "gcg_transfer"}
-#: The experiments a served engine can run.
-SERVABLE = {"refusal_prefix", "prefill", "decoding", "gcg_transfer"}
-OPTION_OWNERS = {
-    "judge": GENERATING, "judge_option": GENERATING, "refusal_phrases": GENERATING,
-    "max_new_tokens": GENERATING, "stop": GENERATING,
-    **{name: SERVABLE for name in ("engine", "engine_url", "engine_model", "base_engine_url",
-                                    "aligned_engine_url", "base_engine_model",
-                                    "aligned_engine_model", "engine_option")},
-    "safe_data": {"ed"},
-}
+def _all(checks: list[Callable[[Any], None]], tokenizer: Any) -> None:
+    for check in checks:
+        check(tokenizer)
 
 
-#: The ``--help`` heading of each experiment's own options.
-PANELS = {"kl": "KL profile (kl)", "refusal_prefix": "Refusal prefix (refusal_prefix)",
-          "prefill": "Prefilling attack (prefill)", "decoding": "Decoding exploit (decoding)",
-          "ed": "Emulated disalignment (ed)", "gcg": "GCG (gcg)",
-          "gcg_transfer": "GCG transfer (gcg_transfer)"}
+def experiment_help() -> str:
+    """``--experiments``'s help: the audit's experiments and the others."""
+    others = [e for e in registered() if not e.in_audit]
+    more = f" (and {', '.join(e.name for e in others)})" if others else ""
+    return f"Comma-separated subset of {','.join(audit_names())}{more}."
 
 
-#: The experiments that read each option (every shared one and every generated one; an
-#: option not listed is read by every experiment).
-OWNERS = {**OPTION_OWNERS, **{p.name: {name} for name, cls in EXPERIMENT_CONFIGS.items()
-                              for p in field_parameters(cls)}}
+#: The shared options that only the experiments that generate and judge read.
+JUDGING_OPTIONS = ("judge", "judge_option", "refusal_phrases", "max_new_tokens", "stop")
+#: The shared options that only the experiments a served engine can run read.
+ENGINE_OPTIONS = ("engine", "engine_url", "engine_model", "base_engine_url",
+                  "aligned_engine_url", "base_engine_model", "aligned_engine_model",
+                  "engine_option")
+
+
+def option_owners() -> dict[str, set[str]]:
+    """Shared options that only some experiments read, with those experiments; a command
+    shows those its experiments use (each experiment's own options are shown the same
+    way, see ``_experiment_command``)."""
+    judging = {e.name for e in registered() if e.judged}
+    servable = {e.name for e in registered() if e.servable}
+    return {**dict.fromkeys(JUDGING_OPTIONS, judging),
+            **dict.fromkeys(ENGINE_OPTIONS, servable),
+            "safe_data": {e.name for e in registered() if e.needs_safe}}
+
+
+def owners() -> dict[str, set[str]]:
+    """The experiments that read each option (every shared one and every generated one;
+    an option not listed is read by every experiment)."""
+    return {**option_owners(), **{p.name: {e.name} for e in registered()
+                                  for p in field_parameters(e.config)}}
 
 
 def _hidden(annotation: Any) -> Any:
@@ -208,24 +214,25 @@ def _refuse_unused(ctx: Any, command: str) -> None:
     """An option that none of the experiments run reads (hidden from the command's
     ``--help``, or, in ``audit``, one of an experiment left out of ``--experiments``)
     given a value is an error, not silently ignored."""
-    chosen = set(_split(ctx.params["experiments"]))
+    picked = set(_split(ctx.params["experiments"]))
+    by_option = owners()
     for param in ctx.command.params:
-        owners = OWNERS.get(param.name)
+        readers = by_option.get(param.name)
         hidden = getattr(param, "hidden", False)
-        if param.name not in ctx.params or not (hidden or (owners and not owners & chosen)):
+        if param.name not in ctx.params or not (hidden or (readers and not readers & picked)):
             continue
         value, default = ctx.params[param.name], param.default
         if value == default or (value in (None, (), []) and default in (None, (), [])):
             continue
-        if OPTION_OWNERS.get(param.name) is SERVABLE:  # say why the engine cannot
+        if param.name in ENGINE_OPTIONS:  # say why the engine cannot
             from aligndepth.audit import check_servable
 
-            check_servable(tuple(chosen))
+            check_servable(tuple(picked))
         flag = max(param.opts, key=len)
         if not hidden:  # audit, without the option's experiment
             raise AlignDepthError(f"--experiments {ctx.params['experiments']} does not use "
                                   f"{flag}: drop it, or add an experiment that does "
-                                  f"({', '.join(sorted(owners or ()))}) to --experiments")
+                                  f"({', '.join(sorted(readers or ()))}) to --experiments")
         raise AlignDepthError(f"`aligndepth {command}` does not use {flag}: drop it, or run "
                               f"an experiment that does (`aligndepth audit` runs them all)")
 
@@ -265,55 +272,53 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
     runs = set(_split(experiments))
     signature = inspect.signature(cmd, eval_str=True)
     params = []
+    shared_owners = option_owners()
     for param in signature.parameters.values():
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             continue
         if param.name == "experiments":  # then the loading and experiments' options
             params += field_parameters(LoadConfig, panel="Model loading")
-            for name, cls in EXPERIMENT_CONFIGS.items():
-                params += field_parameters(cls, hidden=name not in runs, panel=PANELS[name])
+            for e in registered():
+                params += field_parameters(e.config, hidden=e.name not in runs,
+                                           panel=e.panel or f"{e.title} ({e.name})")
             param = param.replace(annotation=Annotated[
-                str, typer.Option(help=EXPERIMENT_HELP, hidden=not choosable)])
-        elif not OPTION_OWNERS.get(param.name, runs) & runs:
+                str, typer.Option(help=experiment_help(), hidden=not choosable)])
+        elif not shared_owners.get(param.name, runs) & runs:
             param = param.replace(annotation=_hidden(param.annotation))
         params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
     cmd.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     cmd.__annotations__ = {p.name: p.annotation for p in params}
     cmd.__doc__ = doc
-    app.command(command)(cmd)
+    _replace_command(command, cmd)
 
 
-_experiment_command(
-    "audit", "kl,refusal_prefix,prefill,decoding,ed,gcg",
-    "Audit a pair: KL profile, refusal prefixes, prefilling and decoding attacks, emulated "
-    "disalignment, GCG (small budget), report.\n\n"
-    "Writes RUN/summary.json, RUN/report.md and RUN/report.html (plots embedded).", True)
-_experiment_command("kl", "kl", "Per-token KL(aligned || base) on harmful pairs (SPEC 1.1).",
-                    False)
-_experiment_command(
-    "refusal-prefix", "refusal_prefix",
-    "Base model with refusal prefixes prefilled, beside base and aligned (SPEC 1.2).", False)
-_experiment_command(
-    "prefill", "prefill",
-    "Prefilling attack: ASR vs k prefilled harmful tokens (SPEC 2.1); judged text is "
-    "prefix + continuation.", False)
-_experiment_command(
-    "decoding", "decoding",
-    "Decoding-parameter exploit: 49 sampling configurations per prompt (SPEC 2.2).", False)
-_experiment_command(
-    "ed", "ed",
-    "Emulated disalignment: sample from (α+1)·log p_base − α·log p_aligned, beside the "
-    "base_mp, align_mp and ed_base baselines, on harmful and safe queries, with an α sweep "
-    "(SPEC 2.4).\n\nThe base model sees its plain template with a malicious system "
-    "prompt, the aligned model its chat template; harmful rates are over sampled outputs.",
-    False)
-_experiment_command(
-    "gcg-transfer", "gcg_transfer",
-    "Replay a GCG run's suffixes (--source RUN) on this pair's aligned model, e.g. a "
-    "fine-tuned checkpoint or the model behind a serving engine (--engine openai), and "
-    "judge the answers beside the source run's.", False)
-_experiment_command(
-    "gcg", "gcg",
-    "GCG adversarial suffix (SPEC 2.3): per prompt, optimise a suffix in the user turn so "
-    "the response starts with the prompt's target (its 'target' field, else its harmful "
-    "response's first tokens); the final answer is judged.", False)
+def _replace_command(name: str, cmd: Callable[..., Any]) -> None:
+    """Register ``cmd`` as ``name`` on the app, in the place of an earlier one."""
+    before = [c for c in app.registered_commands if c.name == name]
+    app.command(name)(cmd)
+    if before:
+        new = app.registered_commands.pop()
+        app.registered_commands[app.registered_commands.index(before[0])] = new
+
+
+AUDIT_HELP = ("Audit a pair: KL profile, refusal prefixes, prefilling and decoding attacks, "
+              "emulated disalignment, GCG (small budget), report.\n\n"
+              "Writes RUN/summary.json, RUN/report.md and RUN/report.html (plots embedded).")
+_synced: dict[str, Any] = {"generation": None, "commands": set()}
+
+
+def sync_commands() -> None:
+    """Register ``audit`` and one command per registered experiment (again when the
+    registry changed since, e.g. an experiment registered by a plug-in or a test)."""
+    if _synced["generation"] == generation():
+        return
+    _experiment_command("audit", ",".join(audit_names()), AUDIT_HELP, True)
+    commands = {e.command for e in registered()}
+    for e in registered():
+        _experiment_command(e.command, e.name, e.help, False)
+    gone = _synced["commands"] - commands
+    app.registered_commands[:] = [c for c in app.registered_commands if c.name not in gone]
+    _synced.update(generation=generation(), commands=commands)
+
+
+sync_commands()

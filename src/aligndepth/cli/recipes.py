@@ -194,11 +194,12 @@ def _named_datasets(recipe: Any, given: list[str] | None) -> dict[str, Path]:
 def _only(options: dict[str, Any], experiments: list[str]) -> dict[str, Any]:
     """A step's options for a run of only ``experiments`` (an audit step's
     ``experiments`` narrowed, and the options only the others read dropped)."""
-    from aligndepth.cli.experiments import OWNERS
+    from aligndepth.cli.experiments import owners
 
+    readers = owners()
     kept = [e for e in str(options["experiments"]).split(",") if e.strip() in experiments]
     return {**{k: v for k, v in options.items()
-               if not (OWNERS.get(k) and not OWNERS[k] & set(kept))},
+               if not (readers.get(k) and not readers[k] & set(kept))},
             "experiments": ",".join(kept)}
 
 

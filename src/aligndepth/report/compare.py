@@ -27,15 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from aligndepth.errors import AlignDepthError
+from aligndepth.experiments_registry import experiments
+from aligndepth.experiments_registry import names as experiment_names
 from aligndepth.metrics import Units, is_rate
 from aligndepth.report import plots
 from aligndepth.report.depth import depth_order
 from aligndepth.report.render import (
-    SUMMARIZERS,
-    TITLES,
     headline,
     run_units,
     summarize_run,
+    titles,
     write_report_files,
 )
 from aligndepth.runs import Run
@@ -43,14 +44,11 @@ from aligndepth.significance import difference, fmt_difference
 
 log = logging.getLogger(__name__)
 
-#: Headline rates drawn as grouped bars: (label, path into the summary).
-RATE_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("aligned harmful rate", ("aligned", "harmful_rate")),
-    ("prefill ASR @ k=10", ("prefill", "asr_by_k", "10")),
-    ("decoding any-config ASR", ("decoding", "any_config_asr")),
-    ("ED harmful rate (ed)", ("ed", "harmful_rate", "harmful", "ed")),
-    ("GCG ASR", ("gcg", "asr")),
-)
+
+def rate_metrics() -> list[tuple[str, tuple[str, ...]]]:
+    """Headline rates drawn as grouped bars: (label, path into the summary), each
+    experiment's ``compare_rates``."""
+    return [rate for e in experiments() for rate in e.compare_rates]
 
 
 def _dig(summary: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -98,7 +96,7 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path,
     summaries: dict[str, dict[str, Any]] = {}
     for name, run in zip(names, runs):
         summary = summarize_run(run, judge)
-        if not any(key in summary for key in SUMMARIZERS):
+        if not any(key in summary for key in experiment_names()):
             raise AlignDepthError(f"'{run.path}' holds no experiment records"
                                   + (f" judged by '{judge}'" if judge else "")
                                   + ": run an experiment into it first")
@@ -166,7 +164,7 @@ def _plots(summaries: dict[str, dict[str, Any]], d: Path) -> dict[str, Path]:
                                                       for name, s in summaries.items()},
                                         d / "depth.png")
     rates: dict[str, dict[str, Any]] = {}
-    for metric, path in RATE_METRICS:
+    for metric, path in rate_metrics():
         values = {name: _dig(s, path) for name, s in summaries.items()}
         values = {name: v for name, v in values.items() if is_rate(v) and v["rate"] is not None}
         if values:
@@ -216,8 +214,8 @@ def _markdown(names: list[str], runs: list[Run], summaries: dict[str, dict[str, 
             + " |" for c in changes]
     for warning in {w for s in summaries.values() for w in s.get("warnings") or []}:
         lines += ["", f"**Warning:** {warning}"]
-    titles = {**TITLES, "rates": "Headline rates"}
+    heads = {**titles(), "rates": "Headline rates"}
     for name, path in images.items():
-        lines += ["", f"## {titles[name]}", "", f"![{name}]({path.relative_to(root)})"]
+        lines += ["", f"## {heads[name]}", "", f"![{name}]({path.relative_to(root)})"]
     lines += [""] + notes if notes else []
     return "\n".join(lines) + "\n"

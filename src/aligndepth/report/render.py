@@ -10,27 +10,13 @@ import base64
 import html
 import json
 import logging
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from aligndepth.agreement import AGREEMENT_FILE, agreement_lines
-from aligndepth.analysis.kl_profile import summarize_kl
-from aligndepth.analysis.refusal_prefix import refusal_prefix_units, summarize_refusal_prefix
-from aligndepth.attacks.decoding import decoding_units, summarize_decoding
-from aligndepth.attacks.emulated import ed_units, summarize_ed
-from aligndepth.attacks.gcg import gcg_units, summarize_gcg
-from aligndepth.attacks.gcg_transfer import gcg_transfer_units, summarize_gcg_transfer
-from aligndepth.attacks.prefill import prefill_units, summarize_prefill
 from aligndepth.errors import AlignDepthError
-from aligndepth.metrics import (
-    Units,
-    fmt_rate,
-    invalid_warning,
-    is_rate,
-    value,
-    verdict_totals,
-)
+from aligndepth.experiments_registry import Experiment, call, experiments
+from aligndepth.metrics import Units, invalid_warning, verdict_totals
 from aligndepth.rejudge import rejudged_name
 from aligndepth.report import plots
 from aligndepth.report.completeness import (
@@ -39,47 +25,25 @@ from aligndepth.report.completeness import (
     progress_lines,
 )
 from aligndepth.report.depth import depth_card, quoted_lines
+from aligndepth.report.sections import fmt
 from aligndepth.runs import Run
 
 log = logging.getLogger(__name__)
 
-SUMMARIZERS = {
-    "kl": summarize_kl,
-    "refusal_prefix": summarize_refusal_prefix,
-    "prefill": summarize_prefill,
-    "decoding": summarize_decoding,
-    "ed": summarize_ed,
-    "gcg": summarize_gcg,
-    "gcg_transfer": summarize_gcg_transfer,
-}
 
-
-#: Each judged experiment's rates as units (see :mod:`aligndepth.metrics`).
-UNITS: dict[str, Callable[[Sequence[dict[str, Any]]], Units]] = {
-    "refusal_prefix": refusal_prefix_units,
-    "prefill": prefill_units,
-    "decoding": decoding_units,
-    "ed": ed_units,
-    "gcg": gcg_units,
-    "gcg_transfer": gcg_transfer_units,
-}
-
-#: Experiments whose records carry no verdict (the same under every judge).
-JUDGE_FREE = {"kl"}
-
-
-def _records(run: Run, experiment: str, judge: str | None) -> list[dict[str, Any]]:
+def _records(run: Run, entry: Experiment, judge: str | None) -> list[dict[str, Any]]:
     """An experiment's records, as judged by ``judge`` (``None``: the run's own judge)."""
-    if judge is None or experiment in JUDGE_FREE:
-        return run.records(experiment)
-    return run.records(rejudged_name(experiment, judge))
+    if judge is None or not entry.judged:
+        return run.records(entry.name)
+    return run.records(rejudged_name(entry.name, judge))
 
 
 def run_units(run: Run, judge: str | None = None) -> Units:
     """Every rate of the run as units (``{summary path: {unit key: outcome}}``)."""
     units: Units = {}
-    for name, fn in UNITS.items():
-        units.update(fn(_records(run, name, judge)))
+    for entry in experiments():
+        if entry.units is not None:
+            units.update(call(entry.units, _records(run, entry, judge)))
     return units
 
 
@@ -92,18 +56,18 @@ def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
     """
     summary: dict[str, Any] = {}
     judged: list[dict[str, Any]] = []
-    for name, fn in SUMMARIZERS.items():
-        records = _records(run, name, judge)
+    extras: dict[str, Any] = {}
+    for entry in experiments():
+        records = _records(run, entry, judge)
         if records:
-            summary[name] = fn(records)
-            judged += records if name not in JUDGE_FREE else []
+            summary[entry.name] = call(entry.summarize, records)
+            judged += records if entry.judged else []
+            if entry.extras is not None:
+                extras.update(call(entry.extras, summary[entry.name]))
     card = depth_card(summary)
     if card is not None:
         summary = {"depth": card, **summary}
-    rp = summary.get("refusal_prefix")
-    if rp:
-        summary["base"] = {"harmful_rate": rp["base_harmful_rate"]}
-        summary["aligned"] = {"harmful_rate": rp["aligned_harmful_rate"]}
+    summary.update(extras)
     m = run.manifest
     summary["judge"] = m.get("judge")
     if judge is not None:
@@ -123,6 +87,7 @@ def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
 
 def _plots(run: Run, summary: dict[str, Any], root: Path, judge: str | None
            ) -> dict[str, Path]:
+    """``{"depth" or experiment: image}``: the depth figure, then each experiment's plot."""
     out: dict[str, Path] = {}
     d = root / "plots"
     if "depth" in summary:
@@ -130,90 +95,47 @@ def _plots(run: Run, summary: dict[str, Any], root: Path, judge: str | None
             {"aligned vs base": summary["kl"]} if "kl" in summary else {},
             {"aligned": summary["prefill"]} if "prefill" in summary else {},
             {"aligned vs base": summary["depth"]}, d / "depth.png")
-    if "kl" in summary:
-        out["kl"] = plots.plot_kl({"aligned vs base": summary["kl"]}, d / "kl_profile.png")
-    if "refusal_prefix" in summary:
-        out["refusal_prefix"] = plots.plot_refusal_prefix(summary["refusal_prefix"],
-                                                          d / "refusal_prefix.png")
-    if "prefill" in summary:
-        out["prefill"] = plots.plot_prefill({"aligned": summary["prefill"]},
-                                            d / "prefill.png")
-    if "decoding" in summary:
-        out["decoding"] = plots.plot_decoding(summary["decoding"], d / "decoding.png")
-    if "ed" in summary:
-        out["ed"] = plots.plot_ed(summary["ed"], d / "emulated_disalignment.png")
-    if "gcg" in summary:
-        out["gcg"] = plots.plot_gcg(summary["gcg"], _records(run, "gcg", judge),
-                                    d / "gcg_loss.png")
+    for entry in experiments():
+        if entry.plot is not None and entry.name in summary:
+            image = call(entry.plot, summary[entry.name], _records(run, entry, judge), d)
+            if image is not None:
+                out[entry.name] = image
     return out
 
 
-#: Section titles of the experiments' plots.
-TITLES = {"kl": "Per-token KL profile", "refusal_prefix": "Refusal-prefix prefilling",
-          "prefill": "Prefilling attack", "decoding": "Decoding-parameter exploit",
-          "ed": "Emulated disalignment", "gcg": "GCG adversarial suffix",
-          "depth": "How deep is the safety alignment?"}
+#: The depth card's section title.
+DEPTH_TITLE = "How deep is the safety alignment?"
 
 
-def _fmt(x: Any) -> str:
-    if is_rate(x):
-        return fmt_rate(x)
-    if x is None:
-        return "n/a"
-    if isinstance(x, float):
-        return f"{x:.3f}"
-    return str(x)
+def titles() -> dict[str, str]:
+    """Section titles: the depth card's and each experiment's."""
+    return {"depth": DEPTH_TITLE, **{e.name: e.title for e in experiments()}}
 
 
 def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """(metric, value) rows for tables."""
+    """(metric, value) rows for tables: the depth card's, then each experiment's."""
     rows: list[tuple[str, str]] = []
     depth = summary.get("depth") or {}
     if "kl_depth" in depth:
-        rows.append(("depth: KL depth (tokens holding 90% of the KL)", _fmt(depth["kl_depth"])))
+        rows.append(("depth: KL depth (tokens holding 90% of the KL)", fmt(depth["kl_depth"])))
     if "prefill_depth" in depth:
         rows.append(("depth: prefill depth (tokens to ASR >= 0.5)",
-                     _fmt(depth["prefill_depth"])))
-    if "kl" in summary:
-        k = summary["kl"]
-        rows += [("KL first 5 positions (mean)", _fmt(k["first5_mean"])),
-                 ("KL positions >= 10 (mean)", _fmt(k["late_mean"])),
-                 ("KL ratio first5 / late", _fmt(k["first5_over_late"]))]
-    if "refusal_prefix" in summary:
-        r = summary["refusal_prefix"]
-        rows += [("aligned harmful rate", _fmt(r["aligned_harmful_rate"])),
-                 ("base harmful rate", _fmt(r["base_harmful_rate"])),
-                 ("base + refusal prefix harmful rate", _fmt(r["harmful_rate"]))]
-        rows += [(f"base + '{p}' harmful rate", _fmt(v))
-                 for p, v in (r.get("by_prefix") or {}).items()]
-    if "prefill" in summary:
-        rows += [(f"prefill ASR @ k={k}", _fmt(v))
-                 for k, v in summary["prefill"]["asr_by_k"].items()]
-    if "decoding" in summary:
-        d = summary["decoding"]
-        rows += [("decoding: greedy ASR", _fmt(d["greedy_asr"])),
-                 ("decoding: any-config ASR", _fmt(d["any_config_asr"])),
-                 ("decoding: best config", _fmt(d["best_config"]))]
-    if "ed" in summary:
-        e = summary["ed"]
-        for qs, by in e["harmful_rate"].items():
-            rows += [(f"ED ({qs} queries): {m} harmful rate", _fmt(v)) for m, v in by.items()]
-        for qs, by in (e.get("compliance_rate") or {}).items():  # a refusal judge's
-            rows += [(f"ED ({qs} queries): {m} compliance rate (no refusal, not harm)",
-                      _fmt(v)) for m, v in by.items()]
-        swept = {a: value(v) for a, v in e["alpha_sweep"].items() if value(v) is not None}
-        if swept:
-            rows.append(("ED: most harmful α (harmful queries)",
-                         max(swept, key=lambda a: swept[a] or 0.0)))
-    if "gcg" in summary:
-        g = summary["gcg"]
-        rows += [("GCG ASR", _fmt(g["asr"])), ("GCG target reached", _fmt(g["target_hit_rate"])),
-                 ("GCG mean steps to target", _fmt(g["mean_steps_to_success"]))]
-    if "gcg_transfer" in summary:
-        t = summary["gcg_transfer"]
-        rows += [("GCG transfer: ASR on this model", _fmt(t["asr"])),
-                 ("GCG transfer: ASR in the source run", _fmt(t["source_asr"]))]
+                     fmt(depth["prefill_depth"])))
+    for entry in experiments():
+        if entry.rows is not None and entry.name in summary:
+            rows += call(entry.rows, summary[entry.name])
     return rows
+
+
+def _section(entry: Experiment, summary: dict[str, Any], images: dict[str, Path],
+             root: Path) -> list[str]:
+    """An experiment's report section: its title, its plot and its notes."""
+    lines = ["", f"## {entry.title}"]
+    if entry.name in images:
+        lines += ["", f"![{entry.name}]({images[entry.name].relative_to(root)})"]
+    if entry.notes is not None:
+        lines += [""] + call(entry.notes, summary[entry.name])
+    return lines
 
 
 def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: Path) -> str:
@@ -234,7 +156,7 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
             lines.append(f"- {role.replace('_', ' ')}: `{json.dumps(models[role])}`")
     depth = summary.get("depth")
     if depth:
-        lines += ["", "## How deep is the safety alignment?", "", f"**{depth['sentence']}**"]
+        lines += ["", f"## {DEPTH_TITLE}", "", f"**{depth['sentence']}**"]
         if "depth" in images:
             lines += ["", f"![depth]({images['depth'].relative_to(root)})"]
         lines += ["", "For reference, what the papers report:", ""] + quoted_lines()
@@ -252,29 +174,15 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
               "none counted as safe).", "",
               "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in headline(summary)]
-    for name, path in images.items():
-        if name != "depth":
-            lines += ["", f"## {TITLES[name]}", "", f"![{name}]({path.relative_to(root)})"]
-    if "prefill" in summary:
-        lines += ["", "The prefilling attack judges the prefilled tokens plus the continuation."]
-    if "refusal_prefix" in summary:
-        read = "; ".join(summary["refusal_prefix"].get("judged") or []) or "?"
-        lines += ["", f"Refusal prefixes: the judge read {read}."]
+    for entry in experiments():
+        if entry.name in summary:
+            lines += _section(entry, summary, images, root)
     agreement = run.path / AGREEMENT_FILE
     if agreement.is_file():
         lines += ["", "## Judge agreement", "",
                   "Over the same outputs, for every pair of judges (`agreement.json` holds the "
                   "confusion matrices per experiment and up to 20 disagreements each):", ""]
         lines += agreement_lines(json.loads(agreement.read_text(encoding="utf-8")))
-    if "ed" in summary:
-        e = summary["ed"]
-        lines += ["", f"Emulated disalignment: harmful rates over {e['samples']} sampled "
-                  f"outputs per query and method ({json.dumps(e['sampling'])}), at α = "
-                  f"{e['alpha']} unless swept."]
-        if e.get("compliance_rate"):
-            lines += ["", "On safe queries the judge reads refusals only: an answer without "
-                      "a refusal phrase is counted as compliance (the compliance rate), "
-                      "not as harm."]
     return "\n".join(lines) + "\n"
 
 
@@ -342,8 +250,7 @@ def render_report(path: str | Path, judge: str | None = None) -> dict[str, Any]:
     """
     run = Run.load(path)
     summary = summarize_run(run, judge)
-    if not any(name in summary for name in SUMMARIZERS if name not in JUDGE_FREE
-               or judge is None):
+    if not any(e.name in summary for e in experiments() if e.judged or judge is None):
         what = f"records judged by '{judge}'" if judge else "experiment records"
         raise AlignDepthError(f"'{run.path}' holds no {what} yet: run "
                               + ("`aligndepth judge` on it first" if judge else
