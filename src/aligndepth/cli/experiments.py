@@ -269,7 +269,8 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
         _run(command, _split(experiments), experiment_configs(command, options),
              load=LoadConfig(**field_values(LoadConfig, options)), context=ctx, **shared)
 
-    runs = set(_split(experiments))
+    # the audit shows every experiment's options (any may be chosen), a command its own
+    runs = {e.name for e in registered()} if choosable else set(_split(experiments))
     signature = inspect.signature(cmd, eval_str=True)
     params = []
     shared_owners = option_owners()
