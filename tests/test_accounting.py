@@ -82,7 +82,7 @@ def test_depth_card_values_and_sentence(tmp_path) -> None:
     assert "about 10 tokens deep" in depth["sentence"]
     report = (root / "report.md").read_text()
     assert report.index("How deep") < report.index("| metric |")
-    assert "quoted" in report and "Llama-2-7B-Chat" in report and "Gemma-7B-IT" in report
+    assert "quoted" in report and "Llama-2-7B-Chat" in report and "Gemma-1.1-7B-IT" in report
     assert (root / "plots" / "depth.png").is_file()
 
 

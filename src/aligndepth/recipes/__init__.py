@@ -11,12 +11,15 @@ A recipe file::
     organism: {limit: 40}      # options added on the organism (a budget that fits a laptop)
     organism_time: "about 20 s"  # what that budget took, measured on 2 CPU cores
     quoted:                    # the paper's numbers: "<step>: <path in its summary>"
-      - {model: Llama-2-7B-Chat, dataset: HEx-PHI, judge: gpt4-rubric,
-         setting: "k = 10 harmful tokens prefilled", metric: "prefill: asr_by_k.10",
-         value: 0.515}
+      - {step: prefill, quote: qi-fig2-k10}   # a number an experiment's registry entry quotes
+      - {model: Llama-2-7B-Chat, dataset: HEx-PHI, judge: gpt4-rubric,   # any other number
+         setting: "fine-tuned on 100 harmful pairs", metric: "sft: tasks.harmful.harmful_rate",
+         value: 0.889}
     note: ...                  # the paper's setting, in a line
 
-Every quoted number names its ``model``, ``dataset`` (one, or a list when the paper pools
+A number about an experiment is quoted once, in the experiment's registry entry
+(:mod:`aligndepth.experiments_builtin`), and a recipe names it by its id (``quote``) and
+the step whose summary holds the experiment. Every quoted number names its ``model``, ``dataset`` (one, or a list when the paper pools
 several), ``judge`` (the judge of this toolkit that follows the paper's protocol, a list
 when the paper used several, ``none`` when nothing was judged) and ``setting``. A run is
 compared with a quoted number only when it ran on that dataset (``recipe run --dataset
@@ -74,6 +77,7 @@ def load_recipe(name: str) -> Recipe:
         raise AlignDepthError(f"unknown recipe '{name}'{did_you_mean(name, files)}; see "
                               f"`aligndepth recipe list` ({', '.join(sorted(files))})")
     data = yaml.safe_load(files[name].read_text(encoding="utf-8"))
+    data["quoted"] = [_quote(q) for q in data.get("quoted") or ()]
     for quote in data.get("quoted") or ():
         missing = [f for f in QUOTE_FIELDS if f not in quote]
         if missing:
@@ -83,6 +87,28 @@ def load_recipe(name: str) -> Recipe:
     return Recipe(name, data["title"], data["paper"], steps, dict(data.get("organism") or {}),
                   tuple(data.get("quoted") or ()), data.get("note", ""),
                   data.get("organism_time", ""))
+
+
+def _quote(item: dict[str, Any]) -> dict[str, Any]:
+    """A recipe's quoted number: as written, or (``{step, quote: ID}``) the registered
+    experiment quote ``ID``, its metric read from the step's summary."""
+    if "quote" not in item:
+        return item
+    from dataclasses import asdict
+
+    from aligndepth.experiments_registry import experiments
+
+    found = {q.id: (e.name, q) for e in experiments() for q in e.quotes}
+    if item["quote"] not in found:
+        raise ValueError(f"a recipe quotes '{item['quote']}', which no experiment quotes"
+                         f"{did_you_mean(str(item['quote']), found)}")
+    experiment, quote = found[item["quote"]]
+    fields = asdict(quote)
+    for key in ("dataset", "judge"):
+        if isinstance(fields[key], tuple):
+            fields[key] = list(fields[key])
+    return {**{k: fields[k] for k in ("model", "dataset", "judge", "setting", "value")},
+            "metric": f"{item['step']}: {experiment}.{quote.metric}"}
 
 
 #: What every quoted number names.
