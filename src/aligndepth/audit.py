@@ -55,7 +55,7 @@ class AuditConfig(RunSettings):
                  configs: dict[str, Any] | None = None, **given: Any) -> None:
         settings = {k: given.pop(k) for k in list(given) if k in _SETTINGS}
         for f in fields(RunSettings):
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
             object.__setattr__(self, f.name, settings.get(f.name, default))
         merged = dict(configs or {})
         for name, value in given.items():
@@ -311,6 +311,7 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
                               "did not load: pass readers=base_readers(config) to open_setup")
     if config.max_new_tokens is None:
         config = replace(config, max_new_tokens=setup.max_new_tokens)
+    assert config.max_new_tokens is not None
     # a copy: the caller's setup keeps its own settings
     setup = replace(setup, max_new_tokens=config.max_new_tokens, stop_strings=tuple(
         dict.fromkeys((*setup.stop_strings, *config.stop))))

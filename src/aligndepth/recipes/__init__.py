@@ -19,12 +19,13 @@ A recipe file::
 
 A number about an experiment is quoted once, in the experiment's registry entry
 (:mod:`aligndepth.experiments_builtin`), and a recipe names it by its id (``quote``) and
-the step whose summary holds the experiment. Every quoted number names its ``model``, ``dataset`` (one, or a list when the paper pools
-several), ``judge`` (the judge of this toolkit that follows the paper's protocol, a list
-when the paper used several, ``none`` when nothing was judged) and ``setting``. A run is
-compared with a quoted number only when it ran on that dataset (``recipe run --dataset
-NAME=FILE``); otherwise the quote is shown as context. A comparison under another judge
-than the paper's is marked as such (:func:`comparison`).
+the step whose summary holds the experiment. Every quoted number names its ``model``,
+``dataset`` (one, or a list when the paper pools several), ``judge`` (the judge of this
+toolkit that follows the paper's protocol, a list when the paper used several, ``none``
+when nothing was judged) and ``setting``. A run is compared with a quoted number only
+when it ran on that dataset (``recipe run --dataset NAME=FILE``); otherwise the quote is
+shown as context. A comparison under another judge than the paper's is marked as such
+(:func:`comparison`).
 
 ``aligndepth recipe run`` (:mod:`aligndepth.cli.recipes`) runs the steps.
 """
