@@ -71,7 +71,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import LlamaForCausalLM  # noqa: F401  (imported before the baseline)
 
     from aligndepth.audit import AuditConfig, base_readers, open_setup, run_experiments
-    from aligndepth.configs import PrefillConfig
+    from aligndepth.experiment_configs import PrefillConfig
     from aligndepth.models import LoadConfig
 
     root = Path(args.root)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from aligndepth.configs import (
+from aligndepth.config_options import FIXED_KEY, OPTION_KEY
+from aligndepth.experiment_configs import (
     AUDIT_BUDGET,
     DecodingConfig,
     EDConfig,
@@ -18,7 +19,6 @@ from aligndepth.configs import (
     RefusalPrefixConfig,
 )
 from aligndepth.experiments_registry import experiments
-from aligndepth.options import FIXED_KEY, OPTION_KEY
 from tests.test_cli import run_cli
 
 #: Each built-in experiment's config class, by experiment name (from the registry).
@@ -259,7 +259,7 @@ def test_every_option_of_every_command_has_help() -> None:
 
 # -- loading and serving: LoadConfig, ServedConfig; and the walk over every config class ----
 
-from aligndepth.settings import LoadConfig, RunSettings  # noqa: E402
+from aligndepth.run_settings import LoadConfig, RunSettings  # noqa: E402
 
 #: LoadConfig field -> (option and value, expected)
 LOAD_OPTIONS: dict[str, tuple[list[str], Any]] = {
@@ -307,7 +307,7 @@ def test_every_served_field_is_an_option_or_an_engine_option() -> None:
     is an --engine-option KEY."""
     import typing
 
-    from aligndepth.cli.options import EngineOptions, served_configs
+    from aligndepth.cli.shared_options import EngineOptions, served_configs
     from aligndepth.engine.served import ServedConfig
 
     given = {int: ("7", 7), float: ("2.5", 2.5), bool: ("false", False), str: ("text", "text")}

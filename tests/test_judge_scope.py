@@ -14,8 +14,8 @@ import pytest
 from aligndepth.analysis import refusal_prefix
 from aligndepth.attacks.emulated import summarize_ed
 from aligndepth.audit import AuditConfig, open_setup, run_experiments
-from aligndepth.configs import EDConfig
 from aligndepth.engine import Completion
+from aligndepth.experiment_configs import EDConfig
 from aligndepth.judges import registry
 from aligndepth.judges.base import Verdict
 from aligndepth.judges.keyword import KeywordJudge

@@ -11,8 +11,8 @@ import aligndepth.audit as audit
 import aligndepth.models as models
 from aligndepth.attacks.prefill import PrefillConfig
 from aligndepth.audit import AuditConfig, base_readers, open_setup, run_experiments
-from aligndepth.configs import DecodingConfig, KLConfig
 from aligndepth.errors import AlignDepthError
+from aligndepth.experiment_configs import DecodingConfig, KLConfig
 from aligndepth.models import LoadConfig
 from aligndepth.runs import Run
 from tests.conftest import one_torch_thread

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aligndepth.config_options import option
 from aligndepth.data.schemas import PromptRecord
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode, decode_raw, prefixed_prompt
 from aligndepth.experiments_registry import Experiment, Quote
 from aligndepth.metrics import Units, fmt_rate, judged, put_rates
-from aligndepth.options import option
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
 NAME = "toy"

@@ -53,6 +53,17 @@ def answer_tail(tokenizer: Any) -> str | None:
     return text.split(PROBE_ANSWER, 1)[1]
 
 
+def end_of_turn(tokenizer: Any) -> list[int]:
+    """Token ids of what the chat template writes right after an assistant message (its
+    end of turn, e.g. ``<|eot_id|>`` or ``<end_of_turn>`` and a newline); empty without a
+    template or when it writes only whitespace there. The one end-of-turn probe: the
+    engine stops on its special tokens, training teaches a response to end with it."""
+    tail = answer_tail(tokenizer)
+    if tail is None or not tail.strip():
+        return []
+    return [int(i) for i in tokenizer(tail, add_special_tokens=False).input_ids]
+
+
 def markup(tokenizer: Any) -> list[str]:
     """The pieces of text the chat template writes around the probe's contents (in the
     order rendered, from the probe with and without a system message); empty without a

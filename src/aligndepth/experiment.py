@@ -18,7 +18,7 @@ from aligndepth.engine import (
 from aligndepth.judges.base import Judge, Verdict
 from aligndepth.models import LoadedModel, ModelPair
 from aligndepth.prompts import PromptFormat, pad_token_id, verbatim
-from aligndepth.settings import RunSettings as RunSettings  # re-exported
+from aligndepth.run_settings import RunSettings as RunSettings  # re-exported
 
 #: New tokens per response on a real pair (the papers judge answers of up to 512 tokens).
 REAL_MAX_NEW_TOKENS = 512

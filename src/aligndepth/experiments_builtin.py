@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aligndepth.configs import (
+from aligndepth.experiment_configs import (
     AUDIT_BUDGET,
     DecodingConfig,
     EDConfig,

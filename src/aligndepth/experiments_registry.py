@@ -68,7 +68,7 @@ class Experiment:
         name: the records file (``records/<name>.jsonl``), the summary's key and the
             ``--experiments`` value; its command is ``name`` with ``-`` for ``_``.
         config: its frozen config dataclass (fields with ``option(...)`` metadata are its
-            command-line options, :mod:`aligndepth.options`); ``audit_config``: the config
+            command-line options, :mod:`aligndepth.config_options`); ``audit_config``: the config
             the audit starts from when it differs from ``config()`` (GCG's small budget).
         run: ``run(setup, run, *inputs, config)`` appends its records to the run, one unit
             at a time; ``takes`` names the inputs it reads, among :data:`INPUTS`.

@@ -26,7 +26,7 @@ from aligndepth.devices import (
 )
 from aligndepth.errors import AlignDepthError
 from aligndepth.prompts import PromptFormat
-from aligndepth.settings import LoadConfig
+from aligndepth.run_settings import LoadConfig
 from aligndepth.weights import check_weight_files
 
 log = logging.getLogger(__name__)

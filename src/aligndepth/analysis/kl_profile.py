@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from aligndepth.analysis.kl import response_kl
-from aligndepth.configs import LATE_FROM, KLConfig
 from aligndepth.data.schemas import HarmfulPair
 from aligndepth.experiment import Setup
+from aligndepth.experiment_configs import LATE_FROM, KLConfig
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import pad_token_id
 from aligndepth.runs import Run, Unit, chunked

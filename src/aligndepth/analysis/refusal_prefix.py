@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aligndepth.configs import RefusalPrefixConfig
 from aligndepth.data.schemas import PromptRecord
 from aligndepth.experiment import Setup, complete, decode, decode_raw, prefixed_prompt
+from aligndepth.experiment_configs import RefusalPrefixConfig
 from aligndepth.judges.scope import judge_reading, measures
 from aligndepth.metrics import Units, judged, put_rates
 from aligndepth.progress import progress_bar

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aligndepth.configs import DecodingConfig
 from aligndepth.data.schemas import PromptRecord
 from aligndepth.engine import GREEDY, SamplingParams
 from aligndepth.experiment import Setup, decode, decode_raw, generate_rows
+from aligndepth.experiment_configs import DecodingConfig
 from aligndepth.metrics import Judged, Units, any_harmful, judged, put_rates, value
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, unit_seed

@@ -24,11 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aligndepth.configs import (
-    DEFAULT_MALICIOUS_SYSTEM,
-    METHODS,
-    EDConfig,
-)
 from aligndepth.data.schemas import PromptRecord
 from aligndepth.engine import (
     Completion,
@@ -38,6 +33,11 @@ from aligndepth.engine import (
     generate,
 )
 from aligndepth.experiment import Setup, decode, decode_raw, stop_rule
+from aligndepth.experiment_configs import (
+    DEFAULT_MALICIOUS_SYSTEM,
+    METHODS,
+    EDConfig,
+)
 from aligndepth.judges.scope import judge_reading, measures, part_of, reading, record_measures
 from aligndepth.metrics import Units, judged, put_rates, value
 from aligndepth.models import LoadedModel, ModelPair

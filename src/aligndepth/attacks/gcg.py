@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from aligndepth.attacks.gcg_core import GCGAttack, split_prompt
-from aligndepth.configs import GCGConfig
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode, decode_raw
+from aligndepth.experiment_configs import GCGConfig
 from aligndepth.metrics import Units, judged, proportion, rate_stats
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, unit_seed

@@ -48,9 +48,10 @@ from aligndepth.attacks.gcg_tokens import (
     user_suffix_ids,
 )
 from aligndepth.chat_markup import control_token_ids
-from aligndepth.configs import GCGConfig
 from aligndepth.devices import logits_to_keep, output_cache, with_cache
+from aligndepth.engine import is_oom
 from aligndepth.errors import AlignDepthError
+from aligndepth.experiment_configs import GCGConfig
 from aligndepth.prompts import PromptFormat
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,6 @@ def split_prompt(tokenizer: Any, fmt: PromptFormat, instruction: str) -> tuple[l
     before_ids = tokenizer(before, add_special_tokens=fmt.adds_special_tokens).input_ids
     after_ids = tokenizer(after, add_special_tokens=False).input_ids
     return list(before_ids), list(after_ids)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 class GCGAttack:
@@ -271,7 +268,7 @@ class GCGAttack:
             try:
                 return self._losses(candidates, after, target, cache, batch)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
-                if not _is_oom(exc) or batch == 1:
+                if not is_oom(exc) or batch == 1:
                     raise
                 batch = max(1, batch // 2)
                 self.batch = batch

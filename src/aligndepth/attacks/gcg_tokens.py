@@ -24,8 +24,8 @@ import torch
 
 from aligndepth.attacks.gcg_candidates import retokenizes
 from aligndepth.chat_markup import control_token_ids
-from aligndepth.configs import GCGConfig
 from aligndepth.errors import AlignDepthError
+from aligndepth.experiment_configs import GCGConfig
 
 FIX_RETOKENIZATION = ("pass a different --init-suffix, --allow-non-ascii, or turn off the "
                       "re-tokenisation filter (--no-filter-retokenization)")

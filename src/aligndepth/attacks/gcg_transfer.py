@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from aligndepth.attacks.gcg_core import split_prompt
-from aligndepth.configs import GCGTransferConfig
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode, decode_raw
+from aligndepth.experiment_configs import GCGTransferConfig
 from aligndepth.metrics import Units, judged, rate_stats
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked

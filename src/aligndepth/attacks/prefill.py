@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aligndepth.configs import PrefillConfig
 from aligndepth.data.schemas import HarmfulPair
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode, decode_raw
+from aligndepth.experiment_configs import PrefillConfig
 from aligndepth.metrics import Units, judged, put_rates
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked, unit_seed

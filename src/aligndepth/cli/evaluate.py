@@ -10,7 +10,7 @@ import typer
 from aligndepth.cli.app import Quiet, app
 from aligndepth.cli.config_file import ConfigFile, write_run_config
 from aligndepth.cli.fields import field_parameters, field_values, with_parameters
-from aligndepth.cli.options import (
+from aligndepth.cli.shared_options import (
     EngineKind,
     EngineModel,
     EngineOptions,
@@ -24,7 +24,7 @@ from aligndepth.cli.options import (
 )
 from aligndepth.errors import AlignDepthError
 from aligndepth.evaluation.config import EvalConfig
-from aligndepth.settings import LoadConfig
+from aligndepth.run_settings import LoadConfig
 
 EvalModel = Annotated[str | None, typer.Argument(
     help="The model: a local directory (a model or a LoRA adapter, e.g. a `train` output) "

@@ -25,7 +25,7 @@ import typer
 from aligndepth.cli.app import Quiet, app
 from aligndepth.cli.config_file import ConfigFile, write_run_config
 from aligndepth.cli.fields import field_parameters, field_values
-from aligndepth.cli.options import (
+from aligndepth.cli.shared_options import (
     Aligned,
     AlignedDevice,
     AlignedEngineModel,
@@ -66,7 +66,7 @@ from aligndepth.cli.options import (
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiments_registry import audit_names, call, chosen, generation
 from aligndepth.experiments_registry import experiments as registered
-from aligndepth.settings import LoadConfig
+from aligndepth.run_settings import LoadConfig
 
 
 def experiment_configs(command: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Typer options generated from config dataclasses (the fields' ``option`` metadata,
-:mod:`aligndepth.options`), in the manner of transformers' ``HfArgumentParser``: each
+:mod:`aligndepth.config_options`), in the manner of transformers' ``HfArgumentParser``: each
 field's type, default and help become one option, declared once for every command that
 takes it."""
 
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aligndepth.options import OPTION_KEY
+from aligndepth.config_options import OPTION_KEY
 
 
 def _option_fields(cls: type) -> Iterator[tuple[Field[Any], dict[str, Any], str]]:

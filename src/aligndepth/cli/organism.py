@@ -11,9 +11,9 @@ import typer
 
 from aligndepth.cli.app import Quiet, app, data_app, organism_app
 from aligndepth.cli.fields import field_parameters, field_values, with_parameters
-from aligndepth.cli.options import DataSplit
+from aligndepth.cli.shared_options import DataSplit
 from aligndepth.errors import AlignDepthError
-from aligndepth.settings import LoadConfig
+from aligndepth.run_settings import LoadConfig
 
 # -- organism -----------------------------------------------------------------------------
 

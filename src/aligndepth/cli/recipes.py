@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import typer
 
 from aligndepth.cli.app import Quiet, app
-from aligndepth.cli.options import (
+from aligndepth.cli.shared_options import (
     Aligned,
     Base,
     Data,

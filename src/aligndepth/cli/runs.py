@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from aligndepth.cli.app import Quiet, app
-from aligndepth.cli.options import (
+from aligndepth.cli.shared_options import (
     _judge_options,
     _print_summary,
     _split,

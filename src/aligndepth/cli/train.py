@@ -11,7 +11,7 @@ import typer
 from aligndepth.cli.app import Quiet, train_app
 from aligndepth.cli.config_file import ConfigFile, write_run_config
 from aligndepth.cli.fields import field_parameters, field_values, with_parameters
-from aligndepth.cli.options import (
+from aligndepth.cli.shared_options import (
     DataSplit,
     Device,
     JudgeName,

@@ -23,7 +23,7 @@ from aligndepth.engine.stopping import (
     model_stop_ids,
     template_end_ids,
 )
-from aligndepth.settings import GREEDY, SamplingParams
+from aligndepth.run_settings import GREEDY, SamplingParams
 
 __all__ = [
     "EOS", "GREEDY", "LENGTH", "STOP_STRING", "Completion", "ContrastRow", "Request",

@@ -24,8 +24,8 @@ from aligndepth.engine.core import (
 )
 from aligndepth.engine.stopping import Completion, StopRule
 from aligndepth.errors import AlignDepthError
+from aligndepth.run_settings import GREEDY, SamplingParams
 from aligndepth.runs import unit_seed
-from aligndepth.settings import GREEDY, SamplingParams
 
 
 def row_seed(seed: int, *parts: object) -> int:

@@ -33,7 +33,7 @@ from aligndepth.engine.stopping import EOS, LENGTH, STOP_STRING, Completion, Sto
 from aligndepth.errors import AlignDepthError
 from aligndepth.progress import progress_bar
 from aligndepth.prompts import left_pad
-from aligndepth.settings import GREEDY, SamplingParams
+from aligndepth.run_settings import GREEDY, SamplingParams
 
 log = logging.getLogger(__name__)
 

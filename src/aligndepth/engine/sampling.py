@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from aligndepth.settings import SamplingParams
+from aligndepth.run_settings import SamplingParams
 
 _MASK32 = 0xFFFFFFFF
 

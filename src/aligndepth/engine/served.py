@@ -53,7 +53,7 @@ from aligndepth.errors import AlignDepthError
 from aligndepth.remote.cache import JsonlCache, default_cache_dir, digest
 from aligndepth.remote.endpoint import EndpointClient, MalformedAnswer, from_env, openai_module
 from aligndepth.remote.retry import RetriesExhausted
-from aligndepth.settings import SamplingParams
+from aligndepth.run_settings import SamplingParams
 
 log = logging.getLogger(__name__)
 

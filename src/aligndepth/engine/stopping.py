@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aligndepth.chat_markup import answer_tail, special_ids
+from aligndepth.chat_markup import end_of_turn, special_ids
 from aligndepth.errors import AlignDepthError
 
 EOS, STOP_STRING, LENGTH = "eos", "stop_string", "length"
@@ -55,16 +55,14 @@ class Completion:
 
 
 def template_end_ids(tokenizer: Any) -> set[int]:
-    """Special tokens the chat template writes right after an assistant message."""
-    after = answer_tail(tokenizer)
-    if after is None:
-        return set()
+    """The special tokens that open the chat template's end of turn
+    (:func:`~aligndepth.chat_markup.end_of_turn`)."""
     special = special_ids(tokenizer)
     out: set[int] = set()
-    for token in tokenizer(after, add_special_tokens=False).input_ids:
-        if int(token) not in special:
+    for token in end_of_turn(tokenizer):
+        if token not in special:
             break
-        out.add(int(token))
+        out.add(token)
     return out
 
 

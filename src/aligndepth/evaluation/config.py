@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aligndepth.config_options import option
 from aligndepth.errors import AlignDepthError
 from aligndepth.evaluation.tasks import TaskSpec, task_by_name
-from aligndepth.options import option
-from aligndepth.settings import RunSettings
+from aligndepth.run_settings import RunSettings
 
 #: Scorings of the utility tasks: their dataset directories are read at the test split.
 UTILITY_SCORING = ("gsm8k", "sql", "rouge", "pairwise")

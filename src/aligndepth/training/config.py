@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from aligndepth.config_options import fixed, option
 from aligndepth.errors import AlignDepthError, did_you_mean
-from aligndepth.options import fixed, option
 
 if TYPE_CHECKING:
     import torch

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from aligndepth.chat_markup import answer_tail
+from aligndepth.chat_markup import end_of_turn
 from aligndepth.data.schemas import InstructionPair, SafetyTriple
 from aligndepth.errors import AlignDepthError
 from aligndepth.progress import progress_bar
@@ -46,11 +46,11 @@ class Example:
 
 
 def turn_end_ids(tokenizer: Any, fmt: PromptFormat) -> list[int]:
-    """Tokens that close an assistant turn in ``fmt`` (EOS for plain text)."""
-    if fmt.kind == "chat":
-        tail = answer_tail(tokenizer)
-        if tail is not None and tail.strip():
-            return list(tokenizer(tail, add_special_tokens=False).input_ids)
+    """Tokens that close an assistant turn in ``fmt``: the chat template's end of turn
+    (:func:`~aligndepth.chat_markup.end_of_turn`), EOS for plain text."""
+    end = end_of_turn(tokenizer) if fmt.kind == "chat" else []
+    if end:
+        return end
     if tokenizer.eos_token_id is None:
         raise AlignDepthError("the tokenizer has no end-of-sequence token and the chat "
                               "template no end of turn: responses could never stop")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from aligndepth.config_options import fixed, option
 from aligndepth.errors import AlignDepthError, did_you_mean
-from aligndepth.options import fixed, option
-from aligndepth.settings import GREEDY, SamplingParams
+from aligndepth.run_settings import GREEDY, SamplingParams
 
 LATE_FROM = 10  # 1-based KL position where "late" starts
 DEFAULT_PREFIXES = ("I cannot", "I apologize, but I cannot")

@@ -9,7 +9,7 @@ import typer
 
 from aligndepth.cli.fields import field_option
 from aligndepth.errors import AlignDepthError
-from aligndepth.settings import LoadConfig, RunSettings
+from aligndepth.run_settings import LoadConfig, RunSettings
 
 # -- options --------------------------------------------------------------------------
 

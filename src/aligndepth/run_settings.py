@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from aligndepth.config_options import fixed, option
 from aligndepth.errors import AlignDepthError
-from aligndepth.options import fixed, option
 
 
 @dataclass(frozen=True, kw_only=True)
