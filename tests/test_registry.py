@@ -29,6 +29,15 @@ def test_every_builtin_experiment_is_registered() -> None:
     assert "toy" not in names()
 
 
+def test_the_readme_table_has_a_row_per_experiment() -> None:
+    """README's experiment table lists every registered experiment's command."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("| experiment | what it measures | summary.json |", 1)[1]
+    rows = [line for line in table.split("\n\n", 1)[0].splitlines() if line.startswith("| `")]
+    listed = [line.split("`")[1] for line in rows]
+    assert listed == [get(n).command for n in names()], listed
+
+
 def test_the_toy_runs_through_the_audit_api(toy: None, tiny_organism: Path,
                                              tmp_path: Path) -> None:
     setup = open_setup(None, str(tiny_organism / "aligned"), judge="keyword",
