@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import aligndepth.audit as audit
 import aligndepth.models as models
 from aligndepth.attacks.prefill import PrefillConfig
 from aligndepth.audit import AuditConfig, base_readers, open_setup, run_experiments
@@ -186,14 +185,17 @@ def test_the_audit_releases_the_base_before_the_aligned_only_experiments(
     setup = open_setup(str(tiny_organism / "base"), str(tiny_organism / "aligned"),
                        load=CPU, show_progress=False, max_new_tokens=4)
     seen = []
-    for name in ("run_kl", "run_prefill"):
-        real = getattr(audit, name)
+    import aligndepth.analysis.kl_profile as kl_profile
+    import aligndepth.attacks.prefill as prefill
+
+    for module, name in ((kl_profile, "run_kl"), (prefill, "run_prefill")):
+        real = getattr(module, name)  # the registry's hooks, named by import path
 
         def recording(setup, *args, _name=name, _real=real):  # type: ignore[no-untyped-def]
             seen.append((_name, setup.pair.roles))
             return _real(setup, *args)
 
-        monkeypatch.setattr(audit, name, recording)
+        monkeypatch.setattr(module, name, recording)
     config = AuditConfig(experiments=("prefill", "kl"), limit=2,
                          prefill=PrefillConfig(ks=(0,)), kl=KLConfig())
     kept = run_experiments(setup, tmp_path / "kept", config)
