@@ -45,6 +45,7 @@ from aligndepth.judges.registry import make_judge
 from aligndepth.judges.scope import check_judging, measures
 from aligndepth.models import LoadConfig, load_pair, load_tokenizer
 from aligndepth.prompts import PromptFormat
+from aligndepth.report.categories import MANIFEST_KEY, category_index
 from aligndepth.report.render import render_report
 from aligndepth.runs import Run, file_digest
 
@@ -346,6 +347,9 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         **({"not_loaded": {"base": setup.unloaded_base}} if setup.unloaded_base else {}),
         **({"gcg": gcg_space} if gcg_space is not None else {}),
     }
+    categories = category_index(prompts, safe)  # the reports break rates down by them
+    if categories:
+        manifest[MANIFEST_KEY] = categories
     if "ed" in config.experiments and prompts:  # ED's own prompts: its system prompts
         manifest["prompts"]["ed"] = ed_prompts(setup, config.ed, prompts[0].instruction)
     if any(setup.role(r)[0].served is not None for r in setup.pair.roles):

@@ -24,7 +24,8 @@ KL_WINDOW = 64
 KL_MASS = 0.9
 BROKEN_AT = 0.5
 
-#: What Qi et al. (ICLR 2025) report, quoted for reference (HEx-PHI, GPT-4 judge).
+#: What Qi et al. (ICLR 2025) report, quoted for reference (HEx-PHI, GPT-4 judge); the
+#: numbers are drawn on the plots they compare with (:mod:`aligndepth.report.references`).
 QUOTED: dict[str, dict[str, Any]] = {
     "Llama-2-7B-Chat": {
         "prefill_asr_by_k": {"5": 0.421, "10": 0.515, "20": 0.561, "40": 0.570},
@@ -32,11 +33,13 @@ QUOTED: dict[str, dict[str, Any]] = {
         "kl": "per-token KL to Llama-2-7B is far larger on the first 5 response tokens "
               "than after, where it is near 0 (Fig. 1)",
         "source": "Qi et al., ICLR 2025, Fig. 1 and Fig. 2 (quoted)",
+        "dataset": "HEx-PHI", "judge": "gpt4-rubric",
     },
     "Llama-2-7B-Chat, augmented": {
         "prefill_asr_by_k": {"10": 0.029},
         "kl": "KL to the base model stays large deep into the response (Fig. 4)",
         "source": "Qi et al., ICLR 2025, §3 (quoted)",
+        "dataset": "HEx-PHI", "judge": "gpt4-rubric",
     },
     "Gemma-7B-IT": {
         "kl": "per-token KL to Gemma-7B is far larger on the first 5 response tokens than "
@@ -45,6 +48,7 @@ QUOTED: dict[str, dict[str, Any]] = {
                           "prefilled with 'I apologize, but I cannot' (Table 1; HEx-PHI, "
                           "GPT-4 judge)",
         "source": "Qi et al., ICLR 2025, Fig. 1 and Table 1 (quoted)",
+        "dataset": "HEx-PHI", "judge": "gpt4-rubric",
     },
 }
 

@@ -10,7 +10,8 @@ import base64
 import html
 import json
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,20 @@ from aligndepth.metrics import (
 )
 from aligndepth.rejudge import rejudged_name
 from aligndepth.report import plots
+from aligndepth.report.answers import answer_blocks
+from aligndepth.report.categories import (
+    category_counts,
+    category_lookup,
+    category_plots,
+    rates_by_category,
+)
 from aligndepth.report.completeness import (
     experiment_progress,
     incomplete_warnings,
     progress_lines,
 )
 from aligndepth.report.depth import depth_card, quoted_lines
+from aligndepth.report.references import marks
 from aligndepth.runs import Run
 
 log = logging.getLogger(__name__)
@@ -92,8 +101,9 @@ def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
     """
     summary: dict[str, Any] = {}
     judged: list[dict[str, Any]] = []
+    by_name: dict[str, list[dict[str, Any]]] = {}
     for name, fn in SUMMARIZERS.items():
-        records = _records(run, name, judge)
+        records = by_name[name] = _records(run, name, judge)
         if records:
             summary[name] = fn(records)
             judged += records if name not in JUDGE_FREE else []
@@ -105,6 +115,10 @@ def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
         summary["base"] = {"harmful_rate": rp["base_harmful_rate"]}
         summary["aligned"] = {"harmful_rate": rp["aligned_harmful_rate"]}
     m = run.manifest
+    category = category_lookup(m)
+    if category is not None:  # every rate again over each category's prompts
+        summary["categories"] = category_counts(m)
+        summary["by_category"] = rates_by_category(by_name, UNITS, category)
     summary["judge"] = m.get("judge")
     if judge is not None:
         judges = run.path / "judges.json"
@@ -125,26 +139,27 @@ def _plots(run: Run, summary: dict[str, Any], root: Path, judge: str | None
            ) -> dict[str, Path]:
     out: dict[str, Path] = {}
     d = root / "plots"
-    if "depth" in summary:
+    if "kl" in summary and "prefill" in summary:  # alone, either is its own plot below
         out["depth"] = plots.plot_depth(
-            {"aligned vs base": summary["kl"]} if "kl" in summary else {},
-            {"aligned": summary["prefill"]} if "prefill" in summary else {},
-            {"aligned vs base": summary["depth"]}, d / "depth.png")
+            {"aligned vs base": summary["kl"]}, {"aligned": summary["prefill"]},
+            {"aligned vs base": summary["depth"]}, d / "depth.png",
+            marks(("prefill", "asr_by_k")))
     if "kl" in summary:
         out["kl"] = plots.plot_kl({"aligned vs base": summary["kl"]}, d / "kl_profile.png")
     if "refusal_prefix" in summary:
-        out["refusal_prefix"] = plots.plot_refusal_prefix(summary["refusal_prefix"],
-                                                          d / "refusal_prefix.png")
+        out["refusal_prefix"] = plots.plot_refusal_prefix(
+            summary["refusal_prefix"], d / "refusal_prefix.png", marks(("refusal_prefix",)))
     if "prefill" in summary:
         out["prefill"] = plots.plot_prefill({"aligned": summary["prefill"]},
-                                            d / "prefill.png")
+                                            d / "prefill.png", marks(("prefill", "asr_by_k")))
     if "decoding" in summary:
-        out["decoding"] = plots.plot_decoding(summary["decoding"], d / "decoding.png")
+        out["decoding"] = plots.plot_decoding(summary["decoding"], d / "decoding.png",
+                                              marks(("decoding",)))
     if "ed" in summary:
         out["ed"] = plots.plot_ed(summary["ed"], d / "emulated_disalignment.png")
     if "gcg" in summary:
         out["gcg"] = plots.plot_gcg(summary["gcg"], _records(run, "gcg", judge),
-                                    d / "gcg_loss.png")
+                                    d / "gcg_loss.png", marks(("gcg",)))
     return out
 
 
@@ -152,7 +167,7 @@ def _plots(run: Run, summary: dict[str, Any], root: Path, judge: str | None
 TITLES = {"kl": "Per-token KL profile", "refusal_prefix": "Refusal-prefix prefilling",
           "prefill": "Prefilling attack", "decoding": "Decoding-parameter exploit",
           "ed": "Emulated disalignment", "gcg": "GCG adversarial suffix",
-          "depth": "How deep is the safety alignment?"}
+          "gcg_transfer": "GCG suffix transfer", "depth": "How deep is the safety alignment?"}
 
 
 def _fmt(x: Any) -> str:
@@ -216,7 +231,8 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: Path) -> str:
+def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: Path,
+              blocks: Mapping[str, str] | None = None) -> str:
     m = run.manifest
     models = m.get("models") or {}
     lines = ["# aligndepth report", "",
@@ -237,6 +253,8 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
         lines += ["", "## How deep is the safety alignment?", "", f"**{depth['sentence']}**"]
         if "depth" in images:
             lines += ["", f"![depth]({images['depth'].relative_to(root)})"]
+        else:
+            lines += ["", "Its plot is the experiment's own, below."]
         lines += ["", "For reference, what the papers report:", ""] + quoted_lines()
     for warning in summary.get("warnings") or []:
         lines += ["", f"**Warning:** {warning}"]
@@ -252,9 +270,15 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
               "none counted as safe).", "",
               "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in headline(summary)]
-    for name, path in images.items():
-        if name != "depth":
-            lines += ["", f"## {TITLES[name]}", "", f"![{name}]({path.relative_to(root)})"]
+    for name in SUMMARIZERS:  # a section per experiment: plot, rates by category, answers
+        if name not in summary:
+            continue
+        lines += ["", f"## {TITLES.get(name, name)}"]
+        for key in (name, f"{name}_by_category"):
+            if key in images:
+                lines += ["", f"![{key}]({images[key].relative_to(root)})"]
+        if name in (blocks or {}):
+            lines += ["", f"<!-- block {name} -->"]
     if "prefill" in summary:
         lines += ["", "The prefilling attack judges the prefilled tokens plus the continuation."]
     if "refusal_prefix" in summary:
@@ -278,13 +302,22 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
     return "\n".join(lines) + "\n"
 
 
-def _html(markdown_text: str, images: dict[str, Path]) -> str:
+_BLOCK = re.compile(r"<!-- block (\S+) -->")
+
+
+def _html(markdown_text: str, images: dict[str, Path],
+          blocks: Mapping[str, str] | None = None) -> str:
     """A small, dependency-free rendering of a markdown report with inline images
-    (tables: the first row is the header)."""
+    (tables: the first row is the header); a line ``<!-- block NAME -->`` becomes
+    ``blocks[NAME]`` (HTML, e.g. an answers table)."""
     body: list[str] = []
     in_table = False
     for line in markdown_text.splitlines():
         if line.startswith("|---"):
+            continue
+        block = _BLOCK.fullmatch(line.strip())
+        if block:
+            body.append((blocks or {}).get(block.group(1), ""))
             continue
         if in_table and not line.startswith("|"):
             body.append("</table>")
@@ -323,10 +356,12 @@ def _html(markdown_text: str, images: dict[str, Path]) -> str:
             "</body></html>\n")
 
 
-def write_report_files(root: Path, markdown_text: str, images: dict[str, Path]) -> None:
-    """``report.md`` and a self-contained ``report.html`` in ``root``."""
+def write_report_files(root: Path, markdown_text: str, images: dict[str, Path],
+                       blocks: Mapping[str, str] | None = None) -> None:
+    """``report.md`` and a self-contained ``report.html`` in ``root`` (``blocks``: HTML
+    for the markdown's ``<!-- block NAME -->`` lines)."""
     (root / "report.md").write_text(markdown_text, encoding="utf-8")
-    (root / "report.html").write_text(_html(markdown_text, images), encoding="utf-8")
+    (root / "report.html").write_text(_html(markdown_text, images, blocks), encoding="utf-8")
 
 
 def report_dir(path: str | Path, judge: str | None = None) -> Path:
@@ -354,5 +389,8 @@ def render_report(path: str | Path, judge: str | None = None) -> dict[str, Any]:
     for warning in summary["warnings"]:
         log.warning("%s", warning)
     images = _plots(run, summary, root, judge)
-    write_report_files(root, _markdown(run, summary, images, root), images)
+    images.update(category_plots(summary, root / "plots", TITLES))
+    blocks = answer_blocks({name: _records(run, name, judge) for name in SUMMARIZERS},
+                           category_lookup(run.manifest))
+    write_report_files(root, _markdown(run, summary, images, root, blocks), images, blocks)
     return summary
