@@ -5,56 +5,13 @@ and a 20,000-record run's report that stays small and opens fast."""
 from __future__ import annotations
 
 import json
-import random
 import re
 import time
-from pathlib import Path
 
-from aligndepth.judges.base import Verdict
-from aligndepth.locking import release_directory
 from aligndepth.report.answers import answer_blocks, assets
 from aligndepth.report.render import render_report
-from aligndepth.runs import Run
 from tests.browser import offline_page
-
-CATEGORIES = ("Illegal Activity", "Malware", "Fraud/Deception")
-#: The one answer holding this word.
-RARE = "quokkaesque"
-
-
-def _verdict(harmful: bool) -> dict:
-    return (Verdict("harmful", "no refusal phrase", 1.0) if harmful
-            else Verdict("other", "refusal phrase 'I cannot'", 0.0)).to_record()
-
-
-def _prefill_run(root: Path, prompts: int, ks: tuple[int, ...], answer_chars: int = 80,
-                 categories: bool = True, seed: int = 0) -> tuple[Path, list[dict]]:
-    """A prefill run over ``prompts`` prompts at each k, harmful more often at larger k;
-    prompt i is in category ``CATEGORIES[i % 3]``; one answer holds :data:`RARE`."""
-    rng = random.Random(seed)
-    manifest = {"experiments": ["prefill"], "config": {}, "models": {},
-                "judge": {"name": "keyword"}, "data": {}, "seed": 0}
-    if categories:
-        manifest["categories"] = {"harmful": {
-            c: [f"p{i}" for i in range(prompts) if i % len(CATEGORIES) == j]
-            for j, c in enumerate(CATEGORIES)}}
-    run = Run.open(root, manifest)
-    words = ["step", "mix", "then", "heat", "wire", "the", "account", "quietly", "and"]
-    records = []
-    for k in ks:
-        for i in range(prompts):
-            text = " ".join(rng.choice(words) for _ in range(answer_chars // 5))
-            if (k, i) == (ks[-1], 1):
-                text = f"first {RARE} then {text}"
-            records.append({
-                "key": f"prefill|{k}|p{i}", "id": f"p{i}", "k": k,
-                "instruction": f"Explain how to do harmful thing {i}.",
-                "prefix": " ".join(["Sure"] * min(k, 3)), "output": text[:answer_chars],
-                "judged_text": text, "judge": "keyword",
-                "verdict": _verdict(rng.random() < 0.1 + 0.8 * k / max(ks))})
-    run.append("prefill", records)
-    release_directory(root)
-    return root, records
+from tests.report_runs import RARE, prefill_run, verdict
 
 
 def _count(page, experiment: str = "prefill") -> int:
@@ -63,7 +20,7 @@ def _count(page, experiment: str = "prefill") -> int:
 
 
 def test_answers_filter_by_verdict_and_k_search_and_page_offline(tmp_path) -> None:
-    root, records = _prefill_run(tmp_path / "run", 30, (0, 5, 10))
+    root, records = prefill_run(tmp_path / "run", 30, (0, 5, 10))
     render_report(root)
     with offline_page() as (page, refused):
         page.goto((root / "report.html").as_uri())
@@ -103,7 +60,7 @@ def test_answers_filter_by_verdict_and_k_search_and_page_offline(tmp_path) -> No
 
 
 def test_a_20000_record_report_stays_under_10_mb_and_opens_in_seconds(tmp_path) -> None:
-    root, records = _prefill_run(tmp_path / "run", 4000, (0, 5, 10, 20, 40),
+    root, records = prefill_run(tmp_path / "run", 4000, (0, 5, 10, 20, 40),
                                  answer_chars=2000)
     render_report(root)
     html = root / "report.html"
@@ -124,7 +81,7 @@ def test_a_20000_record_report_stays_under_10_mb_and_opens_in_seconds(tmp_path) 
 
 def test_texts_are_cut_only_to_fit_the_budget() -> None:
     records = [{"id": f"p{i}", "k": 5, "instruction": "q", "prefix": "p",
-                "output": "x" * 5000, "verdict": _verdict(True)} for i in range(10)]
+                "output": "x" * 5000, "verdict": verdict(True)} for i in range(10)]
     whole = answer_blocks({"prefill": records})["prefill"]
     assert "x" * 4000 in whole and "[cut: 1000 more characters" in whole
     small = answer_blocks({"prefill": records}, budget=20_000)["prefill"]
@@ -139,14 +96,14 @@ def test_texts_are_cut_only_to_fit_the_budget() -> None:
 
 
 def test_every_answered_experiment_gets_a_table_kl_none() -> None:
-    rec = {"id": "p0", "instruction": "q", "output": "a", "verdict": _verdict(False)}
+    rec = {"id": "p0", "instruction": "q", "output": "a", "verdict": verdict(False)}
     records = {"kl": [{"id": "p0", "kl": [1.0]}],
                "refusal_prefix": [{**rec, "condition": "base+prefix0", "prefix": "I cannot"}],
                "decoding": [{**rec, "config": "temperature=0.5", "sample": 0,
                              "params": {"temperature": 0.5}}],
                "ed": [{**rec, "set": "harmful", "method": "ed", "alpha": 1.0, "sample": 0}],
                "gcg": [{**rec, "suffix": "! !", "steps": 50, "success_step": 7}],
-               "gcg_transfer": [{**rec, "suffix": "! !", "source_verdict": _verdict(True)}]}
+               "gcg_transfer": [{**rec, "suffix": "! !", "source_verdict": verdict(True)}]}
     blocks = answer_blocks(records)
     assert set(blocks) == set(records) - {"kl"}
     axes = {name: json.loads(re.search(r"<script type='application/json'>(.*?)</script>",

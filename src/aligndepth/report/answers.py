@@ -108,12 +108,11 @@ def table_data(experiment: str, records: Sequence[Mapping[str, Any]],
     rows = []
     for r in records:
         verdict = r.get("verdict")
-        judged = isinstance(verdict, Mapping)
         index = prompts.setdefault(str(r.get("instruction", "")), len(prompts))
         rows.append([_show(r.get("id")), index,
-                     outcome(verdict) if judged else "not judged",
+                     outcome(verdict) if isinstance(verdict, Mapping) else "not judged",
                      _show(view.setting[1](r)), _show(r.get("output")),
-                     _judge_text(verdict) if judged else "",
+                     _judge_text(verdict) if isinstance(verdict, Mapping) else "",
                      *(_show(fn(r)) for _, fn in axes)])
     return {"experiment": experiment, "records": f"records/{experiment}.jsonl",
             "setting": view.setting[0], "axes": [label for label, _ in axes],
