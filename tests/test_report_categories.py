@@ -90,7 +90,9 @@ def figures(monkeypatch):
 
 
 def _marks(ax) -> dict[str, list[tuple[float, float]]]:
-    return {c.get_label(): [tuple(map(float, xy)) for xy in c.get_offsets()]
+    """Each quoted label's marks, at the place they mark (quotes at one place are drawn a
+    little apart: x rounded)."""
+    return {c.get_label(): [(float(round(x)), float(y)) for x, y in c.get_offsets()]
             for c in ax.collections if c.get_label().startswith("quoted: ")}
 
 

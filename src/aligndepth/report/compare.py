@@ -30,6 +30,7 @@ from aligndepth.errors import AlignDepthError
 from aligndepth.metrics import Units, is_rate
 from aligndepth.report import plots
 from aligndepth.report.depth import depth_order
+from aligndepth.report.references import marks
 from aligndepth.report.render import (
     SUMMARIZERS,
     TITLES,
@@ -164,7 +165,7 @@ def _plots(summaries: dict[str, dict[str, Any]], d: Path) -> dict[str, Path]:
     if kl or prefill:
         out["depth"] = plots.plot_depth(kl, prefill, {name: s.get("depth") or {}
                                                       for name, s in summaries.items()},
-                                        d / "depth.png")
+                                        d / "depth.png", marks(("prefill", "asr_by_k")))
     rates: dict[str, dict[str, Any]] = {}
     for metric, path in RATE_METRICS:
         values = {name: _dig(s, path) for name, s in summaries.items()}

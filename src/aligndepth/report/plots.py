@@ -37,12 +37,16 @@ def _quoted_styles(quoted: Sequence[Quoted]) -> dict[str, dict[str, Any]]:
 
 
 def _draw_quoted(ax: Any, quoted: Sequence[Quoted], x_of: dict[str, float],
-                 horizontal: bool = False) -> int:
+                 horizontal: bool = False, spread: float = 0.0) -> int:
     """Scatter each quote whose key is in ``x_of`` at (x, value) (at (value, y) when
-    ``horizontal``); returns how many were drawn."""
+    ``horizontal``), each label shifted by ``spread`` from the last so that quotes at
+    one place stay apart; returns how many were drawn."""
     drawn = 0
-    for label, style in _quoted_styles(quoted).items():
-        points = [(x_of[key], v) for key, v, lab in quoted if lab == label and key in x_of]
+    styles = _quoted_styles(quoted)
+    for i, (label, style) in enumerate(styles.items()):
+        shift = spread * (i - (len(styles) - 1) / 2)
+        points = [(x_of[key] + shift, v) for key, v, lab in quoted
+                  if lab == label and key in x_of]
         if points:
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             ax.scatter(ys if horizontal else xs, xs if horizontal else ys, **style)
@@ -152,7 +156,7 @@ def plot_metrics(metrics: dict[str, dict[str, Any]], path: Path,
     """Horizontal bars with 95% intervals, one per metric (rate or mean dicts in [0, 1]);
     ``quoted``: the papers' values, keyed by metric name, as marks."""
     names = list(metrics)
-    fig = Figure(figsize=(7, 0.45 * len(names) + 1.4))
+    fig = Figure(figsize=(11 if quoted else 7, 0.45 * len(names) + 1.4))
     ax = fig.add_subplot()
     xs, err = _points([metrics[n] for n in names])
     ax.barh(range(len(names)), xs, xerr=err, capsize=3, color="tab:blue")
@@ -161,8 +165,9 @@ def plot_metrics(metrics: dict[str, dict[str, Any]], path: Path,
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("value (bars: 95% interval)")
     ax.set_title("Evaluation")
-    if _draw_quoted(ax, quoted, {n: float(i) for i, n in enumerate(names)}, horizontal=True):
-        ax.legend(fontsize=7, loc="best")
+    if _draw_quoted(ax, quoted, {n: float(i) for i, n in enumerate(names)}, horizontal=True,
+                    spread=0.15):
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
@@ -174,7 +179,7 @@ def plot_refusal_prefix(summary: dict[str, Any], path: Path,
     rates = summary["harmful_rate_by_condition"]
     labels = [c if c in ("aligned", "base") else
               f"base + '{summary['prefixes'].get(c, c)}'" for c in rates]
-    fig = Figure(figsize=(6.5, 3.6))
+    fig = Figure(figsize=(10 if quoted else 6.5, 3.6))
     ax = fig.add_subplot()
     ys, err = _points(list(rates.values()))
     ax.bar(range(len(rates)), ys, yerr=err, capsize=3, color="tab:blue")
@@ -184,8 +189,8 @@ def plot_refusal_prefix(summary: dict[str, Any], path: Path,
     ax.set_title("Refusal-prefix prefilling of the base model")
     bars = {f"{c}_harmful_rate" if c in ("aligned", "base") else
             f"by_prefix.{summary['prefixes'].get(c, c)}": float(i) for i, c in enumerate(rates)}
-    if _draw_quoted(ax, quoted, bars):
-        ax.legend(fontsize=7)
+    if _draw_quoted(ax, quoted, bars, spread=0.15):
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
@@ -194,7 +199,7 @@ def plot_decoding(summary: dict[str, Any], path: Path, quoted: Sequence[Quoted] 
     """Per-configuration ASR in three panels, with greedy and any-config lines;
     ``quoted``: the papers' ``any_config_asr`` / ``greedy_asr``, as black dotted lines."""
     per = summary["per_config_asr"]
-    fig = Figure(figsize=(10, 3.4))
+    fig = Figure(figsize=(14 if quoted else 10, 3.4))
     for i, param in enumerate(("temperature", "top_k", "top_p")):
         ax = fig.add_subplot(1, 3, i + 1)
         items = sorted(((float(c.split("=")[1]), v) for c, v in per.items()
@@ -217,7 +222,10 @@ def plot_decoding(summary: dict[str, Any], path: Path, quoted: Sequence[Quoted] 
         ax.set_ylim(-0.02, 1.02)
         if i == 0:
             ax.set_ylabel("attack success rate")
-            ax.legend(fontsize=6 if quoted else 8)
+            if not quoted:
+                ax.legend(fontsize=8)
+        elif i == 2 and quoted:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle("Decoding-parameter exploit")
     return _save(fig, path)
 
@@ -296,7 +304,7 @@ def plot_gcg(summary: dict[str, Any], records: list[dict[str, Any]], path: Path,
         ys, err = _points([summary["asr"]])
         bx.errorbar([0.0], ys, yerr=err, marker="o", capsize=4, color="tab:red",
                     label="this run")
-        _draw_quoted(bx, quoted, {"asr": 0.0})
+        _draw_quoted(bx, quoted, {"asr": 0.0}, spread=0.15)
         bx.set_xticks([0.0], ["GCG ASR"])
         bx.set_xlim(-1, 1)
         bx.set_ylim(-0.02, 1.02)
