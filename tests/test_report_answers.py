@@ -100,6 +100,8 @@ def test_texts_are_cut_only_to_fit_the_budget() -> None:
     small = answer_blocks({"prefill": records}, budget=20_000)["prefill"]
     assert len(small.encode()) < 20_000 + len(assets().encode()) + 1_000
     assert "whole in records/prefill.jsonl" in small
+    rejudged = answer_blocks({"prefill": records}, judge="rubric", budget=20_000)["prefill"]
+    assert "whole in records/prefill.rubric.jsonl" in rejudged  # `aligndepth judge`'s file
     # nothing in the data can close the script element it lives in
     sneaky = [{**records[0], "output": "</script><script>alert(1)</script><!--"}]
     block = answer_blocks({"prefill": sneaky})["prefill"]

@@ -24,6 +24,7 @@ from importlib import resources
 from typing import Any
 
 from aligndepth.metrics import outcome
+from aligndepth.rejudge import rejudged_name
 
 #: Bytes of embedded answers one report may hold, over all its experiments.
 BUDGET = 7_000_000
@@ -97,9 +98,10 @@ def _show(x: Any) -> str:
 
 
 def table_data(experiment: str, records: Sequence[Mapping[str, Any]],
-               category: Callable[[Mapping[str, Any]], str | None] | None = None
-               ) -> dict[str, Any]:
-    """One experiment's records as the table's JSON (texts not yet cut)."""
+               category: Callable[[Mapping[str, Any]], str | None] | None = None,
+               judge: str | None = None) -> dict[str, Any]:
+    """One experiment's records (re-judged by ``judge`` if given) as the table's JSON
+    (texts not yet cut)."""
     view = VIEWS[experiment]
     axes = list(view.axes)
     if category is not None and any(category(r) for r in records):
@@ -114,7 +116,8 @@ def table_data(experiment: str, records: Sequence[Mapping[str, Any]],
                      _show(view.setting[1](r)), _show(r.get("output")),
                      _judge_text(verdict) if isinstance(verdict, Mapping) else "",
                      *(_show(fn(r)) for _, fn in axes)])
-    return {"experiment": experiment, "records": f"records/{experiment}.jsonl",
+    name = rejudged_name(experiment, judge) if judge else experiment
+    return {"experiment": experiment, "records": f"records/{name}.jsonl",
             "setting": view.setting[0], "axes": [label for label, _ in axes],
             "prompts": list(prompts), "rows": rows, "page_size": PAGE_SIZE, "cut": 0}
 
@@ -175,11 +178,12 @@ def assets() -> str:
 
 def answer_blocks(records: Mapping[str, Sequence[Mapping[str, Any]]],
                   category: Callable[[Mapping[str, Any]], str | None] | None = None,
-                  budget: int = BUDGET) -> dict[str, str]:
+                  judge: str | None = None, budget: int = BUDGET) -> dict[str, str]:
     """``{experiment: HTML block}`` for every experiment of :data:`VIEWS` with records
-    (the first block also carries the assets)."""
+    (as re-judged by ``judge``, if given); the first block also carries the assets."""
     names = [name for name in VIEWS if records.get(name)]
-    tables = fit([table_data(name, records[name], category) for name in names], budget)
+    tables = fit([table_data(name, records[name], category, judge) for name in names],
+                 budget)
     blocks = {}
     for i, (name, table) in enumerate(zip(names, tables)):
         note = (f" {table['cut']} long texts are cut here; {table['records']} holds them "

@@ -391,6 +391,6 @@ def render_report(path: str | Path, judge: str | None = None) -> dict[str, Any]:
     images = _plots(run, summary, root, judge)
     images.update(category_plots(summary, root / "plots", TITLES))
     blocks = answer_blocks({name: _records(run, name, judge) for name in SUMMARIZERS},
-                           category_lookup(run.manifest))
+                           category_lookup(run.manifest), judge)
     write_report_files(root, _markdown(run, summary, images, root, blocks), images, blocks)
     return summary
