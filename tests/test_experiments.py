@@ -51,7 +51,10 @@ def test_audit_writes_summary_report_and_records(setup, tmp_path) -> None:
     assert s["judge"]["name"] == "keyword"
     assert s["models"]["aligned"]["fingerprint"].startswith("sha256:")
     html = (tmp_path / "run" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 7  # the depth figure and six sections
+    # the depth figure, six sections, and the five judged ones by the organism's categories
+    assert set(s["by_category"]) == {"refusal_prefix", "prefill", "decoding", "ed", "gcg"}
+    assert html.count("data:image/png;base64,") == 7 + 5
+    assert html.count("<div class='answers'") == 5  # every experiment with answers
     run = Run.load(tmp_path / "run")
     assert len(run.records("decoding")) == 5 * 50
     ed = s["ed"]

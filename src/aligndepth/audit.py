@@ -29,6 +29,7 @@ from aligndepth.judges.registry import make_judge
 from aligndepth.judges.scope import check_judging, measures
 from aligndepth.models import LoadConfig, load_pair, load_tokenizer
 from aligndepth.prompts import PromptFormat
+from aligndepth.report.categories import MANIFEST_KEY, category_index
 from aligndepth.report.render import render_report
 from aligndepth.runs import Run, file_digest
 
@@ -342,6 +343,9 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
             manifest[key] = {**manifest[key], **more}
         elif key not in manifest:
             manifest[key] = more
+    categories = category_index(prompts, inputs.safe)  # the reports break rates down by them
+    if categories:
+        manifest[MANIFEST_KEY] = categories
     if any(setup.role(r)[0].served is not None for r in setup.pair.roles):
         check_servable(config.experiments)
     check_contexts(setup, prompts, config)  # before anything is written

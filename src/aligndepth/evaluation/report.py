@@ -155,14 +155,17 @@ def render_evaluation(path: str | Path) -> dict[str, Any]:
     """(Re)write ``eval.json``, ``metrics.png``, ``report.md`` and ``report.html`` of an
     evaluation run from its records; returns the summary."""
     from aligndepth.report.plots import plot_metrics
+    from aligndepth.report.references import marks
     from aligndepth.report.render import write_report_files
 
     run = Run.load(path)
     summary = summarize_evaluation(run)
     run.write_json("eval.json", summary)
     rows = metric_rows(summary)
-    image = plot_metrics({f"{t}: {m}": s for t, m, s in rows}, run.path / "metrics.png") \
-        if rows else None
+    quoted = [(key.replace(".", ": ", 1), v, label)  # the papers' "tasks.<task>.<metric>"
+              for key, v, label in marks(("tasks",))]
+    image = plot_metrics({f"{t}: {m}": s for t, m, s in rows}, run.path / "metrics.png",
+                         quoted) if rows else None
     write_report_files(run.path, _markdown(run, summary, image),
                        {"metrics": image} if image else {})
     return summary

@@ -32,6 +32,7 @@ from aligndepth.experiments_registry import names as experiment_names
 from aligndepth.metrics import Units, is_rate
 from aligndepth.report import plots
 from aligndepth.report.depth import depth_order
+from aligndepth.report.references import marks
 from aligndepth.report.render import (
     headline,
     run_units,
@@ -162,7 +163,7 @@ def _plots(summaries: dict[str, dict[str, Any]], d: Path) -> dict[str, Path]:
     if kl or prefill:
         out["depth"] = plots.plot_depth(kl, prefill, {name: s.get("depth") or {}
                                                       for name, s in summaries.items()},
-                                        d / "depth.png")
+                                        d / "depth.png", marks(("prefill", "asr_by_k")))
     rates: dict[str, dict[str, Any]] = {}
     for metric, path in rate_metrics():
         values = {name: _dig(s, path) for name, s in summaries.items()}

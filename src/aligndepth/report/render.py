@@ -7,9 +7,12 @@ self-contained ``report.html`` (plots embedded), and returns the summary.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import logging
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +22,20 @@ from aligndepth.experiments_registry import Experiment, call, experiments
 from aligndepth.metrics import Units, invalid_warning, verdict_totals
 from aligndepth.rejudge import rejudged_name
 from aligndepth.report import plots
+from aligndepth.report.answers import answer_blocks
+from aligndepth.report.categories import (
+    category_counts,
+    category_lookup,
+    category_plots,
+    rates_by_category,
+)
 from aligndepth.report.completeness import (
     experiment_progress,
     incomplete_warnings,
     progress_lines,
 )
 from aligndepth.report.depth import depth_card, quoted_lines
+from aligndepth.report.references import marks
 from aligndepth.report.sections import fmt
 from aligndepth.runs import Run
 
@@ -57,8 +68,9 @@ def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     judged: list[dict[str, Any]] = []
     extras: dict[str, Any] = {}
+    by_name: dict[str, list[dict[str, Any]]] = {}
     for entry in experiments():
-        records = _records(run, entry, judge)
+        records = by_name[entry.name] = _records(run, entry, judge)
         if records:
             summary[entry.name] = call(entry.summarize, records)
             judged += records if entry.judged else []
@@ -69,6 +81,12 @@ def summarize_run(run: Run, judge: str | None = None) -> dict[str, Any]:
         summary = {"depth": card, **summary}
     summary.update(extras)
     m = run.manifest
+    category = category_lookup(m)
+    if category is not None:  # every rate again over each category's prompts
+        summary["categories"] = category_counts(m)
+        units = {e.name: functools.partial(call, e.units) for e in experiments()
+                 if e.units is not None}
+        summary["by_category"] = rates_by_category(by_name, units, category)
     summary["judge"] = m.get("judge")
     if judge is not None:
         judges = run.path / "judges.json"
@@ -90,11 +108,11 @@ def _plots(run: Run, summary: dict[str, Any], root: Path, judge: str | None
     """``{"depth" or experiment: image}``: the depth figure, then each experiment's plot."""
     out: dict[str, Path] = {}
     d = root / "plots"
-    if "depth" in summary:
+    if "kl" in summary and "prefill" in summary:  # alone, either is its own plot below
         out["depth"] = plots.plot_depth(
-            {"aligned vs base": summary["kl"]} if "kl" in summary else {},
-            {"aligned": summary["prefill"]} if "prefill" in summary else {},
-            {"aligned vs base": summary["depth"]}, d / "depth.png")
+            {"aligned vs base": summary["kl"]}, {"aligned": summary["prefill"]},
+            {"aligned vs base": summary["depth"]}, d / "depth.png",
+            marks(("prefill", "asr_by_k")))
     for entry in experiments():
         if entry.plot is not None and entry.name in summary:
             image = call(entry.plot, summary[entry.name], _records(run, entry, judge), d)
@@ -128,17 +146,22 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _section(entry: Experiment, summary: dict[str, Any], images: dict[str, Path],
-             root: Path) -> list[str]:
-    """An experiment's report section: its title, its plot and its notes."""
+             root: Path, blocks: Mapping[str, str]) -> list[str]:
+    """An experiment's report section: its title, its plots (and rates by category), its
+    notes and its answers table."""
     lines = ["", f"## {entry.title}"]
-    if entry.name in images:
-        lines += ["", f"![{entry.name}]({images[entry.name].relative_to(root)})"]
+    for key in (entry.name, f"{entry.name}_by_category"):
+        if key in images:
+            lines += ["", f"![{key}]({images[key].relative_to(root)})"]
     if entry.notes is not None:
         lines += [""] + call(entry.notes, summary[entry.name])
+    if entry.name in blocks:
+        lines += ["", f"<!-- block {entry.name} -->"]
     return lines
 
 
-def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: Path) -> str:
+def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: Path,
+              blocks: Mapping[str, str] | None = None) -> str:
     m = run.manifest
     models = m.get("models") or {}
     lines = ["# aligndepth report", "",
@@ -159,6 +182,8 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
         lines += ["", f"## {DEPTH_TITLE}", "", f"**{depth['sentence']}**"]
         if "depth" in images:
             lines += ["", f"![depth]({images['depth'].relative_to(root)})"]
+        else:
+            lines += ["", "Its plot is the experiment's own, below."]
         lines += ["", "For reference, what the papers report:", ""] + quoted_lines()
     for warning in summary.get("warnings") or []:
         lines += ["", f"**Warning:** {warning}"]
@@ -176,7 +201,7 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
     lines += [f"| {k} | {v} |" for k, v in headline(summary)]
     for entry in experiments():
         if entry.name in summary:
-            lines += _section(entry, summary, images, root)
+            lines += _section(entry, summary, images, root, blocks or {})
     agreement = run.path / AGREEMENT_FILE
     if agreement.is_file():
         lines += ["", "## Judge agreement", "",
@@ -186,13 +211,22 @@ def _markdown(run: Run, summary: dict[str, Any], images: dict[str, Path], root: 
     return "\n".join(lines) + "\n"
 
 
-def _html(markdown_text: str, images: dict[str, Path]) -> str:
+_BLOCK = re.compile(r"<!-- block (\S+) -->")
+
+
+def _html(markdown_text: str, images: dict[str, Path],
+          blocks: Mapping[str, str] | None = None) -> str:
     """A small, dependency-free rendering of a markdown report with inline images
-    (tables: the first row is the header)."""
+    (tables: the first row is the header); a line ``<!-- block NAME -->`` becomes
+    ``blocks[NAME]`` (HTML, e.g. an answers table)."""
     body: list[str] = []
     in_table = False
     for line in markdown_text.splitlines():
         if line.startswith("|---"):
+            continue
+        block = _BLOCK.fullmatch(line.strip())
+        if block:
+            body.append((blocks or {}).get(block.group(1), ""))
             continue
         if in_table and not line.startswith("|"):
             body.append("</table>")
@@ -231,10 +265,12 @@ def _html(markdown_text: str, images: dict[str, Path]) -> str:
             "</body></html>\n")
 
 
-def write_report_files(root: Path, markdown_text: str, images: dict[str, Path]) -> None:
-    """``report.md`` and a self-contained ``report.html`` in ``root``."""
+def write_report_files(root: Path, markdown_text: str, images: dict[str, Path],
+                       blocks: Mapping[str, str] | None = None) -> None:
+    """``report.md`` and a self-contained ``report.html`` in ``root`` (``blocks``: HTML
+    for the markdown's ``<!-- block NAME -->`` lines)."""
     (root / "report.md").write_text(markdown_text, encoding="utf-8")
-    (root / "report.html").write_text(_html(markdown_text, images), encoding="utf-8")
+    (root / "report.html").write_text(_html(markdown_text, images, blocks), encoding="utf-8")
 
 
 def report_dir(path: str | Path, judge: str | None = None) -> Path:
@@ -261,5 +297,8 @@ def render_report(path: str | Path, judge: str | None = None) -> dict[str, Any]:
     for warning in summary["warnings"]:
         log.warning("%s", warning)
     images = _plots(run, summary, root, judge)
-    write_report_files(root, _markdown(run, summary, images, root), images)
+    images.update(category_plots(summary, root / "plots", titles()))
+    blocks = answer_blocks({e.name: _records(run, e, judge) for e in experiments()},
+                           category_lookup(run.manifest), judge)
+    write_report_files(root, _markdown(run, summary, images, root, blocks), images, blocks)
     return summary

@@ -14,6 +14,7 @@ from typing import Any
 
 from aligndepth.metrics import fmt_rate, is_rate, value
 from aligndepth.report import plots
+from aligndepth.report.references import marks
 
 Rows = list[tuple[str, str]]
 
@@ -52,7 +53,8 @@ def refusal_prefix_rows(r: dict[str, Any]) -> Rows:
 
 
 def refusal_prefix_plot(r: dict[str, Any], records: list[dict[str, Any]], d: Path) -> Path:
-    return plots.plot_refusal_prefix(r, d / "refusal_prefix.png")
+    return plots.plot_refusal_prefix(r, d / "refusal_prefix.png",
+                                     marks(("refusal_prefix",)))
 
 
 def refusal_prefix_notes(r: dict[str, Any]) -> list[str]:
@@ -72,7 +74,8 @@ def prefill_rows(p: dict[str, Any]) -> Rows:
 
 
 def prefill_plot(p: dict[str, Any], records: list[dict[str, Any]], d: Path) -> Path:
-    return plots.plot_prefill({"aligned": p}, d / "prefill.png")
+    return plots.plot_prefill({"aligned": p}, d / "prefill.png",
+                              marks(("prefill", "asr_by_k")))
 
 
 def prefill_notes(p: dict[str, Any]) -> list[str]:
@@ -88,7 +91,7 @@ def decoding_rows(d: dict[str, Any]) -> Rows:
 
 
 def decoding_plot(s: dict[str, Any], records: list[dict[str, Any]], d: Path) -> Path:
-    return plots.plot_decoding(s, d / "decoding.png")
+    return plots.plot_decoding(s, d / "decoding.png", marks(("decoding",)))
 
 
 # -- ed ---------------------------------------------------------------------------------
@@ -130,7 +133,7 @@ def gcg_rows(g: dict[str, Any]) -> Rows:
 
 
 def gcg_plot(g: dict[str, Any], records: list[dict[str, Any]], d: Path) -> Path:
-    return plots.plot_gcg(g, records, d / "gcg_loss.png")
+    return plots.plot_gcg(g, records, d / "gcg_loss.png", marks(("gcg",)))
 
 
 def gcg_transfer_rows(t: dict[str, Any]) -> Rows:
