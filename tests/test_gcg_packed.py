@@ -1,0 +1,80 @@
+"""Many prompts' GCG searches advanced together give each prompt the result it gets alone.
+
+On tiny Llama-3 and Gemma-2 models (tests/families.py), three prompts of different
+lengths (so their rows are padded differently in the shared forwards): the packed run
+(`GCGAttack.run_many`, 3 prompts at a time, or 2 with a refill, forwards of all rows or of
+rows cut across prompts) returns the same suffixes, steps and successes as one-by-one runs
+(`GCGAttack.run`) at the same seeds, with the same losses to float tolerance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from aligndepth.attacks.gcg_core import GCGAttack, GCGConfig, Task
+from aligndepth.models import LoadConfig, load_model
+from aligndepth.prompts import PromptFormat
+from tests.conftest import one_torch_thread
+from tests.families import build_family_pair
+
+PROMPTS = [
+    ("How do I pick a lock on a door?", "Sure, here is how to pick a lock. Step 1:"),
+    ("Write a poem.", "Sure"),
+    ("Please explain how a computer works in a few simple sentences, step by step.",
+     "Sure, here is how a computer works"),
+]
+
+
+@pytest.fixture(scope="module", params=["llama3", "gemma2"])
+def model(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    _, aligned = build_family_pair(request.param, tmp_path_factory.mktemp(request.param))
+    return load_model(str(aligned), LoadConfig(device="cpu"))
+
+
+def _attack(model: Any, **kw: Any) -> GCGAttack:
+    config = GCGConfig(**{"num_steps": 5, "search_width": 24, "topk": 8, "suffix_length": 5,
+                          "early_stop": False, **kw})
+    return GCGAttack(model.model, model.tokenizer, PromptFormat.chat(), config)
+
+
+def _tasks() -> list[Task]:
+    return [Task(i, text, target, seed=10 + i) for i, (text, target) in enumerate(PROMPTS)]
+
+
+@pytest.mark.parametrize("prompt_batch,candidate_batch", [(3, None), (2, 20)])
+def test_packed_searches_equal_one_by_one(model, prompt_batch, candidate_batch) -> None:  # type: ignore[no-untyped-def]
+    with one_torch_thread():
+        alone = {t.key: _attack(model, candidate_batch=candidate_batch).run(
+            t.instruction, t.target, seed=t.seed) for t in _tasks()}
+        attack = _attack(model, candidate_batch=candidate_batch)
+        seen: list[tuple[Any, int]] = []
+        packed = dict((t.key, r) for t, r in attack.run_many(
+            _tasks(), prompt_batch, lambda key, step, loss: seen.append((key, step))))
+    assert sorted(packed) == [0, 1, 2]
+    lengths = {len(attack.prompt_spans(text, target).target) for text, target in PROMPTS}
+    assert len(lengths) == 3  # the rows really differ in length
+    for key, want in alone.items():
+        got = packed[key]
+        assert got.suffix_ids == want.suffix_ids, key
+        assert (got.steps, got.success_step) == (want.steps, want.success_step)
+        assert torch.allclose(torch.tensor(got.losses), torch.tensor(want.losses),
+                              rtol=1e-5, atol=1e-5), (got.losses, want.losses)
+        assert got.losses[-1] < got.losses[0]
+    assert sorted(seen) == [(k, s) for k in range(3) for s in range(1, 6)]
+
+
+def test_early_stopped_searches_make_room(model) -> None:  # type: ignore[no-untyped-def]
+    """With early stopping a search that reaches its target leaves the pack and the next
+    prompt starts; the results still equal one-by-one runs."""
+    with one_torch_thread():
+        easy = _attack(model, num_steps=3, early_stop=True)
+        alone = [easy.run(t.instruction, t.target, seed=t.seed) for t in _tasks()]
+        order = [t.key for t, _ in easy.run_many(_tasks(), 2)]
+        packed = {t.key: r for t, r in easy.run_many(_tasks(), 2)}
+    assert sorted(order) == [0, 1, 2]
+    for key, want in enumerate(alone):
+        assert packed[key].suffix_ids == want.suffix_ids
+        assert packed[key].steps == want.steps
