@@ -18,7 +18,7 @@ from aligndepth.analysis.kl_profile import run_kl
 from aligndepth.analysis.refusal_prefix import run_refusal_prefix
 from aligndepth.attacks.decoding import run_decoding
 from aligndepth.attacks.emulated import ed_prompts, run_ed
-from aligndepth.attacks.gcg import check_gcg, run_gcg
+from aligndepth.attacks.gcg import gcg_provenance, run_gcg
 from aligndepth.attacks.gcg_transfer import found_suffixes, run_gcg_transfer
 from aligndepth.attacks.prefill import check_ks, run_prefill
 from aligndepth.configs import (
@@ -91,7 +91,7 @@ class AuditConfig(RunSettings):
         if self.data_split is not None:
             out["data_split"] = self.data_split
         for name in self.experiments:
-            out[name] = asdict(getattr(self, name))
+            out[name] = self.gcg.identity() if name == "gcg" else asdict(getattr(self, name))
         return out
 
 
@@ -326,7 +326,7 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
         check_ks(setup.pair.tokenizer, pairs, config.prefill.ks)
     gcg_space = None
     if "gcg" in config.experiments:  # the search space and start the manifest records
-        gcg_space = check_gcg(setup, prompts, pairs, config.gcg).provenance()
+        gcg_space = gcg_provenance(setup, prompts, pairs, config.gcg)
     if "gcg_transfer" in config.experiments:
         found_suffixes(config.gcg_transfer.source)  # fail before writing anything
         config = replace(config, gcg_transfer=replace(

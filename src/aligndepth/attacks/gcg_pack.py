@@ -159,3 +159,56 @@ def packed_losses(attack: Any, groups: Sequence[Group], rows: int
             parts[g].append(losses_and_hits(logits, spans.target))
     return [(torch.cat([p[0] for p in part]), torch.cat([p[1] for p in part]))
             for part in parts]
+
+
+def row_bytes(model: Any, before_len: int, length: int, target_len: int) -> int:
+    """About the memory one candidate row of a no-grad forward holds at its peak: its KV
+    cache over ``before_len + length`` positions in every layer, one layer's activations
+    over ``length`` positions, and ``target_len + 1`` rows of logits (in the model's dtype,
+    then float32 for the loss and its log-softmax)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
+        else model.config
+    elem = next(model.parameters()).element_size()
+    hidden = int(config.hidden_size)
+    heads = int(getattr(config, "num_attention_heads", 1) or 1)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
+    layers = int(config.num_hidden_layers)
+    inter = int(getattr(config, "intermediate_size", None) or 4 * hidden)
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    cache = 2 * layers * kv_heads * head_dim * (before_len + length) * elem
+    activations = length * (6 * hidden + 3 * inter + 2 * heads * (before_len + length)) * elem
+    logits = (target_len + 1) * vocab * (elem + 8)
+    return cache + activations + logits
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: the CUDA allocator's view, else the system's available
+    memory (Linux ``MemAvailable``; 4 GiB when unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free) + int(torch.cuda.memory_reserved(device) -
+                               torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def auto_prompt_batch(attack: Any, prompts: int, before_len: int, length: int,
+                      target_len: int) -> int:
+    """How many prompts' searches to advance together: as many as fill forwards of
+    ``candidate_batch`` rows when it is set, else as many whose ``search_width`` rows each
+    fit in half the free memory (by :func:`row_bytes` of the longest prompt), at least 1
+    and at most ``prompts``. Forwards still halve on out-of-memory."""
+    width = attack.config.search_width
+    if attack.batch:
+        rows = attack.batch
+    else:
+        per_row = row_bytes(attack.model, before_len, length, target_len)
+        rows = free_memory(attack.device) // 2 // max(1, per_row)
+    return max(1, min(prompts, rows // width))
