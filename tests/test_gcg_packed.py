@@ -78,3 +78,18 @@ def test_early_stopped_searches_make_room(model) -> None:  # type: ignore[no-unt
     for key, want in enumerate(alone):
         assert packed[key].suffix_ids == want.suffix_ids
         assert packed[key].steps == want.steps
+
+
+def test_the_prompt_batch_fits_memory(model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Automatic prompt batch: prompts whose candidates fill ``candidate_batch`` rows when
+    set, else as many whose rows fit in half the free memory, between 1 and the prompts."""
+    import aligndepth.attacks.gcg_pack as pack
+
+    attack = _attack(model)
+    per_row = pack.row_bytes(attack.model, 30, 40, 12)
+    vocab = attack.model.get_output_embeddings().weight.shape[0]
+    assert per_row > 13 * vocab * 4  # at least the target's float32 logits
+    for free, want in ((0, 1), (2 * per_row * 24 * 3, 3), (2 * per_row * 24 * 7, 5)):
+        monkeypatch.setattr(pack, "free_memory", lambda device, free=free: free)
+        assert pack.auto_prompt_batch(attack, 5, 30, 40, 12) == want
+    assert pack.auto_prompt_batch(_attack(model, candidate_batch=50), 5, 30, 40, 12) == 2

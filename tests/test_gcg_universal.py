@@ -143,6 +143,11 @@ def test_a_universal_suffix_lowers_held_out_loss(tiny_organism: Path, tmp_path: 
     assert code == 0, err
     replayed = Run.load(tmp_path / "transfer").records("gcg_transfer")
     assert len(replayed) == 8 and {r["suffix"] for r in replayed} == {found["suffix"]}
+    transfer = json.loads((tmp_path / "transfer" / "summary.json").read_text())
+    assert {s: v["n"] for s, v in transfer["gcg_transfer"]["asr_by_split"].items()} == {
+        "train": 4, "heldout": 4}
+    assert "GCG universal suffix, heldout prompts: mean target loss" in (
+        tmp_path / "uni" / "report.md").read_text()
 
 
 @pytest.mark.slow

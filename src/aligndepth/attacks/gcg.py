@@ -1,10 +1,13 @@
 """Experiment: the GCG adversarial-suffix attack (SPEC §2.3), one record per prompt.
 
-Each prompt is attacked on its own (individual suffixes, seeded per prompt) toward its
-target: the dataset's ``target`` field (AdvBench's "Sure, here is ..."), else the first
-``target_tokens`` tokens of its harmful response. The final suffix is then placed in the
-user turn, the model answers greedily, and the judge scores the answer. The optimiser
-lives in :mod:`aligndepth.attacks.gcg_core`.
+Each prompt gets its own suffix (seeded per prompt) toward its target: the dataset's
+``target`` field (AdvBench's "Sure, here is ..."), else the first ``target_tokens``
+tokens of its harmful response. Several prompts' searches advance together
+(``prompt_batch``), each with the result it gets alone. The final suffix is then placed
+in the user turn, the model answers greedily, and the judge scores the answer. With
+``universal``, one suffix is optimised over the training prompts and judged on all
+(:mod:`aligndepth.attacks.gcg_universal`). The optimiser lives in
+:mod:`aligndepth.attacks.gcg_core`.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ import torch
 
 from aligndepth.attacks import gcg_candidates
 from aligndepth.attacks.gcg_candidates import embedding_scale
-from aligndepth.attacks.gcg_pack import Group, Spans, packed_losses, target_loss
+from aligndepth.attacks.gcg_pack import Group, Spans, losses_and_hits, packed_losses, target_loss
 from aligndepth.attacks.gcg_search import STALL_STEPS, GCGResult, Task, run_searches
 from aligndepth.attacks.gcg_tokens import (
     allowed_token_mask,
@@ -258,8 +258,9 @@ class GCGAttack:
             b = len(chunk)
             ids = torch.cat([chunk, after.expand(b, -1), target.expand(b, -1)], dim=1)
             logits = self.target_logits({"input_ids": ids}, cache, len(target))
-            losses.append(_target_loss(logits, target))
-            hits.append((logits.argmax(-1) == target).all(-1))
+            loss, hit = losses_and_hits(logits, target)
+            losses.append(loss)
+            hits.append(hit)
         return torch.cat(losses), torch.cat(hits)
 
     def prompt_spans(self, instruction: str, target: str) -> Spans:

@@ -209,6 +209,11 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
         g = summary["gcg"]
         rows += [("GCG ASR", _fmt(g["asr"])), ("GCG target reached", _fmt(g["target_hit_rate"])),
                  ("GCG mean steps to target", _fmt(g["mean_steps_to_success"]))]
+        for split, part in ((s, g["universal"][s]) for s in ("train", "heldout")
+                            if "universal" in g and g["universal"][s]["n_prompts"]):
+            rows += [(f"GCG universal suffix, {split} prompts: ASR", _fmt(part["asr"])),
+                     (f"GCG universal suffix, {split} prompts: mean target loss (initial)",
+                      f"{part['mean_loss']:.3f} ({part['mean_initial_loss']:.3f})")]
     if "gcg_transfer" in summary:
         t = summary["gcg_transfer"]
         rows += [("GCG transfer: ASR on this model", _fmt(t["asr"])),
