@@ -93,3 +93,18 @@ def test_the_prompt_batch_fits_memory(model, monkeypatch) -> None:  # type: igno
         monkeypatch.setattr(pack, "free_memory", lambda device, free=free: free)
         assert pack.auto_prompt_batch(attack, 5, 30, 40, 12) == want
     assert pack.auto_prompt_batch(_attack(model, candidate_batch=50), 5, 30, 40, 12) == 2
+
+
+def test_the_target_loss_in_chunks_is_the_mean_cross_entropy(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import aligndepth.attacks.gcg_pack as pack
+
+    logits = torch.randn(7, 5, 300, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 300, (5,), generator=torch.Generator().manual_seed(1))
+    want = torch.stack([torch.nn.functional.cross_entropy(row, target) for row in logits])
+    for chunk in (1 << 26, 2 * 5 * 300, 1):  # one call; two rows per call; one row
+        monkeypatch.setattr(pack, "LOSS_CHUNK", chunk)
+        assert torch.allclose(pack.target_loss(logits, target), want, atol=1e-6)
+    logits[2, :, 0] = 1e3  # row 2 predicts token 0 everywhere
+    target[:] = 0
+    _, hits = pack.losses_and_hits(logits, target)
+    assert hits.tolist() == [i == 2 for i in range(7)]

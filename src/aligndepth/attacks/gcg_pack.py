@@ -46,15 +46,25 @@ class Spans:
 Group = tuple[Spans, torch.Tensor]
 
 
+#: Logits per cross-entropy call (256 MiB in float32): the loss's float32 copy and
+#: log-softmax then stay small beside the logits themselves.
+LOSS_CHUNK = 1 << 26
+
+
 def target_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy per row, in at least float32: ``(b, T, V)``, ``(T,)`` -> ``(b,)``
-    (over the rows laid out as ``(b * T, V)``: on the CPU a cross-entropy over a
-    transposed ``(b, V, T)`` view takes twice as long)."""
+    """Mean cross-entropy per row, in at least float32: ``(b, T, V)``, ``(T,)`` -> ``(b,)``.
+
+    Computed over rows laid out as ``(rows * T, V)`` (on the CPU a cross-entropy over a
+    transposed ``(b, V, T)`` view takes twice as long), :data:`LOSS_CHUNK` logits at a
+    time."""
     b, t, v = logits.shape
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    ce = torch.nn.functional.cross_entropy(logits.reshape(b * t, v), target.repeat(b),
-                                           reduction="none")
-    return ce.view(b, t).mean(-1)
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    out = []
+    for part in logits.split(max(1, LOSS_CHUNK // (t * v))):
+        ce = torch.nn.functional.cross_entropy(part.reshape(-1, v).to(dtype),
+                                               target.repeat(len(part)), reduction="none")
+        out.append(ce.view(len(part), t).mean(-1))
+    return torch.cat(out)
 
 
 def losses_and_hits(logits: torch.Tensor, target: torch.Tensor
