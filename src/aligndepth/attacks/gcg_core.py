@@ -37,6 +37,7 @@ forwards (:mod:`aligndepth.attacks.gcg_pack`).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -80,6 +81,17 @@ def split_prompt(tokenizer: Any, fmt: PromptFormat, instruction: str) -> tuple[l
     return list(before_ids), list(after_ids)
 
 
+def _takes_kept_indices(model: Any) -> bool:
+    """Whether ``model``'s forward takes ``logits_to_keep`` as a tensor of positions (the
+    transformers models do: ``int | torch.Tensor``), not only as a count."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        param = inspect.signature(inner.forward).parameters.get("logits_to_keep")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and "Tensor" in str(param.annotation)
+
+
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
@@ -99,6 +111,7 @@ class GCGAttack:
                                   "pass --allow-non-ascii or check the tokenizer")
         self.allowed = self.allowed.to(self.device)
         self.batch = config.candidate_batch
+        self._keep_indices = _takes_kept_indices(model)
 
     # -- setup ----------------------------------------------------------------------
     def initial_suffix(self) -> list[int]:
@@ -197,12 +210,18 @@ class GCGAttack:
         """``(b, T, vocab)`` logits that predict the target, the last ``T = length`` of the
         ``(b, n)`` inputs after ``before`` (``input_ids`` or ``inputs_embeds``): the row at
         position ``n - T - 1 + t`` predicts target token ``t``. The model's output layer
-        runs on the last ``T + 1`` positions only (``logits_to_keep``), not on the suffix
-        and template: the candidate losses and the gradient both come from here."""
-        batch = next(iter(inputs.values())).shape[0]
+        runs on those ``T`` positions only (``logits_to_keep`` as their indices, so the
+        logits come out contiguous; the last ``T + 1`` positions where the model takes
+        only a count), not on the suffix and template: the candidate losses and the
+        gradient both come from here."""
+        batch, n = next(iter(inputs.values())).shape[:2]
+        keep = logits_to_keep(self.model, length + 1)
+        if self._keep_indices and keep:
+            keep = {"logits_to_keep": torch.arange(n - length - 1, n - 1, device=self.device)}
         logits = self.model(**inputs, **with_cache(self.model, self._prefix(cache, batch)),
-                            use_cache=True, **logits_to_keep(self.model, length + 1)).logits
-        return logits[:, -length - 1:-1]
+                            use_cache=True, **keep).logits
+        return logits if logits.shape[1] == length and "logits_to_keep" in keep \
+            else logits[:, -length - 1:-1]
 
     def token_gradient(self, suffix: torch.Tensor, after: torch.Tensor, target: torch.Tensor,
                        cache: Any, normalize: bool = True) -> torch.Tensor:
