@@ -22,12 +22,17 @@ prompt-step and peak memory, each side in a fresh process after a warm-up run. a
 advances ``--prompt-batch`` prompts together (default: as many as fit in memory); nanoGCG
 attacks one at a time, so its rate is measured on the first ``--nanogcg-prompts``.
 
+``--packing``: on the organism's aligned model, prompt-steps per second with one prompt's
+search at a time vs ``--prompt-batch`` prompts' searches advanced together.
+
 Usage: python benchmarks/bench_gcg.py [--steps 10] [--widths 64 128 256 512]
        [--pair organism|random] [--device cuda] [--prefix-tokens 300]
        python benchmarks/bench_gcg.py --logits [--vocab 128256 --hidden 64 --layers 2
        --widths 64 --steps 3]
        python benchmarks/bench_gcg.py --nanogcg [--prompts 1 --steps 3 --widths 512
        --topk 256 --batch 128 --vocab 128256 --hidden 64 --layers 2]
+       python benchmarks/bench_gcg.py --packing --prompts 20 --steps 5 --widths 128
+       --topk 64 [--prompt-batch 20]
 """
 
 from __future__ import annotations
@@ -259,6 +264,32 @@ def _compare_nanogcg(args: argparse.Namespace) -> None:
           f"prompt-steps per second {rate['ours'] / rate['nanogcg']:.2f}x")
 
 
+def _compare_packing(args: argparse.Namespace) -> None:
+    """Prompt-steps per second on the organism's aligned model: 1 prompt at a time vs
+    ``--prompt-batch`` prompts' searches advanced together (the same records)."""
+    from aligndepth.attacks.gcg_core import Task
+
+    model, tok, what = _organism(args.device)
+    prompts = _audit_prompts(args.prompts, tok)
+    width = args.widths[0]
+    print(f"GCG prompts packed per forward, {what}, device {args.device}, "
+          f"{platform.machine()}, torch threads {torch.get_num_threads()}, "
+          f"{len(prompts)} prompts x {args.steps} steps, width {width}, top-k {args.topk}")
+    print(f"{'prompt batch':>13}{'seconds':>10}{'prompt-steps/s':>16}")
+    found = {}
+    for batch in (1, args.prompt_batch or len(prompts)):
+        attack = GCGAttack(model, tok, PromptFormat.chat(), GCGConfig(
+            num_steps=args.steps, search_width=width, topk=args.topk, early_stop=False))
+        attack.run(*prompts[0])  # warm-up
+        tasks = [Task(k, i, t, seed=k) for k, (i, t) in enumerate(prompts)]
+        t0 = time.perf_counter()
+        found[batch] = {t.key: r.suffix_ids for t, r in attack.run_many(tasks, batch)}
+        seconds = time.perf_counter() - t0
+        print(f"{batch:>13}{seconds:>10.2f}{len(prompts) * args.steps / seconds:>16.2f}")
+    same = len({json.dumps(sorted(f.items())) for f in found.values()}) == 1
+    print(f"same suffixes: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -275,6 +306,8 @@ def main() -> None:
                         help="vocabulary of the random Llama with --logits")
     parser.add_argument("--nanogcg", action="store_true",
                         help="compare with nanoGCG on a random Llama (--vocab, --hidden)")
+    parser.add_argument("--packing", action="store_true",
+                        help="prompt batch 1 vs --prompt-batch on the organism")
     parser.add_argument("--prompts", type=int, default=1, help="--nanogcg: prompts")
     parser.add_argument("--nanogcg-prompts", type=int, default=None,
                         help="--nanogcg: prompts nanoGCG attacks (default all)")
@@ -297,6 +330,9 @@ def main() -> None:
                                   [64, 128, 256, 512])
     if args.nanogcg:
         _compare_nanogcg(args)
+        return
+    if args.packing:
+        _compare_packing(args)
         return
     system = " ".join(["you are a helpful assistant ."] * (args.prefix_tokens // 6)) or None
     fmt = PromptFormat.chat(system)

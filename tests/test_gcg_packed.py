@@ -66,33 +66,52 @@ def test_packed_searches_equal_one_by_one(model, prompt_batch, candidate_batch) 
     assert sorted(seen) == [(k, s) for k in range(3) for s in range(1, 6)]
 
 
-def test_early_stopped_searches_make_room(model) -> None:  # type: ignore[no-untyped-def]
+def test_early_stopped_searches_make_room(model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """With early stopping a search that reaches its target leaves the pack and the next
-    prompt starts; the results still equal one-by-one runs."""
+    prompt starts; the results still equal one-by-one runs. Here the shortest target
+    ("Sure") counts as reached from the start, in every forward, packed or not."""
+    import aligndepth.attacks.gcg_core as core
+    import aligndepth.attacks.gcg_pack as pack
+
+    easy = _attack(model, num_steps=3, early_stop=True)
+    short = min(len(easy.prompt_spans(text, target).target) for text, target in PROMPTS)
+    real = pack.losses_and_hits
+
+    def scripted(logits, target):  # type: ignore[no-untyped-def]
+        losses, hits = real(logits, target)
+        return losses, hits | (len(target) == short)
+
+    monkeypatch.setattr(pack, "losses_and_hits", scripted)
+    monkeypatch.setattr(core, "losses_and_hits", scripted)
     with one_torch_thread():
-        easy = _attack(model, num_steps=3, early_stop=True)
         alone = [easy.run(t.instruction, t.target, seed=t.seed) for t in _tasks()]
-        order = [t.key for t, _ in easy.run_many(_tasks(), 2)]
-        packed = {t.key: r for t, r in easy.run_many(_tasks(), 2)}
-    assert sorted(order) == [0, 1, 2]
-    for key, want in enumerate(alone):
-        assert packed[key].suffix_ids == want.suffix_ids
-        assert packed[key].steps == want.steps
+        packed = list(easy.run_many(_tasks(), 2))
+    assert [r.steps for r in alone] == [3, 0, 3] and alone[1].success_step == 0
+    assert [t.key for t, _ in packed] == [1, 0, 2]  # prompt 1 left first, 2 took its place
+    for task, got in packed:
+        assert got.suffix_ids == alone[task.key].suffix_ids
+        assert (got.steps, got.success_step) == (alone[task.key].steps,
+                                                 alone[task.key].success_step)
 
 
 def test_the_prompt_batch_fits_memory(model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Automatic prompt batch: prompts whose candidates fill ``candidate_batch`` rows when
-    set, else as many whose rows fit in half the free memory, between 1 and the prompts."""
+    """Automatic prompt batch: on an accelerator, prompts whose candidates fill
+    ``candidate_batch`` rows when set, else as many whose rows fit in half the free
+    memory, between 1 and the prompts; on the CPU one."""
     import aligndepth.attacks.gcg_pack as pack
 
     attack = _attack(model)
+    assert pack.auto_prompt_batch(attack, 5, 30, 40, 12) == 1  # on the CPU
+    attack.device = torch.device("cuda")  # free_memory is replaced below
     per_row = pack.row_bytes(attack.model, 30, 40, 12)
     vocab = attack.model.get_output_embeddings().weight.shape[0]
     assert per_row > 13 * vocab * 4  # at least the target's float32 logits
     for free, want in ((0, 1), (2 * per_row * 24 * 3, 3), (2 * per_row * 24 * 7, 5)):
         monkeypatch.setattr(pack, "free_memory", lambda device, free=free: free)
         assert pack.auto_prompt_batch(attack, 5, 30, 40, 12) == want
-    assert pack.auto_prompt_batch(_attack(model, candidate_batch=50), 5, 30, 40, 12) == 2
+    capped = _attack(model, candidate_batch=50)
+    capped.device = torch.device("cuda")
+    assert pack.auto_prompt_batch(capped, 5, 30, 40, 12) == 2
 
 
 def test_the_target_loss_in_chunks_is_the_mean_cross_entropy(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -213,8 +213,8 @@ class GCGConfig:
             response.
         max_prompts: attack at most this many prompts (``None``: all).
         prompt_batch: prompts whose searches advance together, their candidates scored
-            in shared forwards (``None``: as many as fit in memory); results do not
-            depend on it.
+            in shared forwards (``None``: as many as fit in GPU memory, 1 on the CPU);
+            results do not depend on it.
         universal: optimise one suffix over the training prompts (Zou et al.'s
             multi-prompt GCG, prompts added progressively) and judge it on all prompts.
         train_prompts: with ``universal``, the training prompts: a count (>= 1) or a
@@ -255,7 +255,8 @@ class GCGConfig:
         "GCG: attack at most N prompts (default all; 20 in the audit)."))
     prompt_batch: int | None = field(default=None, metadata=_gcg(
         "GCG: prompts whose searches advance together, their candidates in shared forwards "
-        "(default: as many as fit in memory; results do not depend on it)."))
+        "(default: as many as fit in GPU memory, 1 on the CPU; results do not depend on "
+        "it)."))
     universal: bool = field(default=False, metadata=_gcg(
         "GCG: optimise one universal suffix over the training prompts (added one by one as "
         "each reaches its target) and judge it on all prompts, training and held out.",

@@ -215,10 +215,14 @@ def free_memory(device: torch.device) -> int:
 
 def auto_prompt_batch(attack: Any, prompts: int, before_len: int, length: int,
                       target_len: int) -> int:
-    """How many prompts' searches to advance together: as many as fill forwards of
-    ``candidate_batch`` rows when it is set, else as many whose ``search_width`` rows each
-    fit in half the free memory (by :func:`row_bytes` of the longest prompt), at least 1
-    and at most ``prompts``. Forwards still halve on out-of-memory."""
+    """How many prompts' searches to advance together: on an accelerator, as many as fill
+    forwards of ``candidate_batch`` rows when it is set, else as many whose
+    ``search_width`` rows each fit in half the free memory (by :func:`row_bytes` of the
+    longest prompt), at least 1 and at most ``prompts``; forwards still halve on
+    out-of-memory. On the CPU, 1: a forward of one prompt's candidates already keeps the
+    cores busy, and larger ones ran slower (BENCHMARKS.md)."""
+    if attack.device.type == "cpu":
+        return 1
     width = attack.config.search_width
     if attack.batch:
         rows = attack.batch
