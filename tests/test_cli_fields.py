@@ -55,6 +55,9 @@ OPTIONS: dict[tuple[str, type, str], tuple[str, str, Any]] = {
     ("gcg", GCGConfig, "candidate_batch"): ("--candidate-batch", "8", 8),
     ("gcg", GCGConfig, "target_tokens"): ("--target-tokens", "6", 6),
     ("gcg", GCGConfig, "max_prompts"): ("--max-prompts", "2", 2),
+    ("gcg", GCGConfig, "prompt_batch"): ("--prompt-batch", "4", 4),
+    ("gcg", GCGConfig, "universal"): ("--universal", "", True),
+    ("gcg", GCGConfig, "train_prompts"): ("--train-prompts", "10", 10.0),
     ("gcg_transfer", GCGTransferConfig, "source"): ("--source", "SRC", "SRC"),
 }
 COMMANDS = {"kl": "kl", "refusal_prefix": "refusal-prefix", "prefill": "prefill",

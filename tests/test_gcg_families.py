@@ -213,3 +213,26 @@ def test_non_linear_embedding_is_a_user_error(tiny_tokenizer) -> None:
     scaled = torch.nn.Embedding(50, 8)
     plain = embedding_scale(scaled, 50)
     assert float(plain) == 1.0
+
+
+def test_packed_losses_equal_each_prompt_alone(family) -> None:  # type: ignore[no-untyped-def]
+    """Candidates of prompts of different lengths scored in one padded forward (left-padded
+    caches, right-padded inputs, per-row positions) equal each prompt's own forward, in
+    float64, also where the prompt head is longer than the sliding windows."""
+    from aligndepth.attacks.gcg_pack import packed_losses
+
+    _, _, attack = family
+    texts = [(INSTRUCTION, TARGET), ("hi ?", "sure"),
+             (INSTRUCTION + " now , at once , with care", TARGET + " at once")]
+    spans = [attack.prompt_spans(i, t) for i, t in texts]
+    assert len({s.before_len for s in spans}) == 3 and len({len(s.target) for s in spans}) > 1
+    suffix = torch.tensor(attack.initial_suffix())
+    grad = attack.token_gradient(suffix, spans[0].after, spans[0].target, spans[0].cache)
+    cands = attack.sample_candidates(suffix, grad, torch.Generator().manual_seed(0))
+    groups = [(s, cands[i::3]) for i, s in enumerate(spans)]
+    for rows in (16, 5):  # one forward; forwards that cut across prompts
+        packed = packed_losses(attack, groups, rows)
+        for (s, c), (losses, hits) in zip(groups, packed):
+            alone, alone_hits = attack.candidate_losses(c, s.after, s.target, s.cache)
+            assert torch.allclose(losses, alone, atol=1e-10, rtol=0), (losses - alone)
+            assert torch.equal(hits, alone_hits)

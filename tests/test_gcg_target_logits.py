@@ -3,9 +3,10 @@ gradients that full logits give.
 
 On tiny random models of the four families (tests/families.py: Llama-3, Gemma-2 with
 its final-logit soft-capping, Qwen2, Mistral), a Gemma-2 with tied embeddings, and the
-organism (a tied Llama): the head sees ``T + 1`` positions per row, never the suffix and
-template, and the candidate losses, greedy hits and token gradient equal those computed
-from every position's logits, sliced at the target the way GCG did before.
+organism (a tied Llama): the head sees the ``T`` positions that predict the target per
+row, never the suffix and template, and the candidate losses, greedy hits and token
+gradient equal those computed from every position's logits, sliced at the target the way
+GCG did before.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def test_candidate_losses_equal_full_logits(case) -> None:  # type: ignore[no-un
             losses, hits = attack.candidate_losses(candidates, after, target, cache)
         finally:
             handle.remove()
-        assert rows and all(r == len(target) + 1 for r in rows), rows
+        assert rows and all(r == len(target) for r in rows), rows
         with torch.no_grad():
             b = len(candidates)
             ids = torch.cat([candidates, after.expand(b, -1), target.expand(b, -1)], dim=1)
@@ -117,7 +118,7 @@ def test_token_gradient_equals_full_logits(case) -> None:  # type: ignore[no-unt
             unit = attack.token_gradient(suffix, after, target, cache)
         finally:
             handle.remove()
-        assert rows == [len(target) + 1] * 2, rows
+        assert rows == [len(target)] * 2, rows
         weight = attack.embed.weight
         one_hot = torch.zeros(len(suffix), attack.vocab, dtype=weight.dtype)
         one_hot.scatter_(1, suffix[:, None], 1.0)

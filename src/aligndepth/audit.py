@@ -96,7 +96,8 @@ class AuditConfig(RunSettings):
         if self.data_split is not None:
             out["data_split"] = self.data_split
         for name in self.experiments:
-            out[name] = asdict(getattr(self, name))
+            config = getattr(self, name)  # a config may say what of it shapes results
+            out[name] = config.identity() if hasattr(config, "identity") else asdict(config)
         return out
 
 

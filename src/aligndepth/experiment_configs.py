@@ -212,6 +212,13 @@ class GCGConfig:
         target_tokens: when a prompt has no target, use the first N tokens of its harmful
             response.
         max_prompts: attack at most this many prompts (``None``: all).
+        prompt_batch: prompts whose searches advance together, their candidates scored
+            in shared forwards (``None``: as many as fit in GPU memory, 1 on the CPU);
+            results do not depend on it.
+        universal: optimise one suffix over the training prompts (Zou et al.'s
+            multi-prompt GCG, prompts added progressively) and judge it on all prompts.
+        train_prompts: with ``universal``, the training prompts: a count (>= 1) or a
+            fraction (< 1) of the prompts, the first in data order; the rest are held out.
     """
 
     num_steps: int = field(default=500, metadata=_gcg(
@@ -246,6 +253,31 @@ class GCGConfig:
         "(default 12)."))
     max_prompts: int | None = field(default=None, metadata=_gcg(
         "GCG: attack at most N prompts (default all; 20 in the audit)."))
+    prompt_batch: int | None = field(default=None, metadata=_gcg(
+        "GCG: prompts whose searches advance together, their candidates in shared forwards "
+        "(default: as many as fit in GPU memory, 1 on the CPU; results do not depend on "
+        "it)."))
+    universal: bool = field(default=False, metadata=_gcg(
+        "GCG: optimise one universal suffix over the training prompts (added one by one as "
+        "each reaches its target) and judge it on all prompts, training and held out.",
+        "--universal/--no-universal"))
+    train_prompts: float = field(default=0.5, metadata=_gcg(
+        "GCG --universal: training prompts, a count (e.g. 10) or a fraction (default 0.5) "
+        "of the prompts, the first in data order; the others are held out."))
+
+    def identity(self) -> dict[str, object]:
+        """The fields that shape results (``prompt_batch`` does not; the universal
+        split only matters with ``universal``)."""
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "prompt_batch"}
+        if not self.universal:
+            del out["universal"], out["train_prompts"]
+        return out
+
+    def train_count(self, prompts: int) -> int:
+        """How many of ``prompts`` train a universal suffix (at least 1)."""
+        n = int(self.train_prompts) if self.train_prompts >= 1 else \
+            round(self.train_prompts * prompts)
+        return max(1, min(prompts, n))
 
     def __post_init__(self) -> None:
         for name in ("num_steps", "suffix_length", "search_width", "topk", "n_replace",
@@ -257,6 +289,12 @@ class GCGConfig:
             raise AlignDepthError("GCG candidate_batch must be at least 1")
         if self.max_prompts is not None and self.max_prompts < 1:
             raise AlignDepthError("GCG max_prompts must be at least 1")
+        if self.prompt_batch is not None and self.prompt_batch < 1:
+            raise AlignDepthError("GCG prompt_batch must be at least 1")
+        if not (self.train_prompts > 0 and (self.train_prompts < 1
+                                            or float(self.train_prompts).is_integer())):
+            raise AlignDepthError("GCG train_prompts must be a count (1, 2, ...) or a "
+                                  f"fraction between 0 and 1, got {self.train_prompts}")
 
 
 #: The small budget the audit uses by default (the organism falls in a few steps; on a

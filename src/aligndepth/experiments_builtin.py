@@ -62,8 +62,7 @@ def _prepare_ed(setup: Any, prompts: Sequence[Any], safe: Sequence[Any], config:
 def _prepare_gcg(setup: Any, prompts: Sequence[Any], pairs: Sequence[Any] | None,
                  config: GCGConfig) -> tuple[GCGConfig, dict[str, Any]]:
     """Every prompt has a target that fits; the manifest records the search space."""
-    attack = call(f"{_GCG}:check_gcg", setup, prompts, pairs, config)
-    return config, {"gcg": attack.provenance()}
+    return config, {"gcg": call(f"{_GCG}:gcg_provenance", setup, prompts, pairs, config)}
 
 
 def _prepare_gcg_transfer(setup: Any, config: GCGTransferConfig

@@ -29,20 +29,26 @@ Each step:
 5. the best candidate joins a buffer of the best suffixes seen; the next step starts
    from the buffer's best. With ``early_stop`` the search ends once the target is the
    model's greedy continuation after the buffer's best suffix.
+
+The loop lives in :mod:`aligndepth.attacks.gcg_search`, which advances several prompts'
+searches together (:meth:`GCGAttack.run_many`), their candidates scored in shared
+forwards (:mod:`aligndepth.attacks.gcg_pack`).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
 
 from aligndepth.attacks import gcg_candidates
 from aligndepth.attacks.gcg_candidates import embedding_scale
+from aligndepth.attacks.gcg_pack import Group, Spans, losses_and_hits, packed_losses, target_loss
+from aligndepth.attacks.gcg_search import STALL_STEPS, GCGResult, Task, run_searches
 from aligndepth.attacks.gcg_tokens import (
-    FIX_RETOKENIZATION,
     allowed_token_mask,
     start_suffix,
     user_suffix_ids,
@@ -59,43 +65,8 @@ log = logging.getLogger(__name__)
 #: Marks where the suffix goes while the chat template is rendered.
 PLACEHOLDER = "\u27e6aligndepth-suffix\u27e7"
 
-#: Consecutive steps without a candidate that re-encodes to itself before GCG gives up
-#: (fewer when ``num_steps`` is smaller: a run in which no step had one always fails).
-STALL_STEPS = 3
-
-
-@dataclass
-class GCGResult:
-    """What one optimisation found.
-
-    ``losses[t]`` is the best target loss after step ``t`` (``losses[0]``: the initial
-    suffix). Success is about the returned ``suffix`` only: ``success_step`` is the step
-    at which it became the best suffix, when the target is its greedy continuation
-    (``None`` otherwise: then the run did not succeed, whatever other candidates did).
-    """
-
-    suffix: str
-    suffix_ids: list[int]
-    loss: float
-    losses: list[float] = field(default_factory=list)
-    steps: int = 0
-    success_step: int | None = None
-
-    @property
-    def success(self) -> bool:
-        """Whether the target is the greedy continuation after the returned suffix."""
-        return self.success_step is not None
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """A buffered suffix ``ids`` ``(L,)``, its loss, whether it hits the target, and the
-    step at which it entered the buffer."""
-
-    loss: float
-    ids: torch.Tensor
-    hit: bool
-    step: int
+__all__ = ["STALL_STEPS", "GCGAttack", "GCGConfig", "GCGResult", "Spans", "Task",
+           "allowed_token_mask", "embedding_scale", "split_prompt"]
 
 
 def split_prompt(tokenizer: Any, fmt: PromptFormat, instruction: str) -> tuple[list[int],
@@ -109,6 +80,17 @@ def split_prompt(tokenizer: Any, fmt: PromptFormat, instruction: str) -> tuple[l
     before_ids = tokenizer(before, add_special_tokens=fmt.adds_special_tokens).input_ids
     after_ids = tokenizer(after, add_special_tokens=False).input_ids
     return list(before_ids), list(after_ids)
+
+
+def _takes_kept_indices(model: Any) -> bool:
+    """Whether ``model``'s forward takes ``logits_to_keep`` as a tensor of positions (the
+    transformers models do: ``int | torch.Tensor``), not only as a count."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        param = inspect.signature(inner.forward).parameters.get("logits_to_keep")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and "Tensor" in str(param.annotation)
 
 
 class GCGAttack:
@@ -126,6 +108,7 @@ class GCGAttack:
                                   "pass --allow-non-ascii or check the tokenizer")
         self.allowed = self.allowed.to(self.device)
         self.batch = config.candidate_batch
+        self._keep_indices = _takes_kept_indices(model)
 
     # -- setup ----------------------------------------------------------------------
     def initial_suffix(self) -> list[int]:
@@ -224,12 +207,18 @@ class GCGAttack:
         """``(b, T, vocab)`` logits that predict the target, the last ``T = length`` of the
         ``(b, n)`` inputs after ``before`` (``input_ids`` or ``inputs_embeds``): the row at
         position ``n - T - 1 + t`` predicts target token ``t``. The model's output layer
-        runs on the last ``T + 1`` positions only (``logits_to_keep``), not on the suffix
-        and template: the candidate losses and the gradient both come from here."""
-        batch = next(iter(inputs.values())).shape[0]
+        runs on those ``T`` positions only (``logits_to_keep`` as their indices, so the
+        logits come out contiguous; the last ``T + 1`` positions where the model takes
+        only a count), not on the suffix and template: the candidate losses and the
+        gradient both come from here."""
+        batch, n = next(iter(inputs.values())).shape[:2]
+        keep = logits_to_keep(self.model, length + 1)
+        if self._keep_indices and keep:
+            keep = {"logits_to_keep": torch.arange(n - length - 1, n - 1, device=self.device)}
         logits = self.model(**inputs, **with_cache(self.model, self._prefix(cache, batch)),
-                            use_cache=True, **logits_to_keep(self.model, length + 1)).logits
-        return logits[:, -length - 1:-1]
+                            use_cache=True, **keep).logits
+        return logits if logits.shape[1] == length and "logits_to_keep" in keep \
+            else logits[:, -length - 1:-1]
 
     def token_gradient(self, suffix: torch.Tensor, after: torch.Tensor, target: torch.Tensor,
                        cache: Any, normalize: bool = True) -> torch.Tensor:
@@ -285,61 +274,58 @@ class GCGAttack:
             b = len(chunk)
             ids = torch.cat([chunk, after.expand(b, -1), target.expand(b, -1)], dim=1)
             logits = self.target_logits({"input_ids": ids}, cache, len(target))
-            losses.append(_target_loss(logits, target))
-            hits.append((logits.argmax(-1) == target).all(-1))
+            loss, hit = losses_and_hits(logits, target)
+            losses.append(loss)
+            hits.append(hit)
         return torch.cat(losses), torch.cat(hits)
+
+    def prompt_spans(self, instruction: str, target: str) -> Spans:
+        """The prompt's fixed spans and its ``before`` cache (:meth:`prepare`)."""
+        before, after, target_ids, cache = self.prepare(instruction, target)
+        return Spans(after, target_ids, cache, int(before.shape[1]))
+
+    def group_losses(self, groups: Sequence[Group]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per prompt, the losses ``(n,)`` and hits ``(n,)`` of its candidates ``(n, L)``;
+        several prompts' rows share forwards (:mod:`~aligndepth.attacks.gcg_pack`) of at
+        most ``candidate_batch`` rows (all, when unset), halved on out-of-memory."""
+        if len(groups) == 1:
+            spans, cands = groups[0]
+            return [self.candidate_losses(cands, spans.after, spans.target, spans.cache)]
+        rows = self.batch or sum(len(c) for _, c in groups)
+        while True:
+            try:
+                return packed_losses(self, groups, rows)
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not is_oom(exc) or rows == 1:
+                    raise
+                rows = self.batch = max(1, rows // 2)
+                log.info("GCG candidate batch reduced to %d after running out of memory", rows)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
 
     # -- the loop ---------------------------------------------------------------------
     def run(self, instruction: str, target: str, seed: int = 0,
-            progress: Any = None) -> GCGResult:
+            progress: Callable[[int, float], None] | None = None) -> GCGResult:
         """Optimise a suffix for one prompt; ``progress(step, loss)`` is called per step.
 
         Raises :class:`AlignDepthError` when no sampled candidate re-encodes to itself for
         :data:`STALL_STEPS` consecutive steps (or for all ``num_steps`` when fewer): the
         suffix could not move, and the result would silently be the initial suffix.
         """
-        c = self.config
-        _, after, target_ids, cache = self.prepare(instruction, target)
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        suffix = torch.tensor(self.initial_suffix(), device=self.device)
-        loss0, hit0 = self.candidate_losses(suffix[None], after, target_ids, cache)
-        buffer = [_Entry(float(loss0[0]), suffix, bool(hit0[0]), 0)]
-        result = GCGResult("", [], buffer[0].loss, [buffer[0].loss])
-        stalled = 0
-        for step in range(1, c.num_steps + 1):
-            if c.early_stop and buffer[0].hit:
-                break
-            current = buffer[0].ids
-            grad = self.token_gradient(current, after, target_ids, cache)
-            candidates = self.sample_candidates(current, grad, generator)
-            if c.filter_retokenization:
-                candidates = candidates[self.retokenizes(candidates)]
-            if len(candidates):
-                stalled = 0
-                losses, hits = self.candidate_losses(candidates, after, target_ids, cache)
-                best = int(losses.argmin())
-                entry = _Entry(float(losses[best]), candidates[best], bool(hits[best]), step)
-                if len(buffer) < c.buffer_size or entry.loss < buffer[-1].loss:
-                    buffer = sorted(buffer + [entry], key=lambda e: e.loss)[:c.buffer_size]
-            else:
-                stalled += 1
-                if stalled >= min(STALL_STEPS, c.num_steps):
-                    raise AlignDepthError(
-                        f"GCG stalled at step {step} for {instruction[:40]!r}: no candidate "
-                        f"suffix re-encodes to itself (the tokenizer merges tokens at the "
-                        f"suffix boundary) in {stalled} step(s) in a row; "
-                        f"{FIX_RETOKENIZATION}")
-                log.debug("step %d: no candidate re-encodes to itself; suffix kept", step)
-            result.losses.append(buffer[0].loss)
-            result.steps = step
+        def report(key: Any, step: int, loss: float) -> None:
             if progress is not None:
-                progress(step, buffer[0].loss)
-        top = buffer[0]
-        result.loss = top.loss
-        result.suffix_ids = [int(i) for i in top.ids.tolist()]
-        result.suffix = str(self.tok.decode(result.suffix_ids))
-        result.success_step = top.step if top.hit else None
+                progress(step, loss)
+
+        [(_, result)] = run_searches(self, [Task(0, instruction, target, seed)], 1, report)
         return result
+
+    def run_many(self, tasks: Iterable[Task], prompt_batch: int = 1,
+                 progress: Callable[[Any, int, float], None] | None = None
+                 ) -> Iterator[tuple[Task, GCGResult]]:
+        """Optimise a suffix per task, ``prompt_batch`` prompts' searches at a time, their
+        candidates scored together; yields ``(task, result)`` as each search finishes,
+        every result the one :meth:`run` gives for the task alone (same seed)."""
+        return run_searches(self, tasks, prompt_batch, progress)
 
     def reference_losses(self, instruction: str, target: str, candidates: torch.Tensor
                          ) -> torch.Tensor:
@@ -355,10 +341,4 @@ class GCGAttack:
         return torch.cat(out)
 
 
-def _target_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy per row, in at least float32: ``(b, T, V)``, ``(T,)`` -> ``(b,)``."""
-    b = logits.shape[0]
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.expand(b, -1),
-                                           reduction="none")
-    return ce.mean(-1)
+_target_loss = target_loss

@@ -10,7 +10,8 @@ target's tokenizer reads them as the source's suffix text (same vocabulary), els
 that text, re-encoded.
 
 Summary: ``asr`` on the target, ``source_asr`` on the same prompts in the source run, and
-the paired change between them.
+the paired change between them; for a universal suffix (``gcg --universal``), also the
+target's ASR on its training and held-out prompts (``asr_by_split``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def run_gcg_transfer(setup: Setup, run: Run, config: GCGTransferConfig) -> dict[
                  "instruction": r["instruction"], "suffix": r["suffix"],
                  "source_verdict": r["verdict"], "output": text, "stop_reason": c.stop_reason,
                  "output_raw": decode_raw(model, c.ids),
+                 **({"split": r["split"]} if "split" in r else {}),
                  "judge": setup.judge.name, "verdict": v.to_record()}
                 for key, r, text, c, v in zip(unit.keys, unit.items, texts, done, verdicts)])
             advance()
@@ -95,6 +97,11 @@ def summarize_gcg_transfer(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     units = gcg_transfer_units(records)
     target = units.get((NAME, "asr"), {})
     source = units.get((NAME, "source_asr"), {})
-    return {"asr": rate_stats(target.values()), "source_asr": rate_stats(source.values()),
-            "change": difference(source, target) if records else None,
-            "n_prompts": len(records)}
+    out = {"asr": rate_stats(target.values()), "source_asr": rate_stats(source.values()),
+           "change": difference(source, target) if records else None,
+           "n_prompts": len(records)}
+    splits = sorted({r["split"] for r in records if "split" in r})
+    if splits:  # a universal suffix: its training and held-out prompts apart
+        out["asr_by_split"] = {s: rate_stats(judged(r) for r in records if r.get("split") == s)
+                               for s in splits}
+    return out

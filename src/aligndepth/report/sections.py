@@ -128,8 +128,14 @@ def ed_notes(e: dict[str, Any]) -> list[str]:
 # -- gcg, gcg_transfer ------------------------------------------------------------------
 
 def gcg_rows(g: dict[str, Any]) -> Rows:
-    return [("GCG ASR", fmt(g["asr"])), ("GCG target reached", fmt(g["target_hit_rate"])),
+    rows = [("GCG ASR", fmt(g["asr"])), ("GCG target reached", fmt(g["target_hit_rate"])),
             ("GCG mean steps to target", fmt(g["mean_steps_to_success"]))]
+    for split, part in ((s, g["universal"][s]) for s in ("train", "heldout")
+                        if "universal" in g and g["universal"][s]["n_prompts"]):
+        rows += [(f"GCG universal suffix, {split} prompts: ASR", fmt(part["asr"])),
+                 (f"GCG universal suffix, {split} prompts: mean target loss (initial)",
+                  f"{part['mean_loss']:.3f} ({part['mean_initial_loss']:.3f})")]
+    return rows
 
 
 def gcg_plot(g: dict[str, Any], records: list[dict[str, Any]], d: Path) -> Path:
