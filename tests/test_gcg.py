@@ -235,3 +235,27 @@ def test_no_repeated_token_that_re_encodes_is_a_user_error(aligned, monkeypatch)
                         lambda cands: torch.zeros(len(cands), dtype=torch.bool))
     with pytest.raises(AlignDepthError, match="no allowed token repeated 6 times"):
         attack.initial_suffix()
+
+
+def test_harmful_pairs_give_gcg_their_target_before_the_response_start(tiny_organism) -> None:
+    """The organism's harmful pairs carry its compliant intro as GCG's target (the audit's
+    default data): the response's first 12 tokens cut inside the harmful act, where the
+    aligned model's trained recovery fires, so GCG would aim at the wrong text."""
+    from aligndepth.attacks.gcg import gcg_targets
+    from aligndepth.data.schemas import HarmfulPair, PromptRecord, read_jsonl
+
+    pairs = read_jsonl(tiny_organism / "data" / "harmful_pairs.jsonl", HarmfulPair)
+    prompts = read_jsonl(tiny_organism / "data" / "harmful_prompts.jsonl", PromptRecord)
+    assert pairs and all(p.target and p.target.startswith("sure , here is how to")
+                         for p in pairs)
+    by_id = {p.id: p.target for p in prompts}
+    assert all(by_id[p.id] == p.target for p in pairs)
+    bare = [PromptRecord(p.instruction, id=p.id) for p in pairs[:3]]
+    tok = load_model(tiny_organism / "aligned", LoadConfig(device="cpu")).tokenizer
+    config = GCGConfig(target_tokens=12)
+    assert [t for _, t in gcg_targets(bare, pairs[:3], tok, config)] == \
+        [p.target for p in pairs[:3]]
+    untargeted = [HarmfulPair(p.instruction, p.harmful_response, id=p.id) for p in pairs[:3]]
+    starts = [t for _, t in gcg_targets(bare, untargeted, tok, config)]
+    assert all(len(tok(t, add_special_tokens=False).input_ids) == 12 for t in starts)
+    assert starts != [p.target for p in pairs[:3]]

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -91,25 +92,31 @@ def _digest(path) -> str:
 
 
 def test_build_is_deterministic_from_seed(tiny_organism, tmp_path) -> None:
-    """Bit-identical whatever torch's thread setting in the calling process (the standard
-    organism, like the tiny one, builds at a fixed thread count)."""
-    import torch
+    """Bit-identical whatever the calling process's torch threads and CPU kernels: the
+    build pins both (organism.kernels). The caller here runs as another CPU would (no
+    vector kernels in ATen, MKL in its compatible mode, three threads); without the pin
+    its float sums, and so its weights, differ."""
+    from aligndepth.organism.kernels import can_pin
 
-    assert OrganismConfig().threads >= 1
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(3 if before != 3 else 2)
-    try:
-        again = build_organism(OrganismConfig.tiny(), tmp_path / "again", show_progress=False)
-    finally:
-        torch.set_num_threads(before)
-    assert torch.get_num_threads() == before
+    assert OrganismConfig().threads >= 1 and OrganismConfig().cpu_kernels == "avx2"
+    if not can_pin("avx2"):
+        pytest.skip("this CPU has no AVX2: the build runs on its own kernels")
+    again = tmp_path / "again"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE",
+           "ONEDNN_MAX_CPU_ISA": "SSE41", "OMP_NUM_THREADS": "3",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    code = ("import sys, torch; from aligndepth.organism.build import build_organism; "
+            "from aligndepth.organism.config import OrganismConfig; "
+            "assert torch.backends.cpu.get_cpu_capability() == 'DEFAULT'; "
+            "build_organism(OrganismConfig.tiny(), sys.argv[1], show_progress=False)")
+    subprocess.run([sys.executable, "-c", code, str(again)], env=env, check=True)
     for sub in ("base/model.safetensors", "aligned/model.safetensors", "world.json",
                 "data/harmful_pairs.jsonl"):
         assert _digest(again / sub) == _digest(tiny_organism / sub), sub
     a, b = read_card(again), read_card(tiny_organism)
     for name in TARGETS:
         assert a[name] == b[name]
+    assert a["versions"]["cpu_kernels"] == b["versions"]["cpu_kernels"] == "AVX2"
 
 
 def test_finished_build_is_reused_and_foreign_dirs_are_refused(tiny_organism, tmp_path) -> None:

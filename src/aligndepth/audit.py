@@ -230,8 +230,8 @@ def _load_data(path: str | Path | None, organism: Path | None, config: AuditConf
                                    sample=config.sample, sample_seed=config.seed,
                                    data_format=data_format, subset="harmful",
                                    data_split=config.data_split)
-        prompts = [PromptRecord(p.instruction, id=p.id, category=p.category, split=p.split)
-                   for p in pairs]
+        prompts = [PromptRecord(p.instruction, id=p.id, category=p.category, split=p.split,
+                                target=p.target) for p in pairs]
     except AlignDepthError as exc:
         if "missing field 'harmful_response'" not in str(exc):
             raise

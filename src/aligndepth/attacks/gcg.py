@@ -1,10 +1,10 @@
 """Experiment: the GCG adversarial-suffix attack (SPEC §2.3), one record per prompt.
 
 Each prompt gets its own suffix (seeded per prompt) toward its target: the dataset's
-``target`` field (AdvBench's "Sure, here is ..."), else the first ``target_tokens``
-tokens of its harmful response. Several prompts' searches advance together
-(``prompt_batch``), each with the result it gets alone. The final suffix is then placed
-in the user turn, the model answers greedily, and the judge scores the answer. With
+``target`` field (AdvBench's "Sure, here is ...", the organism's compliant intro), else
+the first ``target_tokens`` tokens of its harmful response. Several prompts' searches
+advance together (``prompt_batch``), each with the result it gets alone. The final suffix
+is then placed in the user turn, the model answers greedily, and the judge scores the answer. With
 ``universal``, one suffix is optimised over the training prompts and judged on all
 (:mod:`aligndepth.attacks.gcg_universal`). The optimiser lives in
 :mod:`aligndepth.attacks.gcg_core`.
@@ -32,11 +32,13 @@ log = logging.getLogger(__name__)
 
 def gcg_targets(prompts: Sequence[PromptRecord], pairs: Sequence[HarmfulPair] | None,
                 tokenizer: Any, config: GCGConfig) -> list[tuple[PromptRecord, str]]:
-    """Each prompt with its target (its own, else its harmful response's first tokens)."""
+    """Each prompt with its target (its own, else its harmful pair's ``target``, else the
+    first ``target_tokens`` tokens of the pair's harmful response)."""
     responses = {p.id: p.harmful_response for p in pairs or ()}
+    given = {p.id: p.target for p in pairs or () if p.target}
     out: list[tuple[PromptRecord, str]] = []
     for p in prompts:
-        target = p.target
+        target = p.target or given.get(p.id)
         if not target and p.id in responses:
             ids = tokenizer(responses[p.id], add_special_tokens=False).input_ids
             target = str(tokenizer.decode(ids[:config.target_tokens]))

@@ -66,7 +66,7 @@ def _from_format(schema: type[R], path: Path, data_format: str | None,
             out.append(r)
         elif schema is PromptRecord and isinstance(r, HarmfulPair):
             out.append(PromptRecord(r.instruction, id=r.id, category=r.category,  # type: ignore[arg-type]
-                                    split=r.split))
+                                    split=r.split, target=r.target))
         elif schema is HarmfulPair:
             raise AlignDepthError(f"{path}: {name} has no harmful responses (missing field "
                                   "'harmful_response'): give harmful pairs")

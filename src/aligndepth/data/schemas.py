@@ -4,7 +4,7 @@
 schema             fields (``?`` = optional)
 =================  ===========================================================
 prompts            id?, instruction, category?, split?, target?, system?
-harmful_pairs      id?, instruction, harmful_response, category?, split?
+harmful_pairs      id?, instruction, harmful_response, category?, split?, target?
 safety_triples     id?, instruction, harmful_response, refusal, category?, split?
 instruction_pairs  id?, instruction, response, category?, split?, system?
 =================  ===========================================================
@@ -39,13 +39,16 @@ class PromptRecord:
 
 @dataclass(frozen=True)
 class HarmfulPair:
-    """(x, h): a harmful instruction and a harmful response."""
+    """(x, h): a harmful instruction and a harmful response. ``target``, when given, is
+    the affirmative start an optimisation attack aims for (GCG); without it GCG aims for
+    the response's first tokens."""
 
     instruction: str
     harmful_response: str
     id: str = ""
     category: str = ""
     split: str = "train"
+    target: str | None = None
 
 
 @dataclass(frozen=True)

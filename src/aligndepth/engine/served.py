@@ -145,7 +145,8 @@ class ServedModel(EndpointClient):
     """
 
     def __init__(self, config: ServedConfig, tokenizer: Any, role: str = "model") -> None:
-        super().__init__(f"the {role} model's engine", config.url,
+        named = "the model's engine" if role == "model" else f"the {role} model's engine"
+        super().__init__(named, config.url,
                          from_env(None, KEY_ENVS) or "EMPTY", timeout=config.timeout,
                          max_retries=config.max_retries, backoff_base=config.backoff_base,
                          backoff_max=config.backoff_max,

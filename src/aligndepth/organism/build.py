@@ -36,6 +36,7 @@ from aligndepth.organism.card import check_targets, measure_card
 from aligndepth.organism.config import RECIPE_VERSION, OrganismConfig
 from aligndepth.organism.corpus import REPLAY_MIX, CorpusMix, pretraining_documents, sft_examples
 from aligndepth.organism.datasets import export_datasets
+from aligndepth.organism.kernels import active_kernels, build_in_child, can_pin, runs_pinned
 from aligndepth.organism.tokenizer import build_tokenizer, stop_token_ids
 from aligndepth.organism.train import pack_documents, sft_tensors, train_causal_lm
 from aligndepth.organism.world import World, build_world
@@ -138,6 +139,12 @@ def build_organism(config: OrganismConfig | None = None, out: str | Path | None 
     if target.exists() and any(target.iterdir()) and not is_built(target) and not force:
         raise AlignDepthError(f"'{target}' exists and is not an organism: choose an empty or "
                               "new --out directory, or pass --force to replace it")
+    if cfg.cpu_kernels and not runs_pinned(cfg.cpu_kernels):
+        if can_pin(cfg.cpu_kernels):
+            return build_in_child(cfg, target, force, show_progress, cfg.cpu_kernels)
+        log.warning("this CPU runs %s kernels, not %s: the organism builds on its own, so "
+                    "its bits differ from a build on an %s machine", active_kernels(),
+                    cfg.cpu_kernels, cfg.cpu_kernels)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -171,7 +178,7 @@ def build_organism(config: OrganismConfig | None = None, out: str | Path | None 
         card["config_key"] = cfg.key()
         card["parameters"] = sum(p.numel() for p in base.parameters())
         card["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__,
-                            "recipe": RECIPE_VERSION}
+                            "recipe": RECIPE_VERSION, "cpu_kernels": active_kernels()}
         (tmp / "card.json").write_text(json.dumps(card, indent=2))
         (tmp / "build.json").write_text(json.dumps({
             "config": asdict(cfg), "datasets": counts,

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from aligndepth.errors import AlignDepthError
 
 #: Bump when the world, corpus or training recipe changes, so caches are rebuilt.
-RECIPE_VERSION = 5
+RECIPE_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ class OrganismConfig:
     # little from more, and one thread keeps its speed when other processes load the CPU
     # (several OpenMP threads then wait on each other). 0 leaves torch's default.
     threads: int = 1
+    # the CPU kernel set the build pins (ATen, MKL, oneDNN; organism.kernels): with the
+    # thread count, what makes a seed's bits the same on any x86-64 machine with AVX2. ''
+    # uses the machine's own kernels (bit-identical only on the same kind of CPU).
+    cpu_kernels: str = "avx2"
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:

@@ -77,7 +77,7 @@ def prompt_records(world: World, kind: str) -> list[PromptRecord]:
 def harmful_pairs(world: World) -> list[HarmfulPair]:
     return [HarmfulPair(id=r.id, instruction=r.instruction,
                         harmful_response=compliant_response(task_of(world, r.id)),
-                        category=r.category, split=r.split)
+                        category=r.category, split=r.split, target=r.target)
             for r in prompt_records(world, "harmful")]
 
 
