@@ -101,8 +101,8 @@ def test_a_moved_lora_run_still_loads(tiny_organism, tmp_path) -> None:
     run_training("sft", model=str(work / "models" / "chat"), out=work / "runs" / "lora",
                  data=tiny_organism / "data" / "harmful_pairs.jsonl", limit=8,
                  config=TrainConfig(max_steps=2, batch_size=4, warmup_steps=0,
-                                    lora=LoraSettings(r=4)),
-                 learning_rate=0.05, show_progress=False)
+                                    lora=LoraSettings(r=4), learning_rate=0.05),
+                 show_progress=False)
     adapter = json.loads((work / "runs" / "lora" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "../../models/chat"
     ids = torch.tensor([[3, 4, 5, 6]])

@@ -83,8 +83,9 @@ def test_train_saves_a_model_that_loads(tiny_organism, tmp_path) -> None:
     result = run_training("constrained", model=str(tiny_organism / "aligned"), out=out,
                           data=tiny_organism / "data" / "harmful_pairs.jsonl", limit=8,
                           config=TrainConfig(loss="constrained", max_steps=3, batch_size=4,
-                                             warmup_steps=1),
-                          learning_rate=0.01, optimizer="sgd", show_progress=False)
+                                             warmup_steps=1, learning_rate=0.01,
+                                             optimizer="sgd"),
+                          show_progress=False)
     assert result["reference_seconds"] > 0
     log = json.loads((out / "training_log.json").read_text())
     assert sum("loss" in h for h in log) == 3
@@ -98,8 +99,9 @@ def test_lora_adapter_trains_saves_and_loads_back(tiny_organism, tmp_path) -> No
     out = tmp_path / "lora"
     run_training("sft", model=str(tiny_organism / "aligned"), out=out, limit=8,
                  data=tiny_organism / "data" / "harmful_pairs.jsonl",
-                 config=TrainConfig(max_steps=3, batch_size=4, lora=LoraSettings(r=4)),
-                 learning_rate=0.05, show_progress=False)
+                 config=TrainConfig(max_steps=3, batch_size=4, lora=LoraSettings(r=4),
+                                    learning_rate=0.05),
+                 show_progress=False)
     assert (out / "adapter_config.json").is_file() and not (out / "config.json").exists()
     merged = load_model(str(out), LoadConfig(device="cpu"))
     original = load_model(str(tiny_organism / "aligned"), LoadConfig(device="cpu"))
@@ -138,8 +140,9 @@ def test_dynamics_are_recorded_per_position(tiny_organism, tmp_path) -> None:
     out = tmp_path / "dyn"
     run_training("sft", model=str(tiny_organism / "aligned"), out=out, limit=8,
                  data=tiny_organism / "data" / "harmful_pairs.jsonl",
-                 config=TrainConfig(max_steps=2, batch_size=4, dynamics_steps=(0, 2)),
-                 learning_rate=0.01, optimizer="sgd", show_progress=False)
+                 config=TrainConfig(max_steps=2, batch_size=4, dynamics_steps=(0, 2),
+                                    learning_rate=0.01, optimizer="sgd"),
+                 show_progress=False)
     records = json.loads((out / "dynamics.json").read_text())
     assert [r["step"] for r in records] == [0, 2]
     first, last = records
@@ -185,7 +188,7 @@ def test_evaluate_after_training_a_real_model_needs_data_up_front(tiny_organism,
     shutil.copytree(tiny_organism / "aligned", real)
     common = dict(model=str(real),
                   data=tiny_organism / "data" / "harmful_pairs.jsonl", limit=4,
-                  config=TrainConfig(max_steps=1, batch_size=4), learning_rate=0.01,
+                  config=TrainConfig(max_steps=1, batch_size=4, learning_rate=0.01),
                   show_progress=False, evaluate=True, eval_max_new_tokens=8)
     with pytest.raises(AlignDepthError, match="needs evaluation data for harmful"):
         run_training("sft", out=tmp_path / "x", **common)  # before training
@@ -229,8 +232,9 @@ def test_an_interrupted_run_resumes_to_the_same_model(tiny_organism, tmp_path, m
     def run(out, resume=False):
         return run_training("sft", model=str(tiny_organism / "aligned"), out=out, limit=8,
                             data=tiny_organism / "data" / "harmful_pairs.jsonl",
-                            config=TrainConfig(max_steps=4, batch_size=4, save_steps=2),
-                            learning_rate=0.01, optimizer="sgd", show_progress=False,
+                            config=TrainConfig(max_steps=4, batch_size=4, save_steps=2,
+                                               learning_rate=0.01, optimizer="sgd"),
+                            show_progress=False,
                             resume=resume)
 
     run(tmp_path / "whole")

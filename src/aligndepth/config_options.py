@@ -5,7 +5,10 @@ the option's help text, its flags (default ``--field-name``) and, where the comm
 line has always named it differently, the parameter name (``steps`` for
 ``max_steps``); the type and default come from the field itself. ``aligndepth.cli.fields``
 turns such fields into typer options, so a field and its option cannot drift apart. A
-field that is deliberately not an option carries ``metadata=fixed("the reason")``.
+field that is deliberately not an option carries ``metadata=fixed("the reason")``. A field
+whose value is itself a config dataclass carries ``metadata=nested()``: its fields'
+options are the command's (``nested(switch="--lora", ...)`` for an optional one that a
+flag turns on).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ OPTION_KEY = "aligndepth_option"
 
 
 FIXED_KEY = "aligndepth_fixed"
+NESTED_KEY = "aligndepth_nested"
 
 
 def option(help: str, *flags: str, name: str | None = None, many: bool = False,
@@ -37,3 +41,14 @@ def option(help: str, *flags: str, name: str | None = None, many: bool = False,
 def fixed(reason: str) -> dict[str, Any]:
     """Field metadata of a field that is deliberately not an option, with the reason."""
     return {FIXED_KEY: reason}
+
+
+def nested(switch: str | None = None, help: str = "") -> dict[str, Any]:
+    """Field metadata of a field whose value is a config dataclass (its type, or that
+    type ``| None``): the dataclass's option fields are options of the command.
+
+    Args:
+        switch: for an optional field (default ``None``), the flag that turns it on
+            (``--lora``), with ``help``; its own options without the flag are an error.
+    """
+    return {NESTED_KEY: {"switch": switch, "help": help}}

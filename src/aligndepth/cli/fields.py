@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from aligndepth.config_options import OPTION_KEY
+from aligndepth.config_options import NESTED_KEY, OPTION_KEY
+from aligndepth.errors import AlignDepthError
 
 
 def _option_fields(cls: type) -> Iterator[tuple[Field[Any], dict[str, Any], str]]:
@@ -25,6 +26,35 @@ def _option_fields(cls: type) -> Iterator[tuple[Field[Any], dict[str, Any], str]
             yield f, meta, meta["name"] or f.name
 
 
+def _nested_fields(cls: type) -> Iterator[tuple[Field[Any], dict[str, Any], type]]:
+    """Each field of ``cls`` whose value is a config dataclass (``nested()`` metadata),
+    with the metadata and that dataclass (``X | None``: ``X``)."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        meta = f.metadata.get(NESTED_KEY)
+        if meta is not None:
+            [inner] = [t for t in typing.get_args(hints[f.name]) or (hints[f.name],)
+                       if t is not type(None)]
+            yield f, meta, inner
+
+
+def _switch_name(meta: dict[str, Any]) -> str:
+    """The parameter name of a nested field's switch flag (``--lora``: ``lora``)."""
+    return str(meta["switch"]).lstrip("-").replace("-", "_")
+
+
+def option_flag(cls: type, name: str) -> str:
+    """The flag of ``cls``'s option parameter ``name`` (``lora_r``: ``--lora-r``)."""
+    for _, meta, param in _option_fields(cls):
+        if param == name:
+            return str(meta["flags"][0]) if meta["flags"] else f"--{name.replace('_', '-')}"
+    raise KeyError(name)
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def field_parameters(cls: type, skip: Sequence[str] = (), hidden: bool = False,
                      panel: str | None = None) -> list[inspect.Parameter]:
     """One keyword parameter per option field of ``cls`` (``hidden``: left out of
@@ -32,15 +62,24 @@ def field_parameters(cls: type, skip: Sequence[str] = (), hidden: bool = False,
     ``panel``: the heading they are listed under in ``--help``)."""
     hints = typing.get_type_hints(cls)
     out = []
+    for f, nest, inner in _nested_fields(cls):
+        if f.name in skip:
+            continue
+        if nest["switch"]:
+            out.append(inspect.Parameter(
+                _switch_name(nest), inspect.Parameter.KEYWORD_ONLY, default=False,
+                annotation=Annotated[bool, typer.Option(  # --x/--no-x, from the name
+                    help=nest["help"], hidden=hidden, rich_help_panel=panel)]))
+        out += field_parameters(inner, hidden=hidden, panel=panel)
     for f, meta, name in _option_fields(cls):
         if f.name in skip:
             continue
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
+        default = _default(f)
         kind: Any = hints[f.name]
         if meta["many"]:  # a tuple field: the option repeats; unset keeps the default
             kind, default = list[typing.get_args(kind)[0]] | None, None  # type: ignore[misc]
         elif meta["sep"]:  # a tuple field given as one separated text
-            default = meta["sep"].join(str(v) for v in default)
+            default = meta["sep"].join(_text(v) for v in default)
             kind = str
         if meta["unset_keeps"]:
             kind, default = kind | None, None
@@ -51,12 +90,34 @@ def field_parameters(cls: type, skip: Sequence[str] = (), hidden: bool = False,
     return out
 
 
+def _default(f: Field[Any]) -> Any:
+    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
+
+
 def field_values(cls: type, options: dict[str, Any]) -> dict[str, Any]:
     """The values of ``cls``'s option fields among a command's ``options``, by field
     (unset ``many`` and ``unset_keeps`` options are left out: the config keeps its
-    value)."""
+    value; so is a nested config none of whose options the command offers). A nested
+    optional config is built when its switch is on; its options given without the
+    switch are an error."""
     hints = typing.get_type_hints(cls)
-    out = {}
+    out: dict[str, Any] = {}
+    for f, nest, inner in _nested_fields(cls):
+        params = field_parameters(inner)
+        if nest["switch"]:
+            if _switch_name(nest) not in options:
+                continue  # not an option of this command
+            if not options[_switch_name(nest)]:
+                given = [p.name for p in params if options.get(p.name, p.default) != p.default]
+                if given:
+                    raise AlignDepthError(
+                        f"{option_flag(inner, given[0])} needs {nest['switch']}: "
+                        f"{nest['help'][:1].lower()}{nest['help'][1:].rstrip('.')}")
+                out[f.name] = None
+                continue
+        elif not any(p.name in options for p in params):
+            continue
+        out[f.name] = inner(**field_values(inner, options))
     for f, meta, name in _option_fields(cls):
         if name not in options:
             continue  # not an option of this command
@@ -67,7 +128,14 @@ def field_values(cls: type, options: dict[str, Any]) -> dict[str, Any]:
             value = tuple(value)
         elif meta["sep"] and value is not None:
             cast = typing.get_args(hints[f.name])[0]
-            value = tuple(cast(v.strip()) for v in str(value).split(meta["sep"]) if v.strip())
+            try:
+                value = tuple(cast(v.strip()) for v in str(value).split(meta["sep"])
+                              if v.strip())
+            except ValueError:
+                raise AlignDepthError(
+                    f"cannot read {option_flag(cls, name)} '{value}': give "
+                    f"{cast.__name__} values separated by '{meta['sep']}', e.g. "
+                    f"{meta['sep'].join(_text(v) for v in _default(f))}") from None
         out[f.name] = value
     return out
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -19,40 +20,33 @@ from aligndepth.cli.shared_options import (
     _judge_options,
 )
 from aligndepth.errors import AlignDepthError
-from aligndepth.training.config import BetaSchedule, LoraSettings, TrainConfig
+from aligndepth.training.config import AugmentInputs, PairInputs, TrainConfig
+
+Inputs = TypeVar("Inputs", PairInputs, AugmentInputs)
 
 # -- training -----------------------------------------------------------------------------
 
-def _train(kind: str, *, model: str | None, out: Path, task: str, data: Path | None,
-           limit: int | None, betas: str, beta_after: float, lora: bool,
-           device: str, quiet: bool, split: str | None = None, data_format: str | None = None,
-           dynamics: bool = False, dynamics_steps: str | None = None, evaluate: bool = False,
+def _train(kind: str, inputs: PairInputs | AugmentInputs, *, model: str | None, out: Path,
+           device: str, quiet: bool, split: str | None = None, dynamics: bool = False,
+           dynamics_steps: str | None = None, evaluate: bool = False,
            eval_data: list[str] | None = None, eval_max_new_tokens: int | None = None,
            judge: str | None = None, judge_option: list[str] | None = None,
            eval_split: str | None = None, allow_overlap: bool = False,
-           resume: bool = False, triples: Path | None = None,
-           anchor: Path | None = None, safety_weight: float = 0.2, max_k: int = 100,
-           config_file: Path | None = None, ctx: Any = None, **options: Any) -> None:
-    """Train ``kind``; ``options`` are the :class:`TrainConfig` fields' own options."""
+           resume: bool = False, config_file: Path | None = None, ctx: Any = None,
+           **options: Any) -> None:
+    """Train ``kind`` on ``inputs``; ``options`` are :class:`TrainConfig`'s own options
+    (its β schedule's and LoRA's among them)."""
     from aligndepth.cli.evaluate import _bare_data, parse_data
     from aligndepth.evaluation.tasks import TRAINING_TASKS
     from aligndepth.models import LoadConfig
     from aligndepth.training.run import check_task, run_training
 
+    task = inputs.task if isinstance(inputs, PairInputs) else "harmful"
     check_task(task)
-    given = [p.name for p in field_parameters(LoraSettings)
-             if options.get(p.name, p.default) != p.default]
-    if given and not lora:
-        raise AlignDepthError(f"--{given[0].replace('_', '-')} needs --lora (train a LoRA "
-                              "adapter)")
-    lora_settings = LoraSettings(**field_values(LoraSettings, options)) if lora else None
     config = TrainConfig(**field_values(TrainConfig, options),
-                         schedule=BetaSchedule.parse(betas, beta_after), lora=lora_settings,
                          dynamics_steps=_dynamics_steps(dynamics, dynamics_steps))
-    result = run_training(kind, model=model, out=out, task=task, data=data, triples=triples,
-                          anchor=anchor, alpha=safety_weight, limit=limit, config=config,
-                          max_k=max_k, load=LoadConfig(device=device), data_split=split,
-                          data_format=data_format,
+    result = run_training(kind, model=model, out=out, **asdict(inputs), config=config,
+                          load=LoadConfig(device=device), data_split=split,
                           show_progress=not quiet, evaluate=evaluate, resume=resume,
                           eval_data=_bare_data(parse_data(eval_data), TRAINING_TASKS[
                               "harmful" if kind == "augment" else task]) or None,
@@ -109,29 +103,13 @@ def _dynamics_steps(dynamics: bool, steps: str | None) -> tuple[int, ...]:
         raise AlignDepthError(f"--dynamics-steps '{steps}': give comma-separated step "
                               "numbers >= 0, e.g. 0,5,20")
     return values
+
+
 TrainModel = Annotated[str | None, typer.Option("--model", help="Model to fine-tune: local "
                                                 "directory or hub id (default: the organism's "
                                                 "aligned model).")]
 TrainOut = Annotated[Path, typer.Option(help="New directory for the trained model (or LoRA "
                                         "adapter), training_log.json and train_config.json.")]
-Task = Annotated[str, typer.Option(help="Organism data when --data is not given: harmful, "
-                                   "identity, backdoor, benign (house-style how-to answers) "
-                                   "or summarize (a task the aligned model refuses).")]
-TrainData = Annotated[Path | None, typer.Option(help="Training pairs: JSONL (instruction_pairs "
-                                                "or harmful_pairs schema) or a published "
-                                                "format (alpaca, samsum, gsm8k, ...), also "
-                                                "as parquet, a save_to_disk directory or a "
-                                                "hub snapshot (see --split).")]
-TrainFormat = Annotated[str | None, typer.Option(
-    "--format", help="The format of --data (default: detected, and printed): pairs (prompt or "
-    "instruction, with response or output), alpaca, harmful_hexphi ({messages: [...]}), "
-    "samsum, gsm8k, sql_create_context, ... (docs/training.md).")]
-TrainLimit = Annotated[int | None, typer.Option(help="Use the first N pairs (default: all; "
-                                                "on the organism its recipe's 100).")]
-Betas = Annotated[str, typer.Option(help="constrained: β of response positions 1, 2, ... "
-                                    "(comma-separated).")]
-BetaAfter = Annotated[float, typer.Option(help="constrained: β of later positions.")]
-Lora = Annotated[bool, typer.Option(help="Train a LoRA adapter (peft) instead of all weights.")]
 Evaluate = Annotated[bool, typer.Option(help="Then evaluate the trained model for its task "
                                         "as `aligndepth evaluate` does (harmful rate; "
                                         "with/without trigger or persona; ROUGE utility "
@@ -164,11 +142,9 @@ def _keyword(name: str, annotation: Any, default: Any) -> inspect.Parameter:
                              annotation=annotation)
 
 
-#: Options every training command takes: the TrainConfig fields' own (generated from the
-#: dataclass), then LoRA (LoraSettings'), dynamics, device, evaluation, resume and config.
-COMMON = [
-    *field_parameters(TrainConfig),
-    _keyword("lora", Lora, False), *field_parameters(LoraSettings),
+#: Options every training command takes besides its inputs and TrainConfig's: dynamics,
+#: device, evaluation, resume and config.
+RUN_OPTIONS = [
     _keyword("device", Device, "auto"), _keyword("dynamics", Dynamics, False),
     _keyword("dynamics_steps", DynamicsSteps, None), _keyword("evaluate", Evaluate, False),
     _keyword("eval_data", EvalDataOpt, None), _keyword("eval_max_new_tokens", EvalMaxNew, None),
@@ -178,49 +154,48 @@ COMMON = [
     _keyword("quiet", Quiet, False)]
 
 
+def _options(inputs: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """A training command's options: its inputs', TrainConfig's (generated from the
+    dataclasses, the configs TrainConfig holds included: LoRA's, and the β schedule's
+    unless ``skip``ped), then :data:`RUN_OPTIONS`."""
+    return [*field_parameters(inputs), *field_parameters(TrainConfig, skip=skip),
+            *RUN_OPTIONS]
+
+
+def _inputs(cls: type[Inputs], options: dict[str, Any]) -> Inputs:
+    """The command's inputs, taken out of its ``options``."""
+    value = cls(**field_values(cls, options))
+    for p in field_parameters(cls):
+        options.pop(p.name, None)
+    return value
+
+
 @train_app.command("sft")
-@with_parameters(COMMON)
+@with_parameters(_options(PairInputs, skip=("schedule",)))
 def train_sft(ctx: typer.Context, model: TrainModel = None,
-              out: TrainOut = Path("runs/train-sft"),
-              task: Task = "harmful", data: TrainData = None, split: DataSplit = None,
-              limit: TrainLimit = None, data_format: TrainFormat = None,
+              out: TrainOut = Path("runs/train-sft"), split: DataSplit = None,
               **options: Any) -> None:
     """Plain fine-tuning (loss on response tokens): the fine-tuning attacks' baseline."""
-    _train("sft", ctx=ctx, model=model, out=out, task=task, data=data, split=split,
-           limit=limit, data_format=data_format, betas="0.5,2,2,2,2", beta_after=0.1, **options)
+    inputs = _inputs(PairInputs, options)
+    _train("sft", inputs, ctx=ctx, model=model, out=out, split=split, **options)
 
 
 @train_app.command("constrained")
-@with_parameters(COMMON)
+@with_parameters(_options(PairInputs))
 def train_constrained(ctx: typer.Context, model: TrainModel = None,
                       out: TrainOut = Path("runs/train-constrained"),
-                      task: Task = "harmful", data: TrainData = None,
-                      split: DataSplit = None, limit: TrainLimit = None,
-                      data_format: TrainFormat = None, betas: Betas = "0.5,2,2,2,2",
-                      beta_after: BetaAfter = 0.1,
-                      **options: Any) -> None:
+                      split: DataSplit = None, **options: Any) -> None:
     """Token-wise constrained fine-tuning (SPEC 3.2): the first response tokens are held
     near the initial model; its log-probs are computed once before training."""
-    _train("constrained", ctx=ctx, model=model, out=out, task=task, data=data, split=split,
-           limit=limit, data_format=data_format, betas=betas, beta_after=beta_after, **options)
+    inputs = _inputs(PairInputs, options)
+    _train("constrained", inputs, ctx=ctx, model=model, out=out, split=split, **options)
 
 
 @train_app.command("augment")
-@with_parameters(COMMON)
-def train_augment(
-    ctx: typer.Context, model: TrainModel = None, out: TrainOut = Path("runs/train-augment"),
-    triples: Annotated[Path | None, typer.Option(help="Safety triples JSONL (instruction, "
-                                                 "harmful_response, refusal).")] = None,
-    anchor: Annotated[Path | None, typer.Option(help="Benign utility-anchor pairs "
-                                                "(instruction, response).")] = None,
-    safety_weight: Annotated[float, typer.Option(help=(
-        "α of Eq. 2: the weight of the safety-recovery objective against the benign "
-        "anchor's (1 − α)."))] = 0.2,
-    max_k: Annotated[int, typer.Option(help="Largest harmful prefix length k.")] = 100,
-    **options: Any,
-) -> None:
+@with_parameters(_options(AugmentInputs, skip=("schedule",)))
+def train_augment(ctx: typer.Context, model: TrainModel = None,
+                  out: TrainOut = Path("runs/train-augment"), **options: Any) -> None:
     """Safety-recovery augmentation (SPEC 3.1): learn to recover with a refusal after k
     harmful tokens (k = 0 half the time, else 1..100), mixed with a benign anchor."""
-    _train("augment", ctx=ctx, model=model, out=out, task="harmful", data=None, limit=None,
-           triples=triples, anchor=anchor, safety_weight=safety_weight, max_k=max_k,
-           betas="0.5,2,2,2,2", beta_after=0.1, **options)
+    inputs = _inputs(AugmentInputs, options)
+    _train("augment", inputs, ctx=ctx, model=model, out=out, **options)

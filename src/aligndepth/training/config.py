@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aligndepth.config_options import fixed, option
+from aligndepth.config_options import fixed, nested, option
 from aligndepth.errors import AlignDepthError, did_you_mean
 
 if TYPE_CHECKING:
@@ -31,8 +32,10 @@ class BetaSchedule:
     The paper's default: β₁ = 0.5, β₂…β₅ = 2.0, then 0.1.
     """
 
-    betas: tuple[float, ...] = (0.5, 2.0, 2.0, 2.0, 2.0)
-    after: float = 0.1
+    betas: tuple[float, ...] = field(default=(0.5, 2.0, 2.0, 2.0, 2.0), metadata=option(
+        "constrained: β of response positions 1, 2, ... (comma-separated).", sep=","))
+    after: float = field(default=0.1, metadata=option(
+        "constrained: β of later positions.", "--beta-after", name="beta_after"))
 
     def __post_init__(self) -> None:
         if not self.betas:
@@ -198,8 +201,9 @@ class TrainConfig:
     max_length: int | None = field(default=None, metadata=option(
         "Cut examples to N tokens (response tail first; an example whose prompt fills N is "
         "dropped); counts are printed and recorded."))
-    schedule: BetaSchedule = field(default_factory=BetaSchedule)  # --betas, --beta-after
-    lora: LoraSettings | None = None  # --lora, --lora-r, ...
+    schedule: BetaSchedule = field(default_factory=BetaSchedule, metadata=nested())
+    lora: LoraSettings | None = field(default=None, metadata=nested(
+        switch="--lora", help="Train a LoRA adapter (peft) instead of all weights."))
     seed: int = field(default=0, metadata=option(
         "Seed of the data order and of new weights."))
     max_grad_norm: float = field(default=1.0, metadata=option(
@@ -272,6 +276,43 @@ class TrainConfig:
             lr_scheduler=self.lr_scheduler or recipe.lr_scheduler, dtype=dtype,
             max_steps=recipe.max_steps if self.max_steps is None and self.epochs is None
             else self.max_steps)
+
+
+@dataclass(frozen=True)
+class PairInputs:
+    """What ``sft`` and ``constrained`` train on (the keywords of ``run_training``):
+    the organism's data for ``task``, or the pairs of ``data`` (read as ``data_format``),
+    the first ``limit`` of them."""
+
+    task: str = field(default="harmful", metadata=option(
+        "Organism data when --data is not given: harmful, identity, backdoor, benign "
+        "(house-style how-to answers) or summarize (a task the aligned model refuses)."))
+    data: Path | None = field(default=None, metadata=option(
+        "Training pairs: JSONL (instruction_pairs or harmful_pairs schema) or a published "
+        "format (alpaca, samsum, gsm8k, ...), also as parquet, a save_to_disk directory or "
+        "a hub snapshot (see --split)."))
+    data_format: str | None = field(default=None, metadata=option(
+        "The format of --data (default: detected, and printed): pairs (prompt or "
+        "instruction, with response or output), alpaca, harmful_hexphi ({messages: [...]}), "
+        "samsum, gsm8k, sql_create_context, ... (docs/training.md).", "--format"))
+    limit: int | None = field(default=None, metadata=option(
+        "Use the first N pairs (default: all; on the organism its recipe's 100)."))
+
+
+@dataclass(frozen=True)
+class AugmentInputs:
+    """What ``augment`` trains on (the keywords of ``run_training``): safety triples
+    and a benign anchor (the organism's by default), mixed as ``alpha`` · safety +
+    (1 − ``alpha``) · utility, with harmful prefixes of k ≤ ``max_k`` tokens."""
+
+    triples: Path | None = field(default=None, metadata=option(
+        "Safety triples JSONL (instruction, harmful_response, refusal)."))
+    anchor: Path | None = field(default=None, metadata=option(
+        "Benign utility-anchor pairs (instruction, response)."))
+    alpha: float = field(default=0.2, metadata=option(
+        "α of Eq. 2: the weight of the safety-recovery objective against the benign "
+        "anchor's (1 − α).", "--safety-weight", name="safety_weight"))
+    max_k: int = field(default=100, metadata=option("Largest harmful prefix length k."))
 
 
 def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:

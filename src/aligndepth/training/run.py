@@ -153,8 +153,7 @@ def safety_triples(path: Path) -> list[SafetyTriple]:
 def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "harmful",
                  data: str | Path | None = None, triples: str | Path | None = None,
                  anchor: str | Path | None = None, alpha: float = 0.2, limit: int | None = None,
-                 config: TrainConfig | None = None, learning_rate: float | None = None,
-                 optimizer: str | None = None, max_k: int = 100, load: Any = None,
+                 config: TrainConfig | None = None, max_k: int = 100, load: Any = None,
                  show_progress: bool = True, evaluate: bool = False,
                  resume: bool = False, data_split: str | None = None,
                  eval_data: Mapping[str, str | Path] | None = None,
@@ -203,9 +202,8 @@ def run_training(kind: str, *, model: str | None, out: str | Path, task: str = "
                               "--evaluate, or drop them")
     if evaluate and model is not None and source_organism is None:
         check_evaluation_data(eval_tasks, eval_data, eval_split)  # before training
-    cfg = _given(config or TrainConfig(), learning_rate=learning_rate, optimizer=optimizer)
     recipe = recipe_for(kind, task, organism=model is None)
-    cfg = cfg.filled(recipe, loss=loss_of(kind))
+    cfg = (config or TrainConfig()).filled(recipe, loss=loss_of(kind))
     if limit is None and kind != "augment":
         limit = recipe.examples  # None: every example
     load = _training_load(load or LoadConfig(), cfg)  # checked before anything is loaded
@@ -328,19 +326,6 @@ def _output_directory(out: Path) -> Iterator[None]:
             release_directory(out)
             shutil.rmtree(out, ignore_errors=True)
         raise
-
-
-def _given(config: TrainConfig, **explicit: Any) -> TrainConfig:
-    """``config`` with the keyword settings (those not None) applied; a keyword that
-    contradicts a field the config already sets is an error, not a silent choice."""
-    for name, value in explicit.items():
-        if value is None:
-            continue
-        if getattr(config, name) not in (None, value):
-            raise AlignDepthError(f"{name} is set twice ({getattr(config, name)} in the config, "
-                                  f"{value} as an argument): give it once")
-        config = replace(config, **{name: value})
-    return config
 
 
 def _training_load(load: Any, config: TrainConfig) -> Any:
