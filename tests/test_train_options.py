@@ -154,7 +154,8 @@ def test_an_unreadable_beta_schedule_is_a_user_error(tmp_path: Path,
                                                      ) -> None:
     code, _, err = run_cli(capsys, "train", "constrained", "--betas", "0.5,x", "--out",
                            str(tmp_path / "o"))
-    assert_user_error(code, err, "cannot read --betas '0.5,x'")
+    assert_user_error(code, err, "cannot read the β schedule (--betas) '0.5,x': give "
+                                 "numbers separated by ',', e.g. 0.5,2,2,2,2")
     code, _, err = run_cli(capsys, "train", "constrained", "--betas", "0.5,-1", "--out",
                            str(tmp_path / "o"))
     assert_user_error(code, err, "every β must be > 0")

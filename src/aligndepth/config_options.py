@@ -23,7 +23,8 @@ NESTED_KEY = "aligndepth_nested"
 
 
 def option(help: str, *flags: str, name: str | None = None, many: bool = False,
-           sep: str | None = None, unset_keeps: bool = False) -> dict[str, Any]:
+           sep: str | None = None, unset_keeps: bool = False,
+           what: str | None = None) -> dict[str, Any]:
     """Field metadata: ``field(default=..., metadata=option("Peak learning rate.", "--lr",
     name="lr"))``.
 
@@ -33,9 +34,11 @@ def option(help: str, *flags: str, name: str | None = None, many: bool = False,
         unset_keeps: the option defaults to unset, and an unset option keeps the value
             of the config the command starts from (e.g. GCG's budget, which differs
             between ``gcg`` and ``audit``).
+        what: what the value is, for the error a value that cannot be read gets
+            ("the β schedule").
     """
     return {OPTION_KEY: {"help": help, "flags": flags, "name": name, "many": many,
-                         "sep": sep, "unset_keeps": unset_keeps}}
+                         "sep": sep, "unset_keeps": unset_keeps, "what": what}}
 
 
 def fixed(reason: str) -> dict[str, Any]:

@@ -132,9 +132,11 @@ def field_values(cls: type, options: dict[str, Any]) -> dict[str, Any]:
                 value = tuple(cast(v.strip()) for v in str(value).split(meta["sep"])
                               if v.strip())
             except ValueError:
+                flag = option_flag(cls, name)
+                kind = "numbers" if cast in (int, float) else f"{cast.__name__} values"
                 raise AlignDepthError(
-                    f"cannot read {option_flag(cls, name)} '{value}': give "
-                    f"{cast.__name__} values separated by '{meta['sep']}', e.g. "
+                    f"cannot read {meta['what'] + f' ({flag})' if meta['what'] else flag} "
+                    f"'{value}': give {kind} separated by '{meta['sep']}', e.g. "
                     f"{meta['sep'].join(_text(v) for v in _default(f))}") from None
         out[f.name] = value
     return out

@@ -33,7 +33,8 @@ class BetaSchedule:
     """
 
     betas: tuple[float, ...] = field(default=(0.5, 2.0, 2.0, 2.0, 2.0), metadata=option(
-        "constrained: β of response positions 1, 2, ... (comma-separated).", sep=","))
+        "constrained: β of response positions 1, 2, ... (comma-separated).", sep=",",
+        what="the β schedule"))
     after: float = field(default=0.1, metadata=option(
         "constrained: β of later positions.", "--beta-after", name="beta_after"))
 
