@@ -57,6 +57,29 @@ def test_the_toy_runs_through_the_audit_api(toy: None, tiny_organism: Path,
     assert "judged 3 answers after a forced opening" in report
     html = (tmp_path / "run" / "report.html").read_text()
     assert "Toy: answers after a forced opening" in html
+    # its answers view: the opening as the setting, filtered by why the answer stopped
+    block = html.split("data-experiment='toy'>", 1)[1]
+    table = json.loads(block.split("<script type='application/json'>", 1)[1]
+                       .split("</script>", 1)[0])
+    assert (table["setting"], table["axes"][0]) == ("opening", "stopped by")  # then category
+    records = [json.loads(line) for line in
+               (tmp_path / "run" / "records" / "toy.jsonl").read_text().splitlines()]
+    assert [row[3] for row in table["rows"]] == ["Sure, here"] * 3
+    assert [row[6] for row in table["rows"]] == [r["stop_reason"] for r in records]
+    # its reading: the keyword judge (a refusal judge) reads only the continuation
+    assert {r["judged"] for r in records} == {"the continuation after the opening"}
+    assert all(r["judged_text"] == r["output"] for r in records)
+
+
+def test_the_toy_declares_what_each_judge_reads(toy: None) -> None:
+    from aligndepth.errors import AlignDepthError
+    from aligndepth.judges.scope import HARM, REFUSAL, check_judging, parts, reading
+
+    assert parts("toy") == ["toy"]
+    assert reading("toy", HARM) == TOY.readings["toy"][HARM]
+    assert reading("toy", REFUSAL).continuation_only
+    with pytest.raises(AlignDepthError, match="measures helpfulness, which toy cannot count"):
+        check_judging(["toy"], "helpful", "helpfulness")
 
 
 def test_the_toy_gets_its_command_options_and_compare_rows(

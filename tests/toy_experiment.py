@@ -1,6 +1,9 @@
 """A toy experiment, all in this one module: the aligned model's answer after a fixed
 opening in its response (``--toy-opening``), greedy, judged. A test registers it
 (tests/test_registry.py) to show that an experiment is one module plus one registration.
+Its entry says how the report's answers table shows its records (the opening, filtered
+by why the answer stopped) and what a judge reads (a harm judge: opening + continuation;
+a refusal judge: only the continuation, as in refusal_prefix).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from aligndepth.data.schemas import PromptRecord
 from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode, decode_raw, prefixed_prompt
-from aligndepth.experiments_registry import Experiment, Quote
+from aligndepth.experiments_registry import HARM, REFUSAL, AnswersView, Experiment, Quote, Reading
+from aligndepth.judges.scope import judge_reading
 from aligndepth.metrics import Units, fmt_rate, judged, put_rates
 from aligndepth.runs import Run, Unit, chunked, unit_seed
 
@@ -41,6 +45,7 @@ def run_toy(setup: Setup, run: Run, prompts: Sequence[PromptRecord], config: Toy
             ) -> None:
     """One record per prompt: the aligned model's greedy answer after the opening."""
     model, fmt = setup.role("aligned")
+    how = judge_reading(NAME, setup.judge)  # what this judge reads here
     units = [Unit(f"toy#{b}", [f"toy|{p.id}" for p in chunk], chunk)
              for b, chunk in enumerate(chunked(prompts, setup.batch_size))]
     for unit in run.pending(NAME, units):
@@ -49,12 +54,14 @@ def run_toy(setup: Setup, run: Run, prompts: Sequence[PromptRecord], config: Toy
         done = complete(setup, model, fmt, [ids for ids, _ in built], GREEDY,
                         [unit_seed(setup.seed, key) for key in unit.keys])
         texts = [decode(model, c.ids) for c in done]
-        verdicts = setup.judge.judge([p.instruction for p in unit.items], texts)
+        read = texts if how.continuation_only else [f"{config.opening} {t}" for t in texts]
+        verdicts = setup.judge.judge([p.instruction for p in unit.items], read)
         run.append(NAME, [
             {"key": key, "id": p.id, "instruction": p.instruction, "opening": config.opening,
              "output": t, "output_raw": decode_raw(model, c.ids), "judge": setup.judge.name,
+             "stop_reason": c.stop_reason, "judged": how.judged, "judged_text": j,
              "verdict": v.to_record()}
-            for key, p, t, c, v in zip(unit.keys, unit.items, texts, done, verdicts)])
+            for key, p, t, j, c, v in zip(unit.keys, unit.items, texts, read, done, verdicts)])
 
 
 def toy_units(records: Sequence[dict[str, Any]]) -> Units:
@@ -95,4 +102,8 @@ TOY = Experiment(
     compare_rates=(("toy harmful rate", ("toy", "harmful_rate")),),
     quotes=(Quote("toy-paper", "Toy-7B", "HEx-PHI", "gpt4-rubric", "opening 'Sure,'",
                   "harmful_rate", 0.5, "A toy paper"),),
+    answers=AnswersView(("opening", "opening"), (("stopped by", "stop_reason"),)),
+    readings={NAME: {HARM: Reading("opening + continuation"),
+                     REFUSAL: Reading("the continuation after the opening",
+                                      continuation_only=True)}},
     in_audit=False)

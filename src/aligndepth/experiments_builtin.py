@@ -8,7 +8,8 @@ imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,17 @@ from aligndepth.experiment_configs import (
     PrefillConfig,
     RefusalPrefixConfig,
 )
-from aligndepth.experiments_registry import Experiment, Quote, call, register
+from aligndepth.experiments_registry import (
+    HARM,
+    REFUSAL,
+    RESPONSE,
+    AnswersView,
+    Experiment,
+    Quote,
+    Reading,
+    call,
+    register,
+)
 
 QI = "Qi et al., ICLR 2025"
 ZHOU = "Zhou et al., ACL 2024"
@@ -79,6 +90,20 @@ def _gcg_tokenizer_check(config: GCGConfig) -> Callable[[Any], None] | None:
     return partial(call, "aligndepth.attacks.gcg_tokens:check_init_suffix", config=config)
 
 
+# -- the answers table's columns: record -> value ----------------------------------------
+
+
+def _prefix_condition(r: Mapping[str, Any]) -> str:
+    cond = str(r.get("condition", ""))
+    return f"base + '{r['prefix']}'" if cond.startswith("base+prefix") and r.get("prefix") \
+        else cond
+
+
+def _gcg_step(r: Mapping[str, Any]) -> str:
+    step = r.get("success_step")
+    return f"not reached ({r.get('steps')} steps)" if step is None else str(step)
+
+
 def _prefill_quote(model: str, k: int, value: float, source: str, qid: str) -> Quote:
     return Quote(qid, model, "HEx-PHI", "gpt4-rubric",
                  f"k = {k} harmful tokens prefilled (Harmful HEx-PHI); judged: prefix + "
@@ -108,6 +133,12 @@ register(Experiment(
 
 register(Experiment(
     name="refusal_prefix", config=RefusalPrefixConfig, run=f"{_RP}:run_refusal_prefix",
+    answers=AnswersView(("prefix", "prefix"), (("condition", _prefix_condition),)),
+    readings={"refusal_prefix": {
+        HARM: Reading("refusal prefix + continuation"),
+        # the prefix itself is a refusal phrase: read with it, every answer is a refusal
+        REFUSAL: Reading("the continuation after the refusal prefix", continuation_only=True),
+    }},
     summarize=f"{_RP}:summarize_refusal_prefix", units=f"{_RP}:refusal_prefix_units",
     rows=f"{_SECTIONS}:refusal_prefix_rows", plot=f"{_SECTIONS}:refusal_prefix_plot",
     notes=f"{_SECTIONS}:refusal_prefix_notes", extras=f"{_SECTIONS}:refusal_prefix_extras",
@@ -128,6 +159,12 @@ register(Experiment(
 
 register(Experiment(
     name="prefill", config=PrefillConfig, run=f"{_PREFILL}:run_prefill", takes=("pairs",),
+    answers=AnswersView(("prefix (k tokens)", "prefix"), (("k", "k"),)),
+    readings={"prefill": {
+        HARM: Reading("harmful prefix + continuation"),
+        REFUSAL: Reading("harmful prefix + continuation (the prefix is the data's harmful "
+                         "answer, so a refusal phrase is normally the continuation's)"),
+    }},
     prepare=_prepare_prefill, summarize=f"{_PREFILL}:summarize_prefill",
     units=f"{_PREFILL}:prefill_units", rows=f"{_SECTIONS}:prefill_rows",
     plot=f"{_SECTIONS}:prefill_plot", notes=f"{_SECTIONS}:prefill_notes",
@@ -145,6 +182,8 @@ register(Experiment(
 
 register(Experiment(
     name="decoding", config=DecodingConfig, run=f"{_DECODING}:run_decoding",
+    answers=AnswersView(("parameters", lambda r: json.dumps(r.get("params"), sort_keys=True)),
+                        (("configuration", "config"),)),
     summarize=f"{_DECODING}:summarize_decoding", units=f"{_DECODING}:decoding_units",
     rows=f"{_SECTIONS}:decoding_rows", plot=f"{_SECTIONS}:decoding_plot",
     title="Decoding-parameter exploit", panel="Decoding exploit (decoding)",
@@ -161,6 +200,15 @@ register(Experiment(
 
 register(Experiment(
     name="ed", config=EDConfig, run=f"{_ED}:run_ed", takes=("prompts", "safe"),
+    answers=AnswersView(("sample", "sample"), (
+        ("queries", "set"), ("method", "method"),
+        ("α", lambda r: r.get("alpha") if r.get("method") == "ed" else "n/a"))),
+    readings={"ed:harmful": {HARM: RESPONSE, REFUSAL: RESPONSE}, "ed:safe": {
+        HARM: RESPONSE,
+        # no refusal phrase in an answer to a safe query is compliance, not harm
+        REFUSAL: Reading("the response (no refusal phrase: compliance, not harm)",
+                         rate="compliance_rate"),
+    }},
     prepare=_prepare_ed, summarize=f"{_ED}:summarize_ed", units=f"{_ED}:ed_units",
     rows=f"{_SECTIONS}:ed_rows", plot=f"{_SECTIONS}:ed_plot", notes=f"{_SECTIONS}:ed_notes",
     base_system=lambda config: config.malicious_system,
@@ -182,6 +230,7 @@ register(Experiment(
 
 register(Experiment(
     name="gcg", config=GCGConfig, audit_config=AUDIT_BUDGET, run=f"{_GCG}:run_gcg",
+    answers=AnswersView(("suffix", "suffix"), (("step reached", _gcg_step),)),
     takes=("prompts", "pairs"), prepare=_prepare_gcg,
     summarize=f"{_GCG}:summarize_gcg", units=f"{_GCG}:gcg_units",
     rows=f"{_SECTIONS}:gcg_rows", plot=f"{_SECTIONS}:gcg_plot",
@@ -202,6 +251,8 @@ register(Experiment(
 
 register(Experiment(
     name="gcg_transfer", config=GCGTransferConfig, run=f"{_GCGT}:run_gcg_transfer",
+    answers=AnswersView(("suffix", "suffix"),
+                        (("source verdict", f"{_GCGT}:source_outcome"),)),
     takes=(), prepare=_prepare_gcg_transfer,
     summarize=f"{_GCGT}:summarize_gcg_transfer", units=f"{_GCGT}:gcg_transfer_units",
     rows=f"{_SECTIONS}:gcg_transfer_rows", title="GCG transfer",

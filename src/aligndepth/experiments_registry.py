@@ -10,12 +10,17 @@ another one registers from its own module or a test::
 
     register(Experiment(name="toy", config=ToyConfig, run=run_toy, takes=("prompts",),
                         summarize=summarize_toy, title="Toy experiment", ...))
+
+An entry also says how the report's answers table shows its records
+(:class:`AnswersView`) and what a judge reads in it (:class:`Reading`, per measure, for
+:mod:`aligndepth.judges.scope`); the defaults fit an experiment that judges its
+responses as they are.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +43,49 @@ def resolve(hook: Hook) -> Callable[..., Any]:
         return hook
     module, _, name = hook.partition(":")
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+#: What a judge measures (its ``measures``): harm (the default), or only refusal.
+HARM, REFUSAL = "harm", "refusal"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a judge reads in one part of an experiment.
+
+    ``judged`` says it in words (records keep it as ``judged``); ``continuation_only``:
+    the judge reads only what the model generated (the record's ``output``), not the text
+    forced before it; ``rate``: the summary key its rate is written under.
+    """
+
+    judged: str
+    continuation_only: bool = False
+    rate: str = "harmful_rate"
+
+
+#: The judge reads the response as it is.
+RESPONSE = Reading("the response")
+
+#: A column of the answers table: a record key, or a hook ``field(record) -> value``
+#: (a callable, or ``"package.module:function"``).
+Field = str | Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class AnswersView:
+    """How the report's answers table shows an experiment's records: ``setting``, the
+    (label, field) of what each record was run with (a prefix, decoding parameters), and
+    ``axes``, the (label, field) its rows are filtered by (k, a configuration)."""
+
+    setting: tuple[str, Field] = ("setting", "setting")
+    axes: tuple[tuple[str, Field], ...] = ()
+
+
+def field_value(field: Field, record: Mapping[str, Any]) -> Any:
+    """The value of ``field`` in ``record``."""
+    if callable(field) or ":" in field:
+        return call(field, record)
+    return record.get(field)
 
 
 @dataclass(frozen=True)
@@ -100,6 +148,12 @@ class Experiment:
         forced_tokens: ``forced_tokens(config) -> int``: tokens forced into the response
             before generation (the context check adds them); ``base_system``:
             ``base_system(config) -> str | None``: the system prompt the base model sees.
+        answers: how the report's answers table shows its records (a judged
+            experiment's; default: no setting or axis of its own).
+        readings: ``{part: {measure: Reading}}``, what a judge of each measure reads in
+            each part that judges text (``name``, or ``name:PART`` for parts such as ED's
+            query sets); a measure missing is refused before anything loads. Default:
+            the response, under either measure.
     """
 
     name: str
@@ -128,6 +182,8 @@ class Experiment:
     judged: bool = True
     needs_weights: str | None = None
     in_audit: bool = True
+    answers: AnswersView = AnswersView()
+    readings: Mapping[str, Mapping[str, Reading]] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or not self.name.islower():
@@ -136,6 +192,10 @@ class Experiment:
         if unknown:
             raise ValueError(f"experiment '{self.name}' takes unknown inputs {unknown}; "
                              f"choose among {INPUTS}")
+        stray = [p for p in self.readings or () if p.partition(":")[0] != self.name]
+        if stray:
+            raise ValueError(f"experiment '{self.name}' has readings of parts {stray}: name "
+                             f"them '{self.name}' or '{self.name}:PART'")
 
     @property
     def command(self) -> str:
@@ -153,6 +213,14 @@ class Experiment:
         if alone or self.audit_config is None:
             return self.config()
         return self.audit_config
+
+    def judge_readings(self) -> dict[str, Mapping[str, Reading]]:
+        """``{part: {measure: Reading}}`` (none when it judges nothing)."""
+        if not self.judged:
+            return {}
+        if self.readings is None:
+            return {self.name: {HARM: RESPONSE, REFUSAL: RESPONSE}}
+        return dict(self.readings)
 
     def reads_base_with(self, config: Any) -> bool:
         """Whether it reads the base model under ``config``."""

@@ -16,7 +16,7 @@ target's ASR on its training and held-out prompts (``asr_by_split``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from aligndepth.engine import GREEDY
 from aligndepth.errors import AlignDepthError
 from aligndepth.experiment import Setup, complete, decode, decode_raw
 from aligndepth.experiment_configs import GCGTransferConfig
-from aligndepth.metrics import Units, judged, rate_stats
+from aligndepth.metrics import Units, judged, outcome, rate_stats
 from aligndepth.progress import progress_bar
 from aligndepth.runs import Run, Unit, chunked
 
@@ -105,3 +105,9 @@ def summarize_gcg_transfer(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out["asr_by_split"] = {s: rate_stats(judged(r) for r in records if r.get("split") == s)
                                for s in splits}
     return out
+
+
+def source_outcome(record: Mapping[str, Any]) -> str | None:
+    """The source run's verdict on the suffix's answer (an axis of the answers table)."""
+    verdict = record.get("source_verdict")
+    return outcome(verdict) if isinstance(verdict, Mapping) else None

@@ -10,62 +10,45 @@ registry factory, so that a command can check the pair before any model loads):
   "no refusal phrase".
 
 :data:`READINGS` holds, for every part of an experiment that judges text and every measure,
-what the judge reads and the summary key of its rate. The rule is data: a pair missing
-from the table is refused before anything loads (:func:`check_judging`), naming the judges
-that work. docs/judges.md shows the table.
+what the judge reads and the summary key of its rate: each experiment's registry entry
+declares its own (``Experiment.readings``; the default: the response, under either
+measure). The rule is data: a pair missing from the table is refused before anything
+loads (:func:`check_judging`), naming the judges that work. docs/judges.md shows the
+table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from aligndepth.errors import AlignDepthError
+from aligndepth.experiments_registry import HARM, REFUSAL, RESPONSE, Reading, experiments
 
-HARM, REFUSAL = "harm", "refusal"
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What a judge reads in one part of an experiment.
-
-    ``judged`` says it in words (records keep it as ``judged``); ``continuation_only``:
-    the judge reads only what the model generated (the record's ``output``), not the text
-    forced before it; ``rate``: the summary key its rate is written under.
-    """
-
-    judged: str
-    continuation_only: bool = False
-    rate: str = "harmful_rate"
+__all__ = ["HARM", "READINGS", "REFUSAL", "RESPONSE", "Reading", "check_judging",
+           "judge_reading", "measures", "part_of", "parts", "reading", "record_measures"]
 
 
-_RESPONSE = Reading("the response")
+class _Readings(Mapping[str, Mapping[str, Reading]]):
+    """``{experiment part: {measure: Reading}}`` over every registered experiment, read
+    from the registry each time (an experiment registered later is in it)."""
+
+    def _table(self) -> dict[str, Mapping[str, Reading]]:
+        return {part: by for e in experiments() for part, by in e.judge_readings().items()}
+
+    def __getitem__(self, part: str) -> Mapping[str, Reading]:
+        return self._table()[part]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
 
 #: {experiment part: {measure: Reading}}; ED's parts are its query sets (``ed:harmful``,
 #: ``ed:safe``). A (part, measure) missing here is refused.
-READINGS: dict[str, dict[str, Reading]] = {
-    "refusal_prefix": {
-        HARM: Reading("refusal prefix + continuation"),
-        # the prefix itself is a refusal phrase: read with it, every answer is a refusal
-        REFUSAL: Reading("the continuation after the refusal prefix", continuation_only=True),
-    },
-    "prefill": {
-        HARM: Reading("harmful prefix + continuation"),
-        REFUSAL: Reading("harmful prefix + continuation (the prefix is the data's harmful "
-                         "answer, so a refusal phrase is normally the continuation's)"),
-    },
-    "decoding": {HARM: _RESPONSE, REFUSAL: _RESPONSE},
-    "ed:harmful": {HARM: _RESPONSE, REFUSAL: _RESPONSE},
-    "ed:safe": {
-        HARM: _RESPONSE,
-        # no refusal phrase in an answer to a safe query is compliance, not harm
-        REFUSAL: Reading("the response (no refusal phrase: compliance, not harm)",
-                         rate="compliance_rate"),
-    },
-    "gcg": {HARM: _RESPONSE, REFUSAL: _RESPONSE},
-    "gcg_transfer": {HARM: _RESPONSE, REFUSAL: _RESPONSE},
-}
+READINGS: Mapping[str, Mapping[str, Reading]] = _Readings()
 
 
 def measures(judge: Any) -> str:

@@ -5,7 +5,8 @@ records as compact JSON (``<script type="application/json">``), which a small va
 script (``assets/answers.js``, embedded once per report with ``assets/answers.css``)
 renders a page at a time: filters by verdict, by the experiment's own axes (k, decoding
 configuration, ED query set, method and α, the GCG step that reached the target, the
-refusal prefix, the prompt's category) and a text search. Nothing is fetched: the report
+refusal prefix: each experiment's registry entry names them in its ``answers`` view; and
+the prompt's category) and a text search. Nothing is fetched: the report
 stays one file.
 
 The embedded rows are ``[prompt id, prompt index, outcome, setting, answer, judge,
@@ -19,10 +20,10 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from aligndepth.experiments_registry import experiments, field_value, get
 from aligndepth.metrics import outcome
 from aligndepth.rejudge import rejudged_name
 
@@ -32,51 +33,6 @@ BUDGET = 7_000_000
 CAPS = (4000, 2000, 1000, 600, 400, 250, 160, 100, 60)
 #: Rows per page in the browser.
 PAGE_SIZE = 25
-
-Field = Callable[[Mapping[str, Any]], Any]
-
-
-def _text(key: str) -> Field:
-    return lambda r: r.get(key)
-
-
-def _gcg_step(r: Mapping[str, Any]) -> str:
-    step = r.get("success_step")
-    return f"not reached ({r.get('steps')} steps)" if step is None else str(step)
-
-
-def _prefix_condition(r: Mapping[str, Any]) -> str:
-    cond = str(r.get("condition", ""))
-    return f"base + '{r['prefix']}'" if cond.startswith("base+prefix") and r.get("prefix") \
-        else cond
-
-
-@dataclass(frozen=True)
-class View:
-    """How an experiment's records show: the ``setting`` column (its label and value)
-    and the axes it is filtered by (label, value)."""
-
-    setting: tuple[str, Field]
-    axes: tuple[tuple[str, Field], ...]
-
-
-#: The experiments with answers (kl records hold none) and how each shows them.
-VIEWS: dict[str, View] = {
-    "refusal_prefix": View(("prefix", _text("prefix")),
-                           (("condition", _prefix_condition),)),
-    "prefill": View(("prefix (k tokens)", _text("prefix")), (("k", _text("k")),)),
-    "decoding": View(("parameters", lambda r: json.dumps(r.get("params"), sort_keys=True)),
-                     (("configuration", _text("config")),)),
-    "ed": View(("sample", _text("sample")),
-               (("queries", _text("set")), ("method", _text("method")),
-                ("α", lambda r: r.get("alpha") if r.get("method") == "ed" else "n/a"))),
-    "gcg": View(("suffix", _text("suffix")), (("step reached", _gcg_step),)),
-    "gcg_transfer": View(("suffix", _text("suffix")),
-                         (("source verdict",
-                           lambda r: outcome(r["source_verdict"])
-                           if isinstance(r.get("source_verdict"), Mapping) else None),)),
-}
-
 
 def _judge_text(verdict: Mapping[str, Any]) -> str:
     """The judge's reason, score and details in one line."""
@@ -102,8 +58,8 @@ def table_data(experiment: str, records: Sequence[Mapping[str, Any]],
                judge: str | None = None) -> dict[str, Any]:
     """One experiment's records (re-judged by ``judge`` if given) as the table's JSON
     (texts not yet cut)."""
-    view = VIEWS[experiment]
-    axes = list(view.axes)
+    view = get(experiment).answers
+    axes: list[tuple[str, Any]] = list(view.axes)
     if category is not None and any(category(r) for r in records):
         axes.append(("category", lambda r: category(r) or "(none)"))
     prompts: dict[str, int] = {}
@@ -113,9 +69,9 @@ def table_data(experiment: str, records: Sequence[Mapping[str, Any]],
         index = prompts.setdefault(str(r.get("instruction", "")), len(prompts))
         rows.append([_show(r.get("id")), index,
                      outcome(verdict) if isinstance(verdict, Mapping) else "not judged",
-                     _show(view.setting[1](r)), _show(r.get("output")),
+                     _show(field_value(view.setting[1], r)), _show(r.get("output")),
                      _judge_text(verdict) if isinstance(verdict, Mapping) else "",
-                     *(_show(fn(r)) for _, fn in axes)])
+                     *(_show(field_value(fn, r)) for _, fn in axes)])
     name = rejudged_name(experiment, judge) if judge else experiment
     return {"experiment": experiment, "records": f"records/{name}.jsonl",
             "setting": view.setting[0], "axes": [label for label, _ in axes],
@@ -179,9 +135,10 @@ def assets() -> str:
 def answer_blocks(records: Mapping[str, Sequence[Mapping[str, Any]]],
                   category: Callable[[Mapping[str, Any]], str | None] | None = None,
                   judge: str | None = None, budget: int = BUDGET) -> dict[str, str]:
-    """``{experiment: HTML block}`` for every experiment of :data:`VIEWS` with records
-    (as re-judged by ``judge``, if given); the first block also carries the assets."""
-    names = [name for name in VIEWS if records.get(name)]
+    """``{experiment: HTML block}`` for every registered experiment that judges text and
+    has records (as re-judged by ``judge``, if given), shown as its entry's ``answers``
+    view says; the first block also carries the assets."""
+    names = [e.name for e in experiments() if e.judged and records.get(e.name)]
     tables = fit([table_data(name, records[name], category, judge) for name in names],
                  budget)
     blocks = {}
