@@ -54,8 +54,8 @@ class Shard:
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
             raise AlignDepthError(
-                f"--shard {self}: give I/N with N >= 1 and 0 <= I < N (the workers of an "
-                f"N-way run are 0/N to {max(self.count, 1) - 1}/N)")
+                f"--shard {self}: give I/N with 0 <= I < N (N workers are 0/N, 1/N, ... "
+                "(N-1)/N, each run once, into the same --out)")
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
