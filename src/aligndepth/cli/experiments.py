@@ -110,7 +110,8 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
     config = AuditConfig(
         experiments=experiments, limit=limit, sample=sample, stop=tuple(stop or ()), seed=seed,
         data_split=split, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        shard=worker_shard(parse_shard(shard), os.environ), **configs)
+        shard=parse_shard(shard), **configs)
+    worker = worker_shard(config.shard, os.environ)  # --shard, or a torchrun rank's
     load = worker_load(load)  # a torchrun rank's own GPU
     if base_format == "plain":
         bfmt = PromptFormat.plain(base_template or DEFAULT_PLAIN_TEMPLATE)
@@ -144,8 +145,8 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
         slug = "organism" if organism else Path(str(aligned)).name or "pair"
         out = Path("runs") / f"{command}-{slug}"
     check_out(Path(out).expanduser(), overwrite)
-    if config.shard is not None:
-        check_count(Path(out).expanduser(), config.shard)
+    if worker is not None:
+        check_count(Path(out).expanduser(), worker)
     setup = open_setup(base, aligned, judge=judge, seed=seed, batch_size=batch_size,
                        max_new_tokens=max_new_tokens, show_progress=not quiet, load=load,
                        base_load=base_load, aligned_load=aligned_load,
@@ -162,7 +163,7 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
             typer.echo(f"shard {summary['shard']} done; the run waits for "
                        f"{summary['missing']}: `aligndepth report {out}` once all are done")
         return
-    if config.shard is None:
+    if worker is None:
         write_run_config(context, out)
     else:
         with setup_lock(Path(out).expanduser()):
