@@ -124,7 +124,8 @@ def _bad_runs(root: Path) -> dict[str, str]:
     made = {}
     for name, manifest in (("locked", {"experiments": ["prefill"]}),
                            ("damaged", {"models": {}, "seed": 0}),
-                           ("norecords", {"experiments": ["prefill"]})):
+                           ("norecords", {"experiments": ["prefill"]}),
+                           ("sharded", {"experiments": ["prefill"]})):
         made[name] = root / name
         made[name].mkdir(parents=True)
         (made[name] / "manifest.json").write_text(json.dumps(manifest))
@@ -132,6 +133,10 @@ def _bad_runs(root: Path) -> dict[str, str]:
     records.mkdir()
     (records / "prefill.jsonl").write_text(json.dumps(
         {"key": "a", "instruction": "Do it.", "output": "Done."}) + "\n")
+    (made["sharded"] / "records").mkdir()  # 2 shards, prefill's units left
+    (made["sharded"] / "records" / "shards.json").write_text('{"count": 2}')
+    (made["sharded"] / "records" / "prefill.shard-0-of-2.plan.json").write_text(
+        '{"u": ["prefill|a"]}')
     lock = (made["locked"] / LOCK_NAME).open("a+")  # held as another process holds it
     fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     lock.write("4242")
@@ -141,10 +146,12 @@ def _bad_runs(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("command,needle", rows())
-def test_bad_input_gives_one_line_and_touches_nothing(places, capsys, command,
+def test_bad_input_gives_one_line_and_touches_nothing(places, capsys, monkeypatch, command,
                                                       needle) -> None:
     root, values = places
     argv = shlex.split(command.format(**values))
+    while "=" in argv[0]:  # leading environment variables (torchrun's)
+        monkeypatch.setenv(*argv.pop(0).split("=", 1))
     before = digest(root)
     try:
         main(argv)

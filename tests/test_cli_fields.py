@@ -354,7 +354,8 @@ def test_every_config_dataclass_in_the_package_is_walked_or_fixed() -> None:
     assert found == WALKED | set(WHOLE_FIXED), found ^ (WALKED | set(WHOLE_FIXED))
     from aligndepth.audit import AuditConfig
     parts = {f.name for f in fields(AuditConfig)} - {f.name for f in fields(RunSettings)}
-    assert parts == {"experiments", "configs"}, parts  # one config per registered experiment
+    # one config per registered experiment; shard: the worker's share (--shard, ShardOpt)
+    assert parts == {"experiments", "configs", "shard"}, parts
     for name, cls in EXPERIMENT_CONFIGS.items():
         assert isinstance(getattr(AuditConfig(), name), cls)
 

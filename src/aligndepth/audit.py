@@ -9,11 +9,13 @@ with one experiment.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from aligndepth.cluster import finish_run, open_run
 from aligndepth.data.loading import resolve_data
 from aligndepth.data.schemas import HarmfulPair, PromptRecord
 from aligndepth.errors import AlignDepthError
@@ -30,8 +32,8 @@ from aligndepth.judges.scope import check_judging, measures
 from aligndepth.models import LoadConfig, load_pair, load_tokenizer
 from aligndepth.prompts import PromptFormat
 from aligndepth.report.categories import MANIFEST_KEY, category_index
-from aligndepth.report.render import render_report
-from aligndepth.runs import Run, file_digest
+from aligndepth.runs import file_digest
+from aligndepth.shards import Shard, parse_shard, worker_shard
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +49,18 @@ class AuditConfig(RunSettings):
     the same way (``config.prefill``); an experiment not given starts from its entry's
     audit config (:meth:`~aligndepth.experiments_registry.Experiment.start_config`).
     ``experiments`` defaults to those the audit runs (every entry with ``in_audit``).
+    ``shard``: this worker's share of a sharded run (``"I/N"`` or a
+    :class:`~aligndepth.shards.Shard`; under torchrun RANK/WORLD_SIZE, see
+    :mod:`aligndepth.cluster`); not part of the run's identity.
     """
 
     experiments: tuple[str, ...] = ()
     configs: dict[str, Any] = field(default_factory=dict)
+    shard: Shard | None = None
 
     def __init__(self, *, experiments: tuple[str, ...] | None = None,
-                 configs: dict[str, Any] | None = None, **given: Any) -> None:
+                 configs: dict[str, Any] | None = None, shard: str | Shard | None = None,
+                 **given: Any) -> None:
         settings = {k: given.pop(k) for k in list(given) if k in _SETTINGS}
         for f in fields(RunSettings):
             default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
@@ -65,6 +72,7 @@ class AuditConfig(RunSettings):
         object.__setattr__(self, "experiments",
                            audit_names() if experiments is None else tuple(experiments))
         object.__setattr__(self, "configs", merged)
+        object.__setattr__(self, "shard", parse_shard(shard))
         self.__post_init__()
 
     def __post_init__(self) -> None:
@@ -306,6 +314,10 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
     model is then dropped from ``setup`` and its memory returned, before the experiments
     that read only the aligned model (every record is the same in any order: each unit's
     seed depends only on the run seed and the unit's name).
+
+    With ``config.shard`` (or under torchrun) this worker runs its share of the units
+    (:mod:`aligndepth.cluster`) and returns the summary only when it renders the run,
+    else ``{"shard": "I/N", "missing": ...}``.
     """
     readers = base_readers(config)
     if readers and "base" not in setup.pair.roles:
@@ -350,7 +362,7 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
     if any(setup.role(r)[0].served is not None for r in setup.pair.roles):
         check_servable(config.experiments)
     check_contexts(setup, prompts, config)  # before anything is written
-    run = Run.open(out, manifest, overwrite=overwrite)
+    run = open_run(setup, out, manifest, overwrite, worker_shard(config.shard, os.environ))
     order = [*readers, *(name for name in config.experiments if name not in readers)]
     for entry in chosen(order):
         if release_base and entry.name not in readers and "base" in setup.pair.roles:
@@ -358,7 +370,7 @@ def run_experiments(setup: Setup, out: str | Path, config: AuditConfig,
             setup.pair.release_base()
         log.info("running %s", entry.name)
         call(entry.run, setup, run, *_taken(entry, inputs), getattr(config, entry.name))
-    return render_report(run.path)
+    return finish_run(run)
 
 
 def _taken(entry: Any, inputs: Inputs) -> list[Any]:

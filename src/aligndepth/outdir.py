@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from aligndepth.errors import AlignDepthError
-from aligndepth.locking import LOCK_NAME
+from aligndepth.locking import is_lock_name
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def is_ours(entry: Path) -> bool:
     name = entry.name
     if entry.is_dir() and not entry.is_symlink():
         return name in OWN_FOLDERS
-    if name == LOCK_NAME:
+    if is_lock_name(name):
         return True
     if name.endswith(TEMP_SUFFIX):
         name = name.removesuffix(TEMP_SUFFIX)
@@ -112,7 +112,7 @@ def directory_kind(root: Path) -> str:
         return "missing"
     if not root.is_dir():
         raise AlignDepthError(f"--out '{root}' is a file, not a directory: choose a directory")
-    names = {p.name for p in root.iterdir() if p.name != LOCK_NAME and not is_leftover(p)}
+    names = {p.name for p in root.iterdir() if not is_lock_name(p.name) and not is_leftover(p)}
     if not names:
         return "empty"
     if MANIFEST in names:
@@ -128,7 +128,7 @@ def clear_directory(root: Path) -> list[str]:
     them (a user's notes, say)."""
     kept = []
     for entry in sorted(root.iterdir()):
-        if entry.name == LOCK_NAME:
+        if is_lock_name(entry.name):
             continue
         if not is_ours(entry):
             kept.append(entry.name + ("/" if entry.is_dir() else ""))
@@ -143,6 +143,7 @@ def listing(root: Path, most: int = 4, ours: bool = False) -> str:
     """The first ``most`` entries of ``root`` (folders with a slash; only those aligndepth
     wrote when ``ours``), and how many more."""
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
-                   if p.name != LOCK_NAME and not is_leftover(p) and (is_ours(p) or not ours))
+                   if not is_lock_name(p.name) and not is_leftover(p)
+                   and (is_ours(p) or not ours))
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")

@@ -40,6 +40,13 @@ from aligndepth.outdir import (
     listing,
     remove_leftovers,
 )
+from aligndepth.run_files import (
+    append_whole,
+    in_plan_order,
+    parse_lines,
+    plan_files,
+    record_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +156,22 @@ class Run:
                                   f"({exc.strerror}): choose a writable --out") from None
         lock_directory(root)
         remove_leftovers(root)
+        full, resumed = cls.create_or_resume(root, manifest, kind, overwrite)
+        run = cls(root, full, writable=True)
+        run.resumed = resumed
+        return run
+
+    @staticmethod
+    def create_or_resume(root: Path, manifest: dict[str, Any], kind: str, overwrite: bool
+                         ) -> tuple[dict[str, Any], bool]:
+        """The manifest of the locked directory ``root`` (see :meth:`open`): the one
+        there if it matches ``manifest`` (then ``True``: a resume), else ``manifest``,
+        written after the directory is cleared."""
         old = _read_manifest(root, overwrite)
         if old is not None:
             diff = _differences(old, manifest)
             if not diff:
-                run = cls(root, old, writable=True)
-                run.resumed = True
-                return run
+                return old, True
             if not overwrite:
                 raise AlignDepthError(
                     f"'{root}' holds a run with a different {', '.join(diff)}: choose another "
@@ -177,7 +193,7 @@ class Run:
             raise AlignDepthError(f"could not write '{root / MANIFEST}' ({exc.strerror}): "
                                   "free space or fix the directory, then rerun the same "
                                   "command") from None
-        return cls(root, full, writable=True)
+        return full, False
 
     @classmethod
     def load(cls, path: str | Path, writable: bool = False) -> Run:
@@ -214,13 +230,25 @@ class Run:
         parse is reported; in a run opened for writing it is moved to
         ``records/<experiment>.rejected.jsonl`` (see :meth:`_heal`).
         """
-        path = self.records_path(experiment)
-        if not path.is_file():
-            return []
-        good, bad = _parse_lines(path.read_bytes())
+        files = record_files(self.path / "records", experiment)
+        out = [r for path in files for r in self._read(path)]
+        return in_plan_order(out, self.planned(experiment)) if len(files) > 1 else out
+
+    def may_heal(self, path: Path) -> bool:
+        """Whether this run may rewrite the records file ``path`` (see :meth:`_heal`)."""
+        return self.writable
+
+    def owns(self, experiment: str, unit: str) -> bool:
+        """Whether this process runs the unit ``unit`` of ``experiment`` (a sharded run's
+        worker runs its share: :class:`aligndepth.shards.ShardedRun`)."""
+        return True
+
+    def _read(self, path: Path) -> list[dict[str, Any]]:
+        """The complete records of one records file (see :meth:`records`)."""
+        good, bad = parse_lines(path.read_bytes())
         if bad:
             lines = ", ".join(str(n) for n, _ in bad[:10]) + (" ..." if len(bad) > 10 else "")
-            if self.writable:
+            if self.may_heal(path):
                 self._heal(path, good, bad)
                 log.warning("%s: %d unreadable line(s) (line %s) moved to %s", path, len(bad),
                             lines, path.with_suffix(".rejected.jsonl").name)
@@ -257,7 +285,7 @@ class Run:
         payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _append_whole(path, payload.encode("utf-8"))
+            append_whole(path, payload.encode("utf-8"))
         except OSError as exc:
             raise AlignDepthError(f"could not write records to '{path}' ({exc.strerror}): "
                                   "free space or fix the directory, then rerun the same "
@@ -273,7 +301,7 @@ class Run:
         path = self.records_path(experiment)
         if not gone or not path.is_file():
             return 0
-        good, _ = _parse_lines(path.read_bytes())
+        good, _ = parse_lines(path.read_bytes())
         kept = [raw for raw, r in good if r["key"] not in gone]
         atomic_write(path, b"".join(kept))
         self._done.pop(experiment, None)
@@ -285,13 +313,21 @@ class Run:
     def planned(self, experiment: str) -> dict[str, list[str]] | None:
         """Unit name -> record keys of every unit ``experiment`` planned (``None``: it
         never started), as :meth:`pending` saw them."""
-        path = self.plan_path(experiment)
-        return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+        files = plan_files(self.path / "records", experiment)
+        if not files:
+            return None
+        plan: dict[str, list[str]] = {}
+        for path in files:  # a sharded run's workers each plan every unit
+            plan.update(json.loads(path.read_text(encoding="utf-8")))
+        return plan
 
-    def pending(self, experiment: str, units: Iterable[Unit]) -> list[Unit]:
+    def pending(self, experiment: str, units: Iterable[Unit], group: str | None = None
+                ) -> list[Unit]:
         """Units not yet complete, in their original order (a resumed run says how many
         were already done). The units are added to the experiment's plan first, so a
-        report knows what an interrupted run left undone."""
+        report knows what an interrupted run left undone. A sharded run's worker gets
+        only its own units; ``group`` names units that are one piece of work (a search
+        over them all), which the worker that owns ``group`` takes whole."""
         done = self.done_keys(experiment)
         units = list(units)
         plan = self.planned(experiment) or {}
@@ -299,61 +335,17 @@ class Run:
             plan.update({u.name: list(u.keys) for u in units})
             self.plan_path(experiment).parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.plan_path(experiment), json.dumps(plan))
-        todo = [u for u in units if not set(u.keys) <= done]
-        if self.resumed and len(todo) < len(units):
+        mine = [u for u in units if self.owns(experiment, group or u.name)]
+        todo = [u for u in mine if not set(u.keys) <= done]
+        if self.resumed and len(todo) < len(mine):
             log.warning("%s: resuming, %d of %d units already done", experiment,
-                        len(units) - len(todo), len(units))
+                        len(mine) - len(todo), len(mine))
         return todo
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
         atomic_write(path, json.dumps(obj, indent=2, default=str))
         return path
-
-
-def _parse_lines(data: bytes) -> tuple[list[tuple[bytes, dict[str, Any]]],
-                                       list[tuple[int, bytes]]]:
-    """Split a records file into parsed records (with their raw line) and unreadable
-    lines (1-based line number, raw); an unterminated last line is a torn write, dropped."""
-    good: list[tuple[bytes, dict[str, Any]]] = []
-    bad: list[tuple[int, bytes]] = []
-    lines = data.splitlines(keepends=True)
-    for n, raw in enumerate(lines, 1):
-        if not raw.endswith(b"\n"):
-            break  # torn last line
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            record = None
-        if isinstance(record, dict) and "key" in record:
-            good.append((raw, record))
-        else:
-            bad.append((n, raw))
-    return good, bad
-
-
-def _append_whole(path: Path, payload: bytes) -> None:
-    """Append ``payload`` in one write; on failure the file is cut back to its old size."""
-    size = path.stat().st_size if path.exists() else 0
-    if size:
-        with path.open("rb") as fh:
-            fh.seek(size - 1)
-            torn = fh.read(1) != b"\n"
-        if torn:  # a record cut short by a killed write
-            data = path.read_bytes()
-            size = data.rfind(b"\n") + 1
-            os.truncate(path, size)
-            log.warning("dropped a torn record at the end of %s", path)
-    with path.open("ab") as fh:
-        try:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        except OSError:
-            fh.truncate(size)
-            raise
 
 
 def check_out(root: Path, overwrite: bool) -> str:

@@ -134,6 +134,8 @@ def run_universal(setup: Setup, run: Run, prompts: Sequence[PromptRecord],
     returns the summary."""
     from aligndepth.attacks.gcg import NAME, check_gcg, gcg_targets, summarize_gcg
 
+    if not run.owns(NAME, "universal"):  # one search over all prompts: one worker's
+        return summarize_gcg(run.records(NAME))
     model, _ = setup.role(target_model)
     items = gcg_targets(prompts, pairs, model.tokenizer, config)
     train, heldout = split_prompts(items, config)
@@ -173,7 +175,7 @@ def _judge_all(setup: Setup, run: Run, attack: Any,
     suffix_ids = [int(i) for i in found["suffix_ids"]]
     units = [Unit(f"gcg-universal#{b}", [f"gcg|{p.id}" for p, _, _ in chunk], chunk)
              for b, chunk in enumerate(chunked(items, setup.batch_size))]
-    todo = run.pending(NAME, units)
+    todo = run.pending(NAME, units, group="universal")
     pair = torch.tensor([attack.initial_suffix(), suffix_ids], device=attack.device)
     with progress_bar("GCG universal answers", len(todo), setup.show_progress) as advance:
         for unit in todo:

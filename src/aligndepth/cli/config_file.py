@@ -22,7 +22,7 @@ from aligndepth.outdir import atomic_write
 
 CONFIG_NAME = "config.yaml"
 #: Options never written to a run's config.yaml (they do not shape results).
-NOT_RECORDED = ("config_file", "quiet", "overwrite", "resume")
+NOT_RECORDED = ("config_file", "quiet", "overwrite", "resume", "shard")
 
 
 def _yaml() -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -56,6 +57,7 @@ from aligndepth.cli.shared_options import (
     SafeData,
     SampleN,
     Seed,
+    ShardOpt,
     Stops,
     _judge_options,
     _phrases,
@@ -90,7 +92,7 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
          engine_url: str | None, engine_model: str | None, base_engine_url: str | None,
          aligned_engine_url: str | None, base_engine_model: str | None,
          aligned_engine_model: str | None, engine_option: list[str] | None,
-         context: Any) -> None:
+         shard: str | None, context: Any) -> None:
     from aligndepth.audit import (
         AuditConfig,
         base_readers,
@@ -100,12 +102,17 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
         resolve_pair,
         run_experiments,
     )
+    from aligndepth.cluster import worker_load
     from aligndepth.prompts import DEFAULT_PLAIN_TEMPLATE, PromptFormat, parse_system
     from aligndepth.runs import check_out
+    from aligndepth.shards import check_count, parse_shard, setup_lock, worker_shard
 
     config = AuditConfig(
         experiments=experiments, limit=limit, sample=sample, stop=tuple(stop or ()), seed=seed,
-        data_split=split, max_new_tokens=max_new_tokens, batch_size=batch_size, **configs)
+        data_split=split, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        shard=parse_shard(shard), **configs)
+    worker = worker_shard(config.shard, os.environ)  # --shard, or a torchrun rank's
+    load = worker_load(load)  # a torchrun rank's own GPU
     if base_format == "plain":
         bfmt = PromptFormat.plain(base_template or DEFAULT_PLAIN_TEMPLATE)
     elif base_format == "chat":
@@ -138,6 +145,8 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
         slug = "organism" if organism else Path(str(aligned)).name or "pair"
         out = Path("runs") / f"{command}-{slug}"
     check_out(Path(out).expanduser(), overwrite)
+    if worker is not None:
+        check_count(Path(out).expanduser(), worker)
     setup = open_setup(base, aligned, judge=judge, seed=seed, batch_size=batch_size,
                        max_new_tokens=max_new_tokens, show_progress=not quiet, load=load,
                        base_load=base_load, aligned_load=aligned_load,
@@ -149,7 +158,16 @@ def _run(command: str, experiments: tuple[str, ...], configs: dict[str, Any], *,
     summary = run_experiments(setup, out, config, data, overwrite=overwrite,
                               safe_data=safe_data, data_format=data_format, inputs=inputs,
                               release_base=True)
-    write_run_config(context, out)
+    if "missing" in summary:  # a worker of a sharded run that left the report to another
+        if summary["missing"] is not None:
+            typer.echo(f"shard {summary['shard']} done; the run waits for "
+                       f"{summary['missing']}: `aligndepth report {out}` once all are done")
+        return
+    if worker is None:
+        write_run_config(context, out)
+    else:
+        with setup_lock(Path(out).expanduser()):
+            write_run_config(context, out)
     _print_summary(summary, out)
 
 
@@ -260,7 +278,8 @@ def _experiment_command(command: str, experiments: str, doc: str, choosable: boo
             system_placement: Placement = "system",
             base_device: BaseDevice = None, aligned_device: AlignedDevice = None,
             refusal_phrases: Phrases = None,
-            safe_data: SafeData = None, experiments: str = experiments,
+            safe_data: SafeData = None, shard: ShardOpt = None,
+            experiments: str = experiments,
             config_file: ConfigFile = None, quiet: Quiet = False,
             **options: Any) -> None:
         _refuse_unused(ctx, command)

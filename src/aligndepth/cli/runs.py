@@ -43,6 +43,9 @@ def report_cmd(
 
         print_evaluation(render_evaluation(run_dir), run_dir)
         return
+    from aligndepth.shards import require_complete
+
+    require_complete(run_dir)  # a sharded run renders once all its shards are done
     _print_summary(render_report(run_dir, judge), report_dir(run_dir, judge))
 
 

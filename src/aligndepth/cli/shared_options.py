@@ -33,6 +33,10 @@ Out = Annotated[Path | None, typer.Option(help="Run directory (default: runs/<co
                                           "<models>). Rerun the same command to resume.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a run directory that holds a "
                                          "different run.")]
+ShardOpt = Annotated[str | None, typer.Option(
+    "--shard", help="I/N: run worker I's share of the units of an N-worker run (a job-array "
+    "task, 0 <= I < N) into the same --out; `aligndepth report RUN` once all are done. "
+    "Under torchrun or accelerate launch each rank takes its share by itself.")]
 BaseDevice = Annotated[str | None, typer.Option(
     help="Device of the base model (default: --device), e.g. to put a pair on two GPUs.",
     rich_help_panel="Model loading")]
