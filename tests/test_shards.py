@@ -132,6 +132,10 @@ def test_three_shards_equal_one_process(single: Path, tiny_organism: Path,
         n.endswith(".jsonl") and ".shard-" not in n for n in names)
     assert by_key(records(out)) == by_key(records(single))
     assert summary(out) == summary(single)
+    # the answers tables name the files the records are in
+    page = (out / "report.html").read_text()
+    assert "Every record of records/prefill.shard-*-of-3.jsonl" in page
+    assert "Every record of records/prefill.jsonl" in (single / "report.html").read_text()
     # each shard's file holds only its own units' records
     run = Run.load(out)
     for name in run.manifest["experiments"]:

@@ -42,6 +42,18 @@ def record_files(folder: Path, experiment: str) -> list[Path]:
         p for _, _, p in _shard_files(folder, experiment, ".jsonl")]
 
 
+def records_label(folder: Path, experiment: str) -> str:
+    """Where ``experiment``'s records are, for a reader: ``records/<experiment>.jsonl``, or
+    its shards' files (``records/<experiment>.shard-*-of-N.jsonl``) when it has those."""
+    shards = _shard_files(folder, experiment, ".jsonl")
+    whole = f"{folder.name}/{experiment}.jsonl"
+    if not shards:
+        return whole
+    counts = sorted({count for _, count, _ in shards})
+    names = [f"{folder.name}/{experiment}.shard-*-of-{count}.jsonl" for count in counts]
+    return " and ".join(([whole] if (folder / f"{experiment}.jsonl").is_file() else []) + names)
+
+
 def plan_files(folder: Path, experiment: str) -> list[Path]:
     """The plan files of ``experiment`` that exist, the unsharded one first."""
     main = folder / f"{experiment}.plan.json"

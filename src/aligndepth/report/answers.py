@@ -55,9 +55,9 @@ def _show(x: Any) -> str:
 
 def table_data(experiment: str, records: Sequence[Mapping[str, Any]],
                category: Callable[[Mapping[str, Any]], str | None] | None = None,
-               judge: str | None = None) -> dict[str, Any]:
+               judge: str | None = None, source: str | None = None) -> dict[str, Any]:
     """One experiment's records (re-judged by ``judge`` if given) as the table's JSON
-    (texts not yet cut)."""
+    (texts not yet cut); ``source`` names the records' files."""
     view = get(experiment).answers
     axes: list[tuple[str, Any]] = list(view.axes)
     if category is not None and any(category(r) for r in records):
@@ -73,7 +73,7 @@ def table_data(experiment: str, records: Sequence[Mapping[str, Any]],
                      _judge_text(verdict) if isinstance(verdict, Mapping) else "",
                      *(_show(field_value(fn, r)) for _, fn in axes)])
     name = rejudged_name(experiment, judge) if judge else experiment
-    return {"experiment": experiment, "records": f"records/{name}.jsonl",
+    return {"experiment": experiment, "records": source or f"records/{name}.jsonl",
             "setting": view.setting[0], "axes": [label for label, _ in axes],
             "prompts": list(prompts), "rows": rows, "page_size": PAGE_SIZE, "cut": 0}
 
@@ -134,12 +134,15 @@ def assets() -> str:
 
 def answer_blocks(records: Mapping[str, Sequence[Mapping[str, Any]]],
                   category: Callable[[Mapping[str, Any]], str | None] | None = None,
-                  judge: str | None = None, budget: int = BUDGET) -> dict[str, str]:
+                  judge: str | None = None, budget: int = BUDGET,
+                  sources: Mapping[str, str] | None = None) -> dict[str, str]:
     """``{experiment: HTML block}`` for every registered experiment that judges text and
     has records (as re-judged by ``judge``, if given), shown as its entry's ``answers``
-    view says; the first block also carries the assets."""
+    view says; the first block also carries the assets. ``sources`` names the files the
+    records came from (default ``records/<experiment>.jsonl``)."""
     names = [e.name for e in experiments() if e.judged and records.get(e.name)]
-    tables = fit([table_data(name, records[name], category, judge) for name in names],
+    tables = fit([table_data(name, records[name], category, judge,
+                             (sources or {}).get(name)) for name in names],
                  budget)
     blocks = {}
     for i, (name, table) in enumerate(zip(names, tables)):

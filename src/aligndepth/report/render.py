@@ -37,6 +37,7 @@ from aligndepth.report.completeness import (
 from aligndepth.report.depth import depth_card, quoted_lines
 from aligndepth.report.references import marks
 from aligndepth.report.sections import fmt
+from aligndepth.run_files import records_label
 from aligndepth.runs import Run
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,12 @@ log = logging.getLogger(__name__)
 
 def _records(run: Run, entry: Experiment, judge: str | None) -> list[dict[str, Any]]:
     """An experiment's records, as judged by ``judge`` (``None``: the run's own judge)."""
-    if judge is None or not entry.judged:
-        return run.records(entry.name)
-    return run.records(rejudged_name(entry.name, judge))
+    return run.records(_records_name(entry, judge))
+
+
+def _records_name(entry: Experiment, judge: str | None) -> str:
+    """The records name (``Run.records``) of ``entry`` as judged by ``judge``."""
+    return entry.name if judge is None or not entry.judged else rejudged_name(entry.name, judge)
 
 
 def run_units(run: Run, judge: str | None = None) -> Units:
@@ -298,7 +302,10 @@ def render_report(path: str | Path, judge: str | None = None) -> dict[str, Any]:
         log.warning("%s", warning)
     images = _plots(run, summary, root, judge)
     images.update(category_plots(summary, root / "plots", titles()))
+    names = {e.name: _records_name(e, judge) for e in experiments()}
     blocks = answer_blocks({e.name: _records(run, e, judge) for e in experiments()},
-                           category_lookup(run.manifest), judge)
+                           category_lookup(run.manifest), judge,
+                           sources={e: records_label(run.path / "records", name)
+                                    for e, name in names.items()})
     write_report_files(root, _markdown(run, summary, images, root, blocks), images, blocks)
     return summary
