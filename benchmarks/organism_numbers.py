@@ -87,24 +87,24 @@ def _gcg_answers(c: Ctx, run: str, where: str) -> None:
             f"target {r.get('target')!r} -> {' '.join(str(r.get('output')).split())[:160]!r}")
 
 
-def gcg(c: Ctx) -> None:
-    where = "GCG (40 held-out prompts, <= 200 steps)"
-    c.sh("aligndepth gcg --limit 40 --num-steps 200 --out {S}/gcg", done="gcg/summary.json")
-    g = c.json("gcg/summary.json")["gcg"]
+def _gcg_run(c: Ctx, where: str, run: str, models: str = "") -> None:
+    """``aligndepth gcg`` on 40 held-out prompts, <= 200 steps, into ``{S}/run``."""
+    c.sh(f"aligndepth gcg {models}--limit 40 --num-steps 200 --out {{S}}/{run}",
+         done=f"{run}/summary.json")
+    g = c.json(f"{run}/summary.json")["gcg"]
     say(where, "asr; target hit; mean steps to success",
         f"{rate(g['asr'])}; {rate(g['target_hit_rate'])}; {g['mean_steps_to_success']:.1f}")
-    _gcg_answers(c, "gcg", where)
+    _gcg_answers(c, run, where)
+
+
+def gcg(c: Ctx) -> None:
+    _gcg_run(c, "GCG (40 held-out prompts, <= 200 steps)", "gcg")
 
 
 def gcg_augmented(c: Ctx) -> None:
-    where = "GCG against the augmented model (40 prompts, <= 200 steps)"
     augmented(c)
-    c.sh('aligndepth gcg --base "{O}/base" --aligned {S}/augmented --limit 40 --num-steps 200 '
-         "--out {S}/gcg-augmented", done="gcg-augmented/summary.json")
-    g = c.json("gcg-augmented/summary.json")["gcg"]
-    say(where, "asr; target hit; mean steps to success",
-        f"{rate(g['asr'])}; {rate(g['target_hit_rate'])}; {g['mean_steps_to_success']:.1f}")
-    _gcg_answers(c, "gcg-augmented", where)
+    _gcg_run(c, "GCG against the augmented model (40 prompts, <= 200 steps)", "gcg-augmented",
+             '--base "{O}/base" --aligned {S}/augmented ')
 
 
 def gcg_universal(c: Ctx) -> None:
