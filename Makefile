@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 # The CPU build of torch; override (e.g. TORCH_SPEC="torch") on a GPU machine.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# Worker processes for the fast tests (pytest-xdist); 0 runs them all in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install browser demo test test-slow test-all check bench clean
 
@@ -30,9 +32,9 @@ browser:
 	       || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } \
 	  || echo "no chromium (not root, or no apt-get): the report's browser tests are skipped"
 
-# Unit, family, judge and CLI tests (what CI runs).
+# Unit, family, judge and CLI tests (what CI runs), in $(TEST_WORKERS) processes.
 test: install browser
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS)
 
 # The papers' phenomena on the standard organism (builds it once into the user cache).
 test-slow: install
