@@ -33,7 +33,7 @@ def kill_point(name: str, total: int) -> tuple[int, str]:
     return rng.randint(1, total - 1), rng.choice(MOMENTS)
 
 
-def _die_at(count: int, moment: str) -> None:
+def die_at(count: int, moment: str) -> None:
     """Make this process SIGKILL itself when its records reach ``count`` (see the module)."""
     append = Run.append
     written = 0
@@ -70,7 +70,7 @@ def killed_at(argv: Sequence[str], count: int, moment: str) -> None:
             quiet = os.open(os.devnull, os.O_WRONLY)
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
-            _die_at(count, moment)
+            die_at(count, moment)
             from aligndepth.cli import main
 
             main(list(argv))

@@ -191,3 +191,35 @@ def test_two_torchrun_ranks_equal_one_process(single: Path, tiny_organism: Path,
     assert {p.name for p in (out / "records").glob("*.shard-*-of-2.jsonl")}
     assert by_key(records(out)) == by_key(records(single))
     assert summary(out) == summary(single)
+
+
+def _torchrun(argv: list[str], script: list[str], env: dict[str, str]
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+         "2", *script, *argv], env=env, capture_output=True, text=True, timeout=600,
+        check=False)
+
+
+def test_a_killed_torchrun_rank_reruns_to_the_same_records(single: Path, tiny_organism: Path,
+                                                            tmp_path: Path) -> None:
+    """kill -9 of rank 1 mid-run ends the launch (torchrun stops the other rank); the same
+    launch again completes the run, nothing lost or doubled, equal to one process."""
+    out = tmp_path / "torchrun-killed"
+    run = Run.load(single)
+    mine = sum(owner(e, u, 2) == 1 for e in run.manifest["experiments"]
+               for u in run.planned(e) or {})
+    count, moment = kill_point("torchrun rank 1/2", mine)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+           "OMP_NUM_THREADS": "1", "KILL_RANK": "1", "KILL_COUNT": str(count),
+           "KILL_MOMENT": moment}
+    killed = _torchrun(_argv(tiny_organism, out), [str(ROOT / "tests" / "torchrun_kill.py")],
+                       env)
+    assert killed.returncode != 0 and not (out / "summary.json").exists()
+    assert "SIGKILL" in killed.stderr, killed.stderr[-2000:]  # rank 1 died as planned
+    assert any((out / "records").glob("*.shard-1-of-2.jsonl"))  # rank 1 had started
+    env["KILL_RANK"] = "none"
+    done = _torchrun(_argv(tiny_organism, out), ["-m", "aligndepth"], env)
+    assert done.returncode == 0, [line for line in done.stderr.splitlines() if "rror" in line]
+    assert by_key(records(out)) == by_key(records(single))
+    assert summary(out) == summary(single)
