@@ -68,7 +68,7 @@ def recipe_show(name: RecipeName) -> None:
     lines += [f"  {s.name}: aligndepth {s.command} {_flags(s.options)}".rstrip()
               for s in recipe.steps]
     took = (f" ({recipe.organism_time} on 2 CPU cores, measured, once the organism is built: "
-            f"its first build takes about 3.5 min)" if recipe.organism_time else "")
+            f"its first build takes 5 to 12 min)" if recipe.organism_time else "")
     lines.append(f"on the organism also: {_flags(recipe.organism) or '(nothing)'}{took}")
     lines.append("quoted from the paper:")
     lines += [f"  {q['model']}, {_names(q['dataset'])}, judge {_names(q['judge'])}, "
