@@ -88,8 +88,9 @@ def _gcg_answers(c: Ctx, run: str, where: str) -> None:
 
 
 def _gcg_run(c: Ctx, where: str, run: str, models: str = "") -> None:
-    """``aligndepth gcg`` on 40 held-out prompts, <= 200 steps, into ``{S}/run``."""
-    c.sh(f"aligndepth gcg {models}--limit 40 --num-steps 200 --out {{S}}/{run}",
+    """``aligndepth gcg`` on a seeded sample of 40 held-out prompts, <= 200 steps, into
+    ``{S}/run``."""
+    c.sh(f"aligndepth gcg {models}--sample 40 --num-steps 200 --out {{S}}/{run}",
          done=f"{run}/summary.json")
     g = c.json(f"{run}/summary.json")["gcg"]
     say(where, "asr; target hit; mean steps to success",
